@@ -1,0 +1,161 @@
+//! `sunlight-agent`: the command line of the township box.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use sunlight_agent::{AgentConfig, Outbox};
+
+#[derive(Parser)]
+#[command(
+    name = "sunlight-agent",
+    version,
+    about = "Sunlight township box: records punches, cases and snapshots and syncs them to the county hub"
+)]
+struct Cli {
+    /// The agent's config file.
+    #[arg(long, short, global = true, default_value = "/etc/sunlight/agent.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data directory and this box's signing key; print the public key for the hub.
+    Init,
+    /// Run the agent (intake, outbox, sync, health).
+    Run,
+    /// Show the link, backlog and last ack of the running agent (or of its outbox if it is stopped).
+    Status,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), sunlight_agent::Error> {
+    let config = AgentConfig::load(&cli.config)?;
+    match cli.command {
+        Command::Init => {
+            let key = sunlight_agent::run::init(&config)?;
+            println!("{}", key.public());
+            eprintln!(
+                "Signing key ready at {}.\nRegister this box at the hub:\n  sunlight-hub device add --site {} --device {} --pubkey {}",
+                config.key_path().display(),
+                config.site,
+                config.device,
+                key.public()
+            );
+            Ok(())
+        }
+        Command::Run => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| sunlight_agent::Error::io("starting the runtime", e))?;
+            rt.block_on(sunlight_agent::run::run(config))
+        }
+        Command::Status => status(&config),
+    }
+}
+
+fn status(config: &AgentConfig) -> Result<(), sunlight_agent::Error> {
+    let url = format!("http://{}/api/v1/status", config.intake.listen);
+    if let Some(live) = fetch_status(&url) {
+        let link = &live["link"];
+        let backlog = &live["backlog"];
+        println!(
+            "agent      {}/{} v{} (running)",
+            live["site"].as_str().unwrap_or("?"),
+            live["device"].as_str().unwrap_or("?"),
+            live["version"].as_str().unwrap_or("?")
+        );
+        println!(
+            "broker     {} — {}",
+            link["broker"].as_str().unwrap_or("?"),
+            if link["connected"].as_bool() == Some(true) {
+                "connected"
+            } else {
+                "NOT connected"
+            }
+        );
+        if let Some(e) = link["last_error"].as_str() {
+            println!("last error {e}");
+        }
+        print_backlog(backlog);
+        println!("last ack   {}", fmt_ms(link["last_ack_ms"].as_i64()));
+        println!(
+            "clock      {}",
+            live["clock_offset_ms"]
+                .as_i64()
+                .map(|o| format!("hub − box = {o} ms"))
+                .unwrap_or_else(|| "offset not yet measured".into())
+        );
+        return Ok(());
+    }
+    let backlog = Outbox::inspect(&config.outbox_path())?;
+    println!(
+        "agent      {}/{} (NOT running: nothing answered at {url})",
+        config.site, config.device
+    );
+    print_backlog(&serde_json::to_value(&backlog).unwrap_or_default());
+    Ok(())
+}
+
+fn print_backlog(b: &serde_json::Value) {
+    println!(
+        "backlog    {} events, {} bytes (seq {} acked of {})",
+        b["events"], b["bytes"], b["acked_seq"], b["head_seq"]
+    );
+    let oldest = b["oldest_ms"].as_i64();
+    let age = oldest.map(|ms| (chrono::Utc::now().timestamp_millis() - ms) / 1000);
+    println!(
+        "oldest     {}",
+        age.map(|s| format!("unsent for {s} s"))
+            .unwrap_or_else(|| "nothing unsent".into())
+    );
+}
+
+fn fmt_ms(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| "never".into())
+}
+
+/// A tiny blocking HTTP GET on the LAN intake port (no client library needed for one request).
+fn fetch_status(url: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (addr, path) = rest.split_once('/')?;
+    let mut stream = std::net::TcpStream::connect_timeout(
+        &addr.parse().ok()?,
+        std::time::Duration::from_secs(2),
+    )
+    .ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
+}

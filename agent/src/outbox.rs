@@ -1,0 +1,531 @@
+//! The durable outbox: every accepted event is in SQLite (WAL, `synchronous=FULL`) before anyone is
+//! told "recorded", and leaves only when the hub has acknowledged it.
+//!
+//! One writer thread owns the write connection. Appenders hand it their events through a bounded
+//! channel and wait; the writer takes everything queued, writes it in one transaction and commits
+//! once (group commit), so concurrent appends share one fsync. The `seq` and the chain hash are given
+//! inside that transaction, from a chain head that is kept in the same database. Acks delete rows in
+//! the same serial order. Readers (sync, status) use their own connection; WAL lets them read while
+//! the writer writes. Memory is bounded by the channel and the batch size, never by the backlog.
+
+use crate::error::Error;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use sunlight_protocol::{DeviceId, EventDraft, EventHash, GENESIS, SiteId};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Requests queued for the writer, at most; appenders wait beyond that (back-pressure).
+const QUEUE: usize = 1024;
+/// Events written in one transaction, at most.
+const GROUP_EVENTS: usize = 8192;
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: EventHash,
+}
+
+/// An event as stored, ready to be put in a batch.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: u64,
+    pub prev: EventHash,
+    pub canonical: Vec<u8>,
+}
+
+/// Backlog figures for status and health.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Backlog {
+    /// Highest seq given out.
+    pub head_seq: u64,
+    /// Highest seq the hub acknowledged.
+    pub acked_seq: u64,
+    /// Events not yet acknowledged.
+    pub events: u64,
+    /// Their canonical bytes.
+    pub bytes: u64,
+    /// Unix ms when the oldest of them was accepted.
+    pub oldest_ms: Option<i64>,
+}
+
+enum Request {
+    Append(
+        Vec<EventDraft>,
+        oneshot::Sender<Result<Vec<Appended>, Error>>,
+    ),
+    Ack(u64, oneshot::Sender<Result<(), Error>>),
+}
+
+/// Handle to the outbox; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Request>,
+    reader: Arc<Mutex<Connection>>,
+    path: Arc<PathBuf>,
+    appended: Arc<Notify>,
+}
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |source| Error::Db {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn open(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path).map_err(db_err(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db_err(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err(path))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db_err(path))?;
+    Ok(conn)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity (id INTEGER PRIMARY KEY CHECK (id = 1), site TEXT NOT NULL, device TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL, hash BLOB NOT NULL, acked INTEGER NOT NULL, bytes INTEGER NOT NULL);
+INSERT OR IGNORE INTO head (id, seq, hash, acked, bytes) VALUES (1, 0, zeroblob(32), 0, 0);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, prev BLOB NOT NULL, hash BLOB NOT NULL, kind TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, canonical BLOB NOT NULL);
+";
+
+struct Head {
+    seq: u64,
+    hash: EventHash,
+    acked: u64,
+    bytes: u64,
+}
+
+fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+    conn.query_row(
+        "SELECT seq, hash, acked, bytes FROM head WHERE id = 1",
+        [],
+        |r| {
+            let hash: Vec<u8> = r.get(1)?;
+            Ok(Head {
+                seq: r.get::<_, i64>(0)? as u64,
+                hash: EventHash::from_slice(&hash).unwrap_or(GENESIS),
+                acked: r.get::<_, i64>(2)? as u64,
+                bytes: r.get::<_, i64>(3)? as u64,
+            })
+        },
+    )
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox of `site`/`device` at `path` and starts its writer thread.
+    pub fn open(path: &Path, site: &SiteId, device: &DeviceId) -> Result<Outbox, Error> {
+        let writer = open(path)?;
+        writer.execute_batch(SCHEMA).map_err(db_err(path))?;
+        let owner: Option<(String, String)> = writer
+            .query_row("SELECT site, device FROM identity WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db_err(path))?;
+        match owner {
+            None => {
+                writer
+                    .execute(
+                        "INSERT INTO identity (id, site, device) VALUES (1, ?1, ?2)",
+                        params![site.as_str(), device.as_str()],
+                    )
+                    .map_err(db_err(path))?;
+            }
+            Some((s, d)) if s == site.as_str() && d == device.as_str() => {}
+            Some((s, d)) => {
+                return Err(Error::WrongDevice {
+                    path: path.into(),
+                    found: format!("{s}/{d}"),
+                    expected: format!("{site}/{device}"),
+                });
+            }
+        }
+        let head = read_head(&writer).map_err(db_err(path))?;
+        let reader = open(path)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let appended = Arc::new(Notify::new());
+        let notify = appended.clone();
+        let wpath = path.to_owned();
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || {
+                Writer {
+                    conn: writer,
+                    head,
+                    path: wpath,
+                    notify,
+                }
+                .run(rx)
+            })
+            .map_err(|e| Error::io("starting the outbox writer thread", e))?;
+        Ok(Outbox {
+            tx,
+            reader: Arc::new(Mutex::new(reader)),
+            path: Arc::new(path.to_owned()),
+            appended,
+        })
+    }
+
+    /// Appends events in order; returns once they are durable on disk.
+    pub async fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Appended>, Error> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Append(drafts, reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Appends one event; returns once it is durable on disk.
+    pub async fn append_one(&self, draft: EventDraft) -> Result<Appended, Error> {
+        let mut done = self.append(vec![draft]).await?;
+        done.pop().ok_or(Error::Closed)
+    }
+
+    /// The hub committed everything up to `through_seq`: forget it.
+    pub async fn ack(&self, through_seq: u64) -> Result<(), Error> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Ack(through_seq, reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Woken after every commit that added events.
+    pub fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
+    }
+
+    /// Up to `max_events` stored events from `from_seq` on, in order, stopping near `max_bytes`.
+    /// Blocking: call from a blocking context.
+    pub fn read_from(
+        &self,
+        from_seq: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let conn = self.reader.lock().map_err(|_| Error::Closed)?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, prev, canonical FROM events WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(db_err(&self.path))?;
+        let mut rows = stmt
+            .query(params![from_seq as i64, max_events as i64])
+            .map_err(db_err(&self.path))?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some(row) = rows.next().map_err(db_err(&self.path))? {
+            let prev: Vec<u8> = row.get(1).map_err(db_err(&self.path))?;
+            let canonical: Vec<u8> = row.get(2).map_err(db_err(&self.path))?;
+            bytes += canonical.len() + 80;
+            out.push(StoredEvent {
+                seq: row.get::<_, i64>(0).map_err(db_err(&self.path))? as u64,
+                prev: EventHash::from_slice(&prev).unwrap_or(GENESIS),
+                canonical,
+            });
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Backlog figures. Blocking: call from a blocking context.
+    pub fn backlog(&self) -> Result<Backlog, Error> {
+        let conn = self.reader.lock().map_err(|_| Error::Closed)?;
+        backlog(&conn).map_err(db_err(&self.path))
+    }
+
+    /// Backlog figures of an outbox file, read without starting a writer (for `sunlight-agent status`).
+    pub fn inspect(path: &Path) -> Result<Backlog, Error> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(db_err(path))?;
+        backlog(&conn).map_err(db_err(path))
+    }
+
+    /// `PRAGMA integrity_check` on the reader connection: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, Error> {
+        let conn = self.reader.lock().map_err(|_| Error::Closed)?;
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(db_err(&self.path))
+    }
+}
+
+fn backlog(conn: &Connection) -> rusqlite::Result<Backlog> {
+    let head = read_head(conn)?;
+    let oldest_ms = conn
+        .query_row(
+            "SELECT created_ms FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1",
+            [head.acked as i64],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(Backlog {
+        head_seq: head.seq,
+        acked_seq: head.acked,
+        events: head.seq.saturating_sub(head.acked),
+        bytes: head.bytes,
+        oldest_ms,
+    })
+}
+
+struct Writer {
+    conn: Connection,
+    head: Head,
+    path: PathBuf,
+    notify: Arc<Notify>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut group = vec![first];
+            let mut events = group_events(&group[0]);
+            while events < GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        events += group_events(&req);
+                        group.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    /// Writes a group in one transaction. On failure nothing of it is kept and every waiter is told.
+    fn commit_group(&mut self, group: Vec<Request>) {
+        let before = Head {
+            seq: self.head.seq,
+            hash: self.head.hash,
+            acked: self.head.acked,
+            bytes: self.head.bytes,
+        };
+        let result = self.write(&group);
+        let added = self.head.seq > before.seq;
+        match result {
+            Ok(mut appended) => {
+                for req in group {
+                    match req {
+                        Request::Append(drafts, reply) => {
+                            let rest = appended.split_off(drafts.len().min(appended.len()));
+                            let _ = reply.send(Ok(std::mem::replace(&mut appended, rest)));
+                        }
+                        Request::Ack(_, reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                }
+                if added {
+                    self.notify.notify_one();
+                }
+            }
+            Err(e) => {
+                self.head = before;
+                tracing::error!(path = %self.path.display(), error = %e, "outbox commit failed; nothing of this group was recorded");
+                for req in group {
+                    let err = Error::Store(e.to_string());
+                    match req {
+                        Request::Append(_, reply) => {
+                            let _ = reply.send(Err(err));
+                        }
+                        Request::Ack(_, reply) => {
+                            let _ = reply.send(Err(err));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, group: &[Request]) -> rusqlite::Result<Vec<Appended>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut appended = Vec::new();
+        let now = now_ms();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (seq, prev, hash, kind, created_ms, canonical) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM events WHERE seq <= ?1 RETURNING length(canonical)")?;
+            for req in group {
+                match req {
+                    Request::Append(drafts, _) => {
+                        for draft in drafts {
+                            let seq = self.head.seq + 1;
+                            let canonical = draft.canonical(seq);
+                            let hash = EventHash::next(&self.head.hash, &canonical);
+                            insert.execute(params![
+                                seq as i64,
+                                &self.head.hash.0[..],
+                                &hash.0[..],
+                                draft.kind().as_str(),
+                                now,
+                                &canonical
+                            ])?;
+                            self.head.bytes += canonical.len() as u64;
+                            self.head.seq = seq;
+                            self.head.hash = hash;
+                            appended.push(Appended { seq, hash });
+                        }
+                    }
+                    Request::Ack(through, _) => {
+                        let through = (*through).min(self.head.seq);
+                        if through > self.head.acked {
+                            let freed: i64 = delete
+                                .query_map([through as i64], |r| r.get::<_, i64>(0))?
+                                .collect::<rusqlite::Result<Vec<i64>>>()?
+                                .into_iter()
+                                .sum();
+                            self.head.bytes = self.head.bytes.saturating_sub(freed as u64);
+                            self.head.acked = through;
+                        }
+                    }
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE head SET seq = ?1, hash = ?2, acked = ?3, bytes = ?4 WHERE id = 1",
+            params![
+                self.head.seq as i64,
+                &self.head.hash.0[..],
+                self.head.acked as i64,
+                self.head.bytes as i64
+            ],
+        )?;
+        tx.commit()?;
+        Ok(appended)
+    }
+}
+
+fn group_events(req: &Request) -> usize {
+    match req {
+        Request::Append(drafts, _) => drafts.len(),
+        Request::Ack(..) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ids() -> (SiteId, DeviceId) {
+        (
+            SiteId::new("suixian-shangshi").unwrap(),
+            DeviceId::new("box-01").unwrap(),
+        )
+    }
+
+    fn punch(n: u32) -> EventDraft {
+        let body = json!({"staff_id": format!("{n:04}"), "direction": "in", "method": "card", "source": "t1"});
+        EventDraft::new("punch", "2026-11-23T08:29:01.120+08:00", &body).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_chain_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        let (site, device) = ids();
+        let last = {
+            let outbox = Outbox::open(&path, &site, &device).unwrap();
+            let a = outbox.append_one(punch(1)).await.unwrap();
+            let b = outbox.append(vec![punch(2), punch(3)]).await.unwrap();
+            assert_eq!((a.seq, b[0].seq, b[1].seq), (1, 2, 3));
+            let stored = tokio::task::spawn_blocking({
+                let o = outbox.clone();
+                move || o.read_from(1, 100, usize::MAX)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+            assert_eq!(stored[0].prev, GENESIS);
+            assert_eq!(stored[1].prev, a.hash);
+            assert_eq!(
+                EventHash::next(&stored[2].prev, &stored[2].canonical),
+                b[1].hash
+            );
+            b[1]
+        };
+        let outbox = Outbox::open(&path, &site, &device).unwrap();
+        let next = outbox.append_one(punch(4)).await.unwrap();
+        assert_eq!(next.seq, 4);
+        let stored = outbox.read_from(4, 1, usize::MAX).unwrap();
+        assert_eq!(stored[0].prev, last.hash);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_share_commits_and_get_unique_seqs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (site, device) = ids();
+        let outbox = Outbox::open(&dir.path().join("o.db"), &site, &device).unwrap();
+        let tasks: Vec<_> = (0..200)
+            .map(|n| {
+                let o = outbox.clone();
+                tokio::spawn(async move { o.append_one(punch(n)).await.unwrap().seq })
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in tasks {
+            seqs.push(t.await.unwrap());
+        }
+        seqs.sort();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
+        assert_eq!(outbox.integrity_check().unwrap(), "ok");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_delete_and_backlog_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (site, device) = ids();
+        let path = dir.path().join("o.db");
+        let outbox = Outbox::open(&path, &site, &device).unwrap();
+        outbox.append((0..10).map(punch).collect()).await.unwrap();
+        let full = outbox.backlog().unwrap();
+        assert_eq!((full.head_seq, full.acked_seq, full.events), (10, 0, 10));
+        outbox.ack(4).await.unwrap();
+        let after = outbox.backlog().unwrap();
+        assert_eq!((after.acked_seq, after.events), (4, 6));
+        assert!(after.bytes < full.bytes && after.bytes > 0);
+        assert_eq!(outbox.read_from(1, 100, usize::MAX).unwrap()[0].seq, 5);
+        // An ack beyond the head is clamped; a stale ack changes nothing.
+        outbox.ack(99).await.unwrap();
+        outbox.ack(2).await.unwrap();
+        let done = Outbox::inspect(&path).unwrap();
+        assert_eq!((done.acked_seq, done.events, done.bytes), (10, 0, 0));
+        assert_eq!(outbox.append_one(punch(11)).await.unwrap().seq, 11);
+    }
+
+    #[test]
+    fn another_boxs_outbox_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.db");
+        let (site, device) = ids();
+        drop(Outbox::open(&path, &site, &device).unwrap());
+        let err = Outbox::open(&path, &site, &DeviceId::new("box-02").unwrap())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not to this box"), "{err}");
+    }
+}

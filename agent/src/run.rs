@@ -1,0 +1,131 @@
+//! Starting and stopping the agent: load config and key, open the outbox, start intake, sync and
+//! health, and stop cleanly on SIGTERM or Ctrl-C (nothing is lost either way: the outbox is durable).
+
+use crate::capture::intake_api::{self, IntakeState};
+use crate::clock::Clock;
+use crate::config::AgentConfig;
+use crate::error::Error;
+use crate::outbox::Outbox;
+use crate::sync::{LinkState, Sync};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use sunlight_protocol::DeviceKey;
+
+/// Creates the data directory and the signing key if missing; returns the key.
+pub fn init(config: &AgentConfig) -> Result<DeviceKey, Error> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        Error::io(
+            format!("creating data directory {}", config.data_dir.display()),
+            e,
+        )
+    })?;
+    let path = config.key_path();
+    if path.exists() {
+        return load_key(&path);
+    }
+    let key = DeviceKey::generate().map_err(|e| Error::Key {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    write_private(&path, key.to_hex().as_bytes())?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+pub fn load_key(path: &Path) -> Result<DeviceKey, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Key {
+        path: path.into(),
+        detail: format!("{e}; run 'sunlight-agent init' to create it"),
+    })?;
+    DeviceKey::from_hex(&text).ok_or_else(|| Error::Key {
+        path: path.into(),
+        detail: "not a 64-hex-digit ed25519 seed".into(),
+    })
+}
+
+/// Runs the agent until SIGTERM / Ctrl-C.
+pub async fn run(config: AgentConfig) -> Result<(), Error> {
+    let key = Arc::new(load_key(&config.key_path())?);
+    let tz = config.tz().map_err(|detail| Error::Config {
+        path: "agent config".into(),
+        detail,
+    })?;
+    let clock = Clock::new(tz);
+    let outbox = Outbox::open(&config.outbox_path(), &config.site, &config.device)?;
+    let link = Arc::new(Mutex::new(LinkState::default()));
+
+    let listener = tokio::net::TcpListener::bind(config.intake.listen)
+        .await
+        .map_err(|e| {
+            Error::io(
+                format!(
+                    "listening for intake on {} (set intake.listen to a free address)",
+                    config.intake.listen
+                ),
+                e,
+            )
+        })?;
+    let intake = intake_api::router(IntakeState {
+        outbox: outbox.clone(),
+        clock: clock.clone(),
+        link: link.clone(),
+        site: config.site.to_string(),
+        device: config.device.to_string(),
+    });
+    tracing::info!(site = %config.site, device = %config.device, intake = %config.intake.listen, broker = %config.hub.broker, "agent started");
+    let server = tokio::spawn(async move { axum::serve(listener, intake).await });
+
+    if config.health.interval_secs > 0 {
+        tokio::spawn(crate::health::run(
+            Duration::from_secs(config.health.interval_secs),
+            config.data_dir.clone(),
+            outbox.clone(),
+            clock.clone(),
+        ));
+    }
+    let sync = Sync {
+        config,
+        outbox,
+        key,
+        clock,
+        link,
+    };
+    tokio::select! {
+        r = sync.run() => r?,
+        r = server => { r.map_err(|e| Error::Store(e.to_string()))?.map_err(|e| Error::io("intake server", e))?; }
+        _ = shutdown_signal() => tracing::info!("stopping; unsent events stay in the outbox"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,18 @@
+//! `sunlight-hub`: the county hub.
+//!
+//! Data flows through the modules in this order: [`broker`] (an embedded MQTT broker, or any
+//! external one) → [`ingest`] (verify signature and chain, dedupe, commit, then ack) → [`store`]
+//! (the append-only event store and device registry) → [`web`] (the HTTP API). Oversight engines,
+//! notifications and reports build on the store in later steps.
+
+pub mod broker;
+pub mod error;
+pub mod ingest;
+pub mod metrics;
+pub mod store;
+pub mod web;
+
+pub use error::Error;
+
+/// This hub's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,183 @@
+//! `sunlight-hub`: the command line of the county hub.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig};
+use sunlight_hub::metrics::Metrics;
+use sunlight_hub::store::{self, Reader, Writer};
+use sunlight_hub::{Error, broker, web};
+use sunlight_protocol::{DeviceId, PublicKey, SiteId};
+
+#[derive(Parser)]
+#[command(
+    name = "sunlight-hub",
+    version,
+    about = "Sunlight county hub: ingest, store and oversight of the township boxes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Run(RunArgs),
+    /// Manage registered boxes.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Where the event store lives.
+    #[arg(long, default_value = "/var/lib/sunlight-hub")]
+    data_dir: PathBuf,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Run the embedded MQTT broker on this address (the default tier).
+    #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
+    embedded_broker: SocketAddr,
+    /// Use an external broker instead, e.g. mqtt://127.0.0.1:1883 (Mosquitto, EMQX).
+    #[arg(long)]
+    broker: Option<String>,
+    /// MQTT client id of this hub process (its session is kept by the broker).
+    #[arg(long, default_value = "sunlight-hub")]
+    client_id: String,
+    /// Largest batch accepted, in bytes.
+    #[arg(long, default_value_t = sunlight_protocol::DEFAULT_MAX_BATCH_BYTES)]
+    max_batch_bytes: usize,
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Register a box with the public key that `sunlight-agent init` printed.
+    Add {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        #[arg(long)]
+        pubkey: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn store_path(data_dir: &std::path::Path) -> Result<PathBuf, Error> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io(format!("creating data directory {}", data_dir.display()), e))?;
+    Ok(data_dir.join("hub.db"))
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Device(DeviceCommand::Add {
+            data_dir,
+            site,
+            device,
+            pubkey,
+        }) => {
+            let key = PublicKey::from_base64(&pubkey)
+                .ok_or_else(|| Error::Invalid(format!("--pubkey {pubkey:?} is not a base64 ed25519 public key (copy it from 'sunlight-agent init')")))?;
+            let added = store::add_device(&store_path(&data_dir)?, &site, &device, &key)?;
+            println!(
+                "{site}/{device} {}",
+                if added {
+                    "registered"
+                } else {
+                    "was already registered with this key"
+                }
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("starting the runtime", e))?;
+            rt.block_on(serve(args))
+        }
+    }
+}
+
+async fn serve(args: RunArgs) -> Result<(), Error> {
+    let path = store_path(&args.data_dir)?;
+    let link = match &args.broker {
+        Some(url) => {
+            let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
+                Error::Invalid(format!("--broker {url:?} must be mqtt://host:port"))
+            })?;
+            let (host, port) = rest
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .unwrap_or((rest, "1883"));
+            let port = port
+                .parse()
+                .map_err(|_| Error::Invalid(format!("--broker {url:?} has a bad port")))?;
+            BrokerLink {
+                host: host.to_owned(),
+                port,
+                client_id: args.client_id.clone(),
+            }
+        }
+        None => {
+            broker::start_embedded(args.embedded_broker)?;
+            BrokerLink {
+                host: args.embedded_broker.ip().to_string(),
+                port: args.embedded_broker.port(),
+                client_id: args.client_id.clone(),
+            }
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
+    let ingest = Ingest::new(
+        Writer::open(&path)?,
+        IngestConfig {
+            max_batch_bytes: args.max_batch_bytes,
+            ..Default::default()
+        },
+        metrics.clone(),
+    );
+    let api = web::router(web::ApiState {
+        reader: Arc::new(Mutex::new(Reader::open(&path)?)),
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .map_err(|e| {
+            Error::io(
+                format!(
+                    "listening for HTTP on {} (pick another with --http)",
+                    args.http
+                ),
+                e,
+            )
+        })?;
+    tracing::info!(http = %args.http, store = %path.display(), broker = %format!("{}:{}", link.host, link.port), "hub started");
+    tokio::select! {
+        r = ingest::run(link, ingest) => r,
+        r = axum::serve(listener, api) => r.map_err(|e| Error::io("HTTP server", e)),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

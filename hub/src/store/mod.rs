@@ -1,0 +1,495 @@
+//! The hub's store: an append-only event log keyed by `(device, seq)`, the device registry with each
+//! device's chain head, the dead-letter table and the alarm log. SQLite (WAL, `synchronous=FULL`).
+//!
+//! Ingest writes through [`Writer`] inside one transaction per group of batches; the HTTP API reads
+//! through [`Reader`] on its own connection. Events can be neither updated nor deleted: triggers
+//! refuse it, so "信息一经录入系统,便不能更改" holds in the database itself.
+
+use crate::error::Error;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    site TEXT NOT NULL, device TEXT NOT NULL, pubkey TEXT NOT NULL, registered_ms INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0, last_hash BLOB NOT NULL,
+    last_seen_ms INTEGER, online INTEGER NOT NULL DEFAULT 0, status_ms INTEGER, version TEXT,
+    clock_offset_ms INTEGER, backlog_events INTEGER, backlog_bytes INTEGER, health TEXT,
+    UNIQUE (site, device));
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    device_id INTEGER NOT NULL REFERENCES devices(id), seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, at TEXT NOT NULL, received_ms INTEGER NOT NULL, clock_offset_ms INTEGER,
+    hash BLOB NOT NULL, canonical BLOB NOT NULL,
+    UNIQUE (device_id, seq));
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (kind, id);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only: record a correction instead'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only: record a correction instead'); END;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, site TEXT, device TEXT, seq INTEGER,
+    reason TEXT NOT NULL, payload BLOB);
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, site TEXT, device TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL);
+";
+
+/// Dead-letter payloads are kept up to this size (the reason is always kept whole).
+const DEAD_LETTER_KEEP: usize = 64 * 1024;
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |source| Error::Db {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open(path).map_err(db_err(path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db_err(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err(path))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(db_err(path))?;
+    conn.execute_batch(SCHEMA).map_err(db_err(path))?;
+    Ok(conn)
+}
+
+/// What ingest needs to know about a registered device.
+#[derive(Debug, Clone)]
+pub struct DeviceState {
+    pub id: i64,
+    pub pubkey: PublicKey,
+    pub last_seq: u64,
+    pub last_hash: EventHash,
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// Registers a device with its public key. Idempotent for the same key; a different key for a
+/// registered device is refused (replacing a box is a new device identity).
+pub fn add_device(
+    path: &Path,
+    site: &SiteId,
+    device: &DeviceId,
+    pubkey: &PublicKey,
+) -> Result<bool, Error> {
+    let conn = open(path)?;
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT pubkey FROM devices WHERE site = ?1 AND device = ?2",
+            params![site.as_str(), device.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err(path))?;
+    match existing {
+        Some(k) if k == pubkey.to_base64() => Ok(false),
+        Some(_) => Err(Error::Invalid(format!(
+            "{site}/{device} is already registered with another key; a replaced box gets a new device id (e.g. box-02)"
+        ))),
+        None => {
+            conn.execute(
+                "INSERT INTO devices (site, device, pubkey, registered_ms, last_hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![site.as_str(), device.as_str(), pubkey.to_base64(), now_ms(), &GENESIS.0[..]],
+            )
+            .map_err(db_err(path))?;
+            Ok(true)
+        }
+    }
+}
+
+/// The ingest side of the store: one write connection.
+pub struct Writer {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Writer {
+    pub fn open(path: &Path) -> Result<Writer, Error> {
+        Ok(Writer {
+            conn: open(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn transaction(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
+    pub fn device(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+    ) -> rusqlite::Result<Option<DeviceState>> {
+        device_state(&self.conn, site, device)
+    }
+
+    /// Marks a device online or offline from its retained status message.
+    pub fn set_status(
+        &self,
+        site: &SiteId,
+        device: &DeviceId,
+        online: bool,
+        version: &str,
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE devices SET online = ?3, status_ms = ?4, version = COALESCE(NULLIF(?5, ''), version) WHERE site = ?1 AND device = ?2",
+            params![site.as_str(), device.as_str(), online, now_ms(), version],
+        )?;
+        Ok(())
+    }
+}
+
+fn device_state(
+    conn: &Connection,
+    site: &SiteId,
+    device: &DeviceId,
+) -> rusqlite::Result<Option<DeviceState>> {
+    conn.query_row(
+        "SELECT id, pubkey, last_seq, last_hash, clock_offset_ms FROM devices WHERE site = ?1 AND device = ?2",
+        params![site.as_str(), device.as_str()],
+        |r| {
+            let key: String = r.get(1)?;
+            let hash: Vec<u8> = r.get(3)?;
+            Ok((r.get::<_, i64>(0)?, key, r.get::<_, i64>(2)?, hash, r.get::<_, Option<i64>>(4)?))
+        },
+    )
+    .optional()
+    .map(|row| {
+        row.and_then(|(id, key, last_seq, hash, clock_offset_ms)| {
+            Some(DeviceState {
+                id,
+                pubkey: PublicKey::from_base64(&key)?,
+                last_seq: last_seq as u64,
+                last_hash: EventHash::from_slice(&hash)?,
+                clock_offset_ms,
+            })
+        })
+    })
+}
+
+/// Statements ingest runs inside its transaction.
+pub mod tx {
+    use super::*;
+    use sunlight_protocol::ReceivedEvent;
+
+    pub fn insert_event(
+        tx: &Transaction<'_>,
+        device_id: i64,
+        e: &ReceivedEvent,
+        received_ms: i64,
+        offset: Option<i64>,
+    ) -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO events (device_id, seq, kind, at, received_ms, clock_offset_ms, hash, canonical)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        stmt.execute(params![
+            device_id,
+            e.seq as i64,
+            e.kind,
+            e.at,
+            received_ms,
+            offset,
+            &e.hash.0[..],
+            &e.canonical
+        ])?;
+        Ok(())
+    }
+
+    pub fn advance_device(
+        tx: &Transaction<'_>,
+        device_id: i64,
+        last_seq: u64,
+        last_hash: &EventHash,
+        seen_ms: i64,
+    ) -> rusqlite::Result<()> {
+        let mut stmt = tx.prepare_cached(
+            "UPDATE devices SET last_seq = ?2, last_hash = ?3, last_seen_ms = ?4 WHERE id = ?1",
+        )?;
+        stmt.execute(params![
+            device_id,
+            last_seq as i64,
+            &last_hash.0[..],
+            seen_ms
+        ])?;
+        Ok(())
+    }
+
+    pub fn touch_device(
+        tx: &Transaction<'_>,
+        device_id: i64,
+        seen_ms: i64,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached("UPDATE devices SET last_seen_ms = ?2 WHERE id = ?1")?
+            .execute(params![device_id, seen_ms])?;
+        Ok(())
+    }
+
+    pub fn record_health(tx: &Transaction<'_>, device_id: i64, body: &str) -> rusqlite::Result<()> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        tx.prepare_cached(
+            "UPDATE devices SET health = ?2, backlog_events = ?3, backlog_bytes = ?4,
+             clock_offset_ms = COALESCE(?5, clock_offset_ms), version = COALESCE(?6, version) WHERE id = ?1",
+        )?
+        .execute(params![
+            device_id,
+            body,
+            v["backlog_events"].as_i64(),
+            v["backlog_bytes"].as_i64(),
+            v["clock_offset_ms"].as_i64(),
+            v["version"].as_str()
+        ])?;
+        Ok(())
+    }
+
+    pub fn dead_letter(
+        tx: &Transaction<'_>,
+        site: Option<&str>,
+        device: Option<&str>,
+        seq: Option<u64>,
+        reason: &str,
+        payload: &[u8],
+    ) -> rusqlite::Result<()> {
+        let keep = &payload[..payload.len().min(DEAD_LETTER_KEEP)];
+        tx.prepare_cached("INSERT INTO dead_letters (received_ms, site, device, seq, reason, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
+            .execute(params![now_ms(), site, device, seq.map(|s| s as i64), reason, keep])?;
+        Ok(())
+    }
+
+    pub fn alarm(
+        tx: &Transaction<'_>,
+        site: Option<&str>,
+        device: Option<&str>,
+        kind: &str,
+        detail: &str,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO alarms (at_ms, site, device, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![now_ms(), site, device, kind, detail])?;
+        Ok(())
+    }
+}
+
+/// A device as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub site: String,
+    pub device: String,
+    pub online: bool,
+    pub last_seen: Option<String>,
+    pub last_seq: u64,
+    pub backlog_events: Option<i64>,
+    pub backlog_bytes: Option<i64>,
+    pub clock_offset_ms: Option<i64>,
+    pub version: Option<String>,
+    pub alarms: i64,
+}
+
+/// An event as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub site: String,
+    pub device: String,
+    pub seq: u64,
+    pub kind: String,
+    pub at: String,
+    pub received_at: String,
+    pub clock_offset_ms: Option<i64>,
+    pub body: Box<serde_json::value::RawValue>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadLetterView {
+    pub id: i64,
+    pub received_at: String,
+    pub site: Option<String>,
+    pub device: Option<String>,
+    pub seq: Option<i64>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AlarmView {
+    pub id: i64,
+    pub at: String,
+    pub site: Option<String>,
+    pub device: Option<String>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Filter of `GET /api/v1/events`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct EventFilter {
+    pub site: Option<String>,
+    pub device: Option<String>,
+    pub kind: Option<String>,
+    /// Return events with an id greater than this (the `next` of the previous page).
+    pub since: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+pub fn fmt_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The API side of the store: its own read connection.
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Reader, Error> {
+        Ok(Reader {
+            conn: open(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        db_err(&self.path)
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceView>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.site, d.device, d.online, d.last_seen_ms, d.last_seq, d.backlog_events, d.backlog_bytes,
+                        d.clock_offset_ms, d.version,
+                        (SELECT count(*) FROM alarms a WHERE a.site = d.site AND a.device = d.device)
+                 FROM devices d ORDER BY d.site, d.device",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DeviceView {
+                    site: r.get(0)?,
+                    device: r.get(1)?,
+                    online: r.get(2)?,
+                    last_seen: r.get::<_, Option<i64>>(3)?.map(fmt_ms),
+                    last_seq: r.get::<_, i64>(4)? as u64,
+                    backlog_events: r.get(5)?,
+                    backlog_bytes: r.get(6)?,
+                    clock_offset_ms: r.get(7)?,
+                    version: r.get(8)?,
+                    alarms: r.get(9)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn events(&self, f: &EventFilter) -> Result<Vec<EventView>, Error> {
+        let limit = f.limit.unwrap_or(100).clamp(1, 1000) as i64;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, d.site, d.device, e.seq, e.kind, e.at, e.received_ms, e.clock_offset_ms, e.canonical
+                 FROM events e JOIN devices d ON d.id = e.device_id
+                 WHERE e.id > ?1 AND (?2 IS NULL OR d.site = ?2) AND (?3 IS NULL OR d.device = ?3) AND (?4 IS NULL OR e.kind = ?4)
+                 ORDER BY e.id LIMIT ?5",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(
+                params![f.since.unwrap_or(0), f.site, f.device, f.kind, limit],
+                |r| {
+                    let canonical: Vec<u8> = r.get(8)?;
+                    let body = serde_json::from_slice::<sunlight_protocol::event::CanonicalEvent>(
+                        &canonical,
+                    )
+                    .ok()
+                    .and_then(|c| {
+                        serde_json::value::RawValue::from_string(c.body.get().to_owned()).ok()
+                    })
+                    .unwrap_or_else(|| {
+                        serde_json::value::RawValue::from_string("null".into())
+                            .expect("null is JSON")
+                    });
+                    Ok(EventView {
+                        id: r.get(0)?,
+                        site: r.get(1)?,
+                        device: r.get(2)?,
+                        seq: r.get::<_, i64>(3)? as u64,
+                        kind: r.get(4)?,
+                        at: r.get(5)?,
+                        received_at: fmt_ms(r.get(6)?),
+                        clock_offset_ms: r.get(7)?,
+                        body,
+                    })
+                },
+            )
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn dead_letters(&self, since: i64, limit: u32) -> Result<Vec<DeadLetterView>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, received_ms, site, device, seq, reason FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![since, limit.clamp(1, 1000)], |r| {
+                Ok(DeadLetterView {
+                    id: r.get(0)?,
+                    received_at: fmt_ms(r.get(1)?),
+                    site: r.get(2)?,
+                    device: r.get(3)?,
+                    seq: r.get(4)?,
+                    reason: r.get(5)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn alarms(&self, since: i64, limit: u32) -> Result<Vec<AlarmView>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, at_ms, site, device, kind, detail FROM alarms WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![since, limit.clamp(1, 1000)], |r| {
+                Ok(AlarmView {
+                    id: r.get(0)?,
+                    at: fmt_ms(r.get(1)?),
+                    site: r.get(2)?,
+                    device: r.get(3)?,
+                    kind: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// `PRAGMA integrity_check`: "ok" when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, Error> {
+        self.conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(self.err())
+    }
+}

@@ -1,0 +1,29 @@
+//! The contract between a township box (`sunlight-agent`) and the county hub (`sunlight-hub`).
+//!
+//! This crate is PROTOCOL.md v1 in code, so that neither side owns the contract: both build and check
+//! messages only through it. It holds the identifiers and MQTT topics ([`ids`], [`topics`]), the
+//! event kinds and their bodies ([`event`]), the per-device hash chain ([`chain`]), the signed batch
+//! envelope ([`batch`]), and the hub's replies and commands ([`message`]). Nothing here does I/O.
+
+pub mod batch;
+pub mod chain;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod keys;
+pub mod message;
+pub mod topics;
+
+pub use batch::{BatchBuilder, ReceivedBatch, ReceivedEvent};
+pub use chain::{EventHash, GENESIS};
+pub use error::{BatchError, EventError, IdError};
+pub use event::{EventDraft, Kind};
+pub use ids::{DeviceId, SiteId};
+pub use keys::{DeviceKey, PublicKey};
+pub use message::{Ack, Command, CommandKind, Rejected, Status};
+
+/// The protocol version carried in every batch (`"v": 1`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default upper bound of one batch's payload (256 KiB); big blobs never ride in a batch.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;

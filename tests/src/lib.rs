@@ -1,0 +1,482 @@
+//! The end-to-end harness: real `sunlight-hub` and `sunlight-agent` processes, a real broker
+//! (the hub's embedded one, or a Mosquitto started here on a free port), a fault-injecting TCP
+//! proxy, and SIGKILL. Used by the tests in `tests/` and by the demo and benchmark binaries.
+//!
+//! The binaries must be built first (`cargo build --bins`; the README's test command does it).
+
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub mod http;
+pub mod proxy;
+
+pub use proxy::FaultProxy;
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the OS hands out a free port")
+}
+
+/// The directory holding the built binaries (next to this test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+/// Waits until `f` returns Some, or panics after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    false
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn process");
+        Proc {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// How the hub reaches MQTT.
+#[derive(Clone, Debug)]
+pub enum BrokerMode {
+    /// The hub runs the embedded broker on this port.
+    Embedded(u16),
+    /// An external broker (Mosquitto) on this port.
+    External(u16),
+}
+
+/// A hub process with its data directory.
+pub struct Hub {
+    pub dir: PathBuf,
+    pub http: u16,
+    pub mode: BrokerMode,
+    pub proc: Option<Proc>,
+    client: http::Client,
+}
+
+impl Hub {
+    pub fn new(dir: &Path, mode: BrokerMode) -> Hub {
+        std::fs::create_dir_all(dir).expect("hub dir");
+        Hub {
+            dir: dir.to_path_buf(),
+            http: free_port(),
+            mode,
+            proc: None,
+            client: http::Client::new(),
+        }
+    }
+
+    pub fn mqtt_port(&self) -> u16 {
+        match self.mode {
+            BrokerMode::Embedded(p) | BrokerMode::External(p) => p,
+        }
+    }
+
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(bin("sunlight-hub"));
+        cmd.arg("run")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", self.http));
+        match self.mode {
+            BrokerMode::Embedded(p) => cmd.arg("--embedded-broker").arg(format!("127.0.0.1:{p}")),
+            BrokerMode::External(p) => cmd.arg("--broker").arg(format!("mqtt://127.0.0.1:{p}")),
+        };
+        self.proc = Some(Proc::spawn(&mut cmd, self.dir.join("hub.log")));
+        assert!(
+            wait_port(self.http, Duration::from_secs(20)),
+            "hub did not open its HTTP port; see {}",
+            self.dir.join("hub.log").display()
+        );
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill9();
+        }
+        self.proc = None;
+    }
+
+    pub fn register(&self, site: &str, device: &str, pubkey: &str) {
+        let out = Command::new(bin("sunlight-hub"))
+            .args([
+                "device",
+                "add",
+                "--site",
+                site,
+                "--device",
+                device,
+                "--pubkey",
+                pubkey,
+                "--data-dir",
+            ])
+            .arg(&self.dir)
+            .output()
+            .expect("run sunlight-hub device add");
+        assert!(
+            out.status.success(),
+            "device add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.client
+            .get_json(&format!("http://127.0.0.1:{}{path}", self.http))
+    }
+
+    /// All events of a device and kind, paging through the API.
+    pub fn events(&self, site: &str, device: &str, kind: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut since = 0;
+        loop {
+            let page = self.get(&format!(
+                "/api/v1/events?site={site}&device={device}&kind={kind}&since={since}&limit=1000"
+            ));
+            let Some(page) = page else { return out };
+            let events = page["events"].as_array().cloned().unwrap_or_default();
+            if events.is_empty() {
+                return out;
+            }
+            since = events
+                .last()
+                .and_then(|e| e["id"].as_i64())
+                .unwrap_or(since);
+            out.extend(events);
+        }
+    }
+
+    pub fn dead_letters(&self) -> Vec<Value> {
+        self.get("/api/v1/dead-letters?limit=1000")
+            .and_then(|v| v["dead_letters"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn alarms(&self) -> Vec<Value> {
+        self.get("/api/v1/alarms?limit=1000")
+            .and_then(|v| v["alarms"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn device(&self, site: &str, device: &str) -> Option<Value> {
+        let all = self.get("/api/v1/devices")?;
+        all["devices"]
+            .as_array()?
+            .iter()
+            .find(|d| d["site"] == site && d["device"] == device)
+            .cloned()
+    }
+
+    /// `PRAGMA integrity_check` of the hub's store.
+    pub fn integrity(&self) -> String {
+        integrity(&self.dir.join("hub.db"))
+    }
+}
+
+/// `PRAGMA integrity_check` of a SQLite file.
+pub fn integrity(path: &Path) -> String {
+    let conn = rusqlite::Connection::open(path).expect("open sqlite");
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}
+
+/// An agent process with its config and data directory.
+pub struct Agent {
+    pub site: String,
+    pub device: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub intake: u16,
+    pub proc: Option<Proc>,
+    pub pubkey: String,
+    client: http::Client,
+}
+
+impl Agent {
+    /// Writes the config, creates the key (`sunlight-agent init`) and registers it at `hub`.
+    pub fn new(
+        dir: &Path,
+        site: &str,
+        device: &str,
+        broker_port: u16,
+        hub: &Hub,
+        extra: &str,
+    ) -> Agent {
+        std::fs::create_dir_all(dir).expect("agent dir");
+        let intake = free_port();
+        let config = dir.join("agent.toml");
+        let text = format!(
+            "site = \"{site}\"\ndevice = \"{device}\"\ndata_dir = \"{}\"\n[hub]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n{extra}\n",
+            dir.join("data").display()
+        );
+        std::fs::write(&config, text).expect("write agent config");
+        let out = Command::new(bin("sunlight-agent"))
+            .arg("-c")
+            .arg(&config)
+            .arg("init")
+            .output()
+            .expect("run sunlight-agent init");
+        assert!(
+            out.status.success(),
+            "agent init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pubkey = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        hub.register(site, device, &pubkey);
+        Agent {
+            site: site.into(),
+            device: device.into(),
+            dir: dir.to_path_buf(),
+            config,
+            intake,
+            proc: None,
+            pubkey,
+            client: http::Client::new(),
+        }
+    }
+
+    pub fn start(&mut self) {
+        let mut cmd = Command::new(bin("sunlight-agent"));
+        cmd.arg("-c").arg(&self.config).arg("run");
+        self.proc = Some(Proc::spawn(&mut cmd, self.dir.join("agent.log")));
+        assert!(
+            wait_port(self.intake, Duration::from_secs(20)),
+            "agent did not open its intake port; see {}",
+            self.dir.join("agent.log").display()
+        );
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill9();
+        }
+        self.proc = None;
+    }
+
+    pub fn intake_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1/events", self.intake)
+    }
+
+    /// Posts a punch numbered `n`; true when the agent answered 201 (durably recorded).
+    pub fn punch(&self, n: u64) -> bool {
+        matches!(
+            self.client.post_json(&self.intake_url(), &punch_event(n)),
+            Some((201, _))
+        )
+    }
+
+    pub fn post(&self, body: &Value) -> Option<(u16, Value)> {
+        self.client.post_json(&self.intake_url(), body)
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        self.client
+            .get_json(&format!("http://127.0.0.1:{}/api/v1/status", self.intake))
+    }
+
+    pub fn outbox(&self) -> PathBuf {
+        self.dir.join("data").join("outbox.db")
+    }
+}
+
+/// A punch whose body carries a unique number `n`, to check loss and duplicates at the hub.
+pub fn punch_event(n: u64) -> Value {
+    json!({"kind": "punch", "body": {"staff_id": format!("{:04}", n % 40), "direction": if n % 2 == 0 { "in" } else { "out" },
+        "method": "card", "source": "test-terminal", "n": n}})
+}
+
+/// The `n` numbers of punches at the hub, in seq order, and whether seqs are 1..=len without gaps.
+pub fn punch_numbers(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| e["body"]["n"].as_u64())
+        .collect()
+}
+
+/// Checks that the hub has every accepted number exactly once, with seqs strictly increasing.
+pub fn assert_exactly_once(events: &[Value], accepted: &[u64]) {
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "events are not in seq order"
+    );
+    let numbers = punch_numbers(events);
+    let mut sorted = numbers.clone();
+    sorted.sort_unstable();
+    let before = sorted.len();
+    sorted.dedup();
+    assert_eq!(before, sorted.len(), "a punch was applied twice");
+    let missing: Vec<&u64> = accepted
+        .iter()
+        .filter(|n| sorted.binary_search(n).is_err())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} accepted punches are missing at the hub, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+/// A Mosquitto broker of our own on a free port, persistence off.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        std::fs::create_dir_all(dir).expect("mosquitto dir");
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            proc: None,
+        };
+        m.restart();
+        m
+    }
+
+    /// Starts (again) on the same port.
+    pub fn restart(&mut self) {
+        let conf = self.dir.join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\n", self.port))
+            .expect("mosquitto conf");
+        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let mut cmd = Command::new(exe);
+        cmd.arg("-c").arg(&conf);
+        self.proc = Some(Proc::spawn(&mut cmd, self.dir.join("mosquitto.log")));
+        assert!(
+            wait_port(self.port, Duration::from_secs(10)),
+            "mosquitto did not start; is it installed? see {}",
+            self.dir.join("mosquitto.log").display()
+        );
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(p) = self.proc.as_mut() {
+            p.kill9();
+        }
+        self.proc = None;
+    }
+}
+
+/// A fresh temporary directory under the target dir (kept after a failure for its logs).
+pub fn scratch(name: &str) -> PathBuf {
+    let mut r = [0u8; 4];
+    let _ = getrandom::getrandom(&mut r);
+    let dir = bin_dir()
+        .join("e2e")
+        .join(format!("{name}-{}", u32::from_le_bytes(r)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Posts punches numbered from `start` in a background thread until `stop`; returns accepted numbers.
+pub fn steady_intake(
+    agent_url: String,
+    start: u64,
+    stop: Arc<AtomicBool>,
+    pace: Duration,
+) -> std::thread::JoinHandle<Vec<u64>> {
+    let counter = Arc::new(AtomicU64::new(start));
+    std::thread::spawn(move || {
+        let client = http::Client::new();
+        let mut accepted = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            if let Some((201, _)) = client.post_json(&agent_url, &punch_event(n)) {
+                accepted.push(n);
+            }
+            std::thread::sleep(pace);
+        }
+        accepted
+    })
+}
