@@ -209,9 +209,10 @@ fn apply_one(
         Ok(())
     };
     let Some(state) = staged.get(&key).or_else(|| devices.get(&key)).cloned() else {
-        let reason = BatchError::Malformed(format!(
-            "unknown device {site}/{device}: register it with 'sunlight-hub device add --site {site} --device {device} --pubkey <key>'"
-        ));
+        let reason = BatchError::UnknownDevice {
+            site: site.to_string(),
+            device: device.to_string(),
+        };
         dead(&reason, None)?;
         return Ok(Effect {
             ack: Some((key, 0, rejected(&reason))),
@@ -307,6 +308,9 @@ fn apply_one(
     })
 }
 
+/// Largest MQTT packet the hub reads from its broker.
+pub const INCOMING_PACKET_LIMIT: usize = 16 * 1024 * 1024;
+
 /// How the hub reaches its broker.
 #[derive(Debug, Clone)]
 pub struct BrokerLink {
@@ -317,7 +321,11 @@ pub struct BrokerLink {
 
 /// Runs ingest until the process ends: MQTT in, one ingest thread, acks out.
 pub async fn run(link: BrokerLink, ingest: Ingest) -> Result<(), crate::Error> {
-    let max_packet = ingest.config.max_batch_bytes + 4096;
+    // Accept anything the broker forwards: a message over rumqttc's limit would drop the connection,
+    // and with a persistent session the broker would hand the same message back forever. Oversized
+    // batches are read and dead-lettered instead. Brokers cap messages themselves (the embedded one
+    // at broker::MAX_PACKET; Mosquitto with message_size_limit).
+    let max_packet = INCOMING_PACKET_LIMIT.max(ingest.config.max_batch_bytes + 4096);
     let group_messages = ingest.config.group_messages.max(1);
     let mut opts = MqttOptions::new(link.client_id.clone(), link.host.clone(), link.port);
     opts.set_keep_alive(Duration::from_secs(15))

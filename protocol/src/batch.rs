@@ -417,3 +417,35 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Arbitrary bytes never panic the parser; they are refused with a reason.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(batch) = ReceivedBatch::parse(&bytes, 1 << 20) {
+                let _ = batch.events();
+            }
+        }
+
+        /// Batch-shaped JSON with arbitrary events never panics either.
+        #[test]
+        fn arbitrary_events_never_panic(events in proptest::collection::vec("\\PC{0,120}", 1..4), sig in "[A-Za-z0-9+/=]{0,100}") {
+            let text = format!("{{\"v\":1,\"site\":\"s\",\"device\":\"d\",\"events\":[{}],\"sig\":\"{sig}\"}}", events.join(","));
+            if let Ok(batch) = ReceivedBatch::parse(text.as_bytes(), 1 << 20) {
+                let _ = batch.events();
+            }
+            let prefixed: Vec<String> = events.iter().map(|e| format!("{{\"prev\":\"{}\",{e}", "0".repeat(64))).collect();
+            let text = format!("{{\"v\":1,\"site\":\"s\",\"device\":\"d\",\"events\":[{}],\"sig\":\"{sig}\"}}", prefixed.join(","));
+            if let Ok(batch) = ReceivedBatch::parse(text.as_bytes(), 1 << 20) {
+                let _ = batch.events();
+            }
+        }
+    }
+}

@@ -42,6 +42,10 @@ pub enum BatchError {
     Version(u32),
     #[error("batch names {named} but arrived on the topic of {topic}")]
     WrongTopic { named: String, topic: String },
+    #[error(
+        "unknown device {site}/{device}: register it with 'sunlight-hub device add --site {site} --device {device} --pubkey <key>'"
+    )]
+    UnknownDevice { site: String, device: String },
     #[error("bad signature: the batch was not signed by the registered key of this device")]
     BadSignature,
     #[error("batch is empty")]

@@ -423,7 +423,7 @@ impl Mosquitto {
     /// Starts (again) on the same port.
     pub fn restart(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\n", self.port))
+        std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\nmessage_size_limit 4194304\n", self.port))
             .expect("mosquitto conf");
         let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()

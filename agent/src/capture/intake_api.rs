@@ -177,3 +177,25 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any body gets drafts or a reason, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_events(&bytes, &Clock::new(chrono_tz::Asia::Shanghai));
+        }
+
+        #[test]
+        fn arbitrary_event_json_never_panics(kind in "\\PC{0,12}", at in "\\PC{0,40}", body in "\\PC{0,200}") {
+            let text = format!("{{\"kind\":{},\"at\":{},\"body\":{body}}}", serde_json::json!(kind), serde_json::json!(at));
+            let _ = parse_events(text.as_bytes(), &Clock::new(chrono_tz::Asia::Shanghai));
+        }
+    }
+}
