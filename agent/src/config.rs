@@ -278,6 +278,12 @@ broker = "mqtt://hub.example:1883"
     }
 
     #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../agent.example.toml");
+        AgentConfig::parse(text, Path::new("agent.example.toml")).unwrap();
+    }
+
+    #[test]
     fn broker_urls() {
         assert_eq!(
             broker_address("mqtt://h:1").unwrap(),

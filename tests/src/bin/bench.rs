@@ -1,1 +1,309 @@
-fn main() {}
+//! `sunlight-bench`: the figures of docs/BENCHMARKS.md, each beside a baseline measured in the same
+//! run. Build with `cargo build --release --workspace --bins`, then run
+//! `target/release/sunlight-bench all` (or one of: baseline, intake, drain, latency, footprint).
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sunlight_agent::Outbox;
+use sunlight_protocol::{DeviceId, EventDraft, SiteId};
+use sunlight_tests::*;
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = scratch("bench");
+    let mut mosquitto = Mosquitto::start(&dir.join("mosquitto"));
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        mem_total()
+    );
+    let mut baseline_small = 0.0;
+    if which == "all" || which == "baseline" || which == "drain" || which == "intake" {
+        baseline_small = rt.block_on(broker_baseline(mosquitto.port, 200, 200_000));
+        let big = rt.block_on(broker_baseline(mosquitto.port, 10 * 1024, 50_000));
+        println!(
+            "baseline mosquitto QoS1 200 B: {baseline_small:.0} msg/s; 10 KiB: {big:.0} msg/s ({:.0} MB/s)",
+            big * 10240.0 / 1e6
+        );
+        let embedded = free_port();
+        sunlight_hub::broker::start_embedded(([127, 0, 0, 1], embedded).into())
+            .expect("embedded broker");
+        let e_small = rt.block_on(broker_baseline(embedded, 200, 200_000));
+        let e_big = rt.block_on(broker_baseline(embedded, 10 * 1024, 50_000));
+        println!(
+            "baseline embedded rumqttd QoS1 200 B: {e_small:.0} msg/s; 10 KiB: {e_big:.0} msg/s"
+        );
+    }
+    if which == "all" || which == "intake" {
+        let (rate, p50, p99) = rt.block_on(intake(&dir.join("intake"), 64, 200_000));
+        println!(
+            "agent durable intake, 64 concurrent appenders, 1 event each: {rate:.0} events/s (ratio to the 200 B broker baseline {:.2}); append latency p50 {p50:.2} ms, p99 {p99:.2} ms",
+            rate / baseline_small.max(1.0)
+        );
+    }
+    if which == "all" || which == "drain" {
+        let (secs, rate) = drain(&dir.join("drain"), &mut mosquitto, 1_000_000);
+        println!(
+            "backlog drain of 1,000,000 events through Mosquitto into the hub (SQLite): {secs:.1} s = {rate:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
+            rate / baseline_small.max(1.0)
+        );
+    }
+    if which == "all" || which == "latency" {
+        let (p50, p99) = latency(&dir.join("latency"), 300);
+        println!(
+            "end to end, intake POST → visible in the hub API (embedded broker, online): p50 {p50:.1} ms, p99 {p99:.1} ms"
+        );
+    }
+    if which == "all" || which == "footprint" {
+        footprint(&dir.join("footprint"));
+    }
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB RAM", kb as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default()
+}
+
+/// rumqttc publisher → broker → rumqttc subscriber, QoS 1, in-flight 100: messages per second.
+async fn broker_baseline(port: u16, size: usize, count: usize) -> f64 {
+    let topic = format!("bench/{size}");
+    let mut sub_opts = MqttOptions::new(format!("bench-sub-{size}-{port}"), "127.0.0.1", port);
+    sub_opts
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(100);
+    let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 1000);
+    sub.subscribe(&topic, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let receiver = tokio::spawn(async move {
+        let mut got = 0usize;
+        let mut done = Some(done_tx);
+        loop {
+            match sub_loop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    got += 1;
+                    if got == count {
+                        if let Some(d) = done.take() {
+                            let _ = d.send(Instant::now());
+                        }
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut pub_opts = MqttOptions::new(format!("bench-pub-{size}-{port}"), "127.0.0.1", port);
+    pub_opts
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(100);
+    let (publisher, mut pub_loop) = AsyncClient::new(pub_opts, 1000);
+    tokio::spawn(async move {
+        loop {
+            if pub_loop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let payload = vec![b'x'; size];
+    let start = Instant::now();
+    for _ in 0..count {
+        publisher
+            .publish(&topic, QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .expect("publish");
+    }
+    let end = tokio::time::timeout(Duration::from_secs(120), done_rx)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .unwrap_or_else(Instant::now);
+    receiver.abort();
+    count as f64 / end.duration_since(start).as_secs_f64()
+}
+
+fn draft(n: u64) -> EventDraft {
+    let body = json!({"staff_id": format!("{:04}", n % 500), "direction": "in", "method": "card", "source": "zkteco-1", "terminal_sn": "CDQ9190960040", "n": n});
+    EventDraft::new("punch", "2026-11-23T08:29:01.120+08:00", &body).expect("valid punch")
+}
+
+/// Concurrent single-event appends to a real outbox file: events/s and latency percentiles (ms).
+async fn intake(dir: &std::path::Path, concurrency: usize, total: usize) -> (f64, f64, f64) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let outbox = Outbox::open(
+        &dir.join("outbox.db"),
+        &SiteId::new("bench").expect("site"),
+        &DeviceId::new("box-01").expect("device"),
+    )
+    .expect("outbox");
+    let per = total / concurrency;
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|k| {
+            let o = outbox.clone();
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(per);
+                for i in 0..per {
+                    let t = Instant::now();
+                    o.append_one(draft((k * per + i) as u64))
+                        .await
+                        .expect("append");
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("task"));
+    }
+    let rate = (per * concurrency) as f64 / start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+/// Fills an agent's outbox with `total` events, then times the drain through Mosquitto into the hub.
+fn drain(dir: &std::path::Path, mosquitto: &mut Mosquitto, total: u64) -> (f64, f64) {
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::External(mosquitto.port));
+    let agent = Agent::new(
+        &dir.join("agent"),
+        "bench",
+        "box-01",
+        mosquitto.port,
+        &hub,
+        "[health]\ninterval_secs = 0\n",
+    );
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let outbox = Outbox::open(
+                &agent.outbox(),
+                &SiteId::new("bench").expect("site"),
+                &DeviceId::new("box-01").expect("device"),
+            )
+            .expect("outbox");
+            let mut n = 0;
+            while n < total {
+                let chunk: Vec<EventDraft> = (n..(n + 10_000).min(total)).map(draft).collect();
+                n += chunk.len() as u64;
+                outbox.append(chunk).await.expect("append");
+            }
+        });
+    }
+    hub.start();
+    let mut agent = agent;
+    let start = Instant::now();
+    agent.start();
+    wait_for(
+        Duration::from_secs(600),
+        "the hub to hold the whole backlog",
+        || {
+            let d = hub.device("bench", "box-01")?;
+            (d["last_seq"].as_u64()? >= total).then_some(())
+        },
+    );
+    let secs = start.elapsed().as_secs_f64();
+    (secs, total as f64 / secs)
+}
+
+/// POST one punch, poll the hub API until it is there; repeated `samples` times.
+fn latency(dir: &std::path::Path, samples: usize) -> (f64, f64) {
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.start();
+    let mut agent = Agent::new(
+        &dir.join("agent"),
+        "bench",
+        "box-01",
+        hub.mqtt_port(),
+        &hub,
+        "[health]\ninterval_secs = 0\n",
+    );
+    agent.start();
+    let client = Arc::new(http::Client::new());
+    std::thread::sleep(Duration::from_secs(1));
+    let mut lat = Vec::new();
+    for n in 0..samples as u64 {
+        let t = Instant::now();
+        let (status, body) = client
+            .post_json(&agent.intake_url(), &punch_event(n))
+            .expect("post");
+        assert_eq!(status, 201);
+        let seq = body["accepted"][0]["seq"].as_u64().expect("seq");
+        loop {
+            let d = hub.device("bench", "box-01");
+            if d.and_then(|d| d["last_seq"].as_u64())
+                .is_some_and(|s| s >= seq)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
+}
+
+/// Idle resident memory of the agent and the size of the stripped release binary.
+fn footprint(dir: &std::path::Path) {
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.start();
+    let mut agent = Agent::new(
+        &dir.join("agent"),
+        "bench",
+        "box-01",
+        hub.mqtt_port(),
+        &hub,
+        "",
+    );
+    agent.start();
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = agent
+        .proc
+        .as_ref()
+        .and_then(|p| p.pid())
+        .expect("agent pid");
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string())
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let size = std::fs::metadata(bin("sunlight-agent"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "agent idle resident memory (connected, no cameras yet): {:.1} MB; binary {} : {:.1} MB",
+        rss / 1024.0,
+        bin("sunlight-agent").display(),
+        size as f64 / 1e6
+    );
+}
