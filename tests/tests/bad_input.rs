@@ -89,11 +89,15 @@ impl Mqtt {
         let (tx, acks) = tokio::sync::mpsc::channel(64);
         let ack_topic = format!("sunlight/v1/{SITE}/+/down/ack");
         let sub = client.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let _ = sub.try_subscribe(ack_topic.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if let Ok(ack) = serde_json::from_slice::<Ack>(&p.payload) {
@@ -105,7 +109,9 @@ impl Mqtt {
                 }
             }
         });
-        std::thread::sleep(Duration::from_millis(500));
+        ready_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("subscribed to acks within 20 s");
         Mqtt { rt, client, acks }
     }
 
@@ -123,9 +129,9 @@ impl Mqtt {
                 .await
                 .expect("publish");
             loop {
-                let (topic, ack) = tokio::time::timeout(Duration::from_secs(10), self.acks.recv())
+                let (topic, ack) = tokio::time::timeout(Duration::from_secs(30), self.acks.recv())
                     .await
-                    .expect("an ack within 10 s")
+                    .expect("an ack within 30 s")
                     .expect("ack channel");
                 if topic == ack_topic {
                     return ack;

@@ -18,7 +18,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = scratch("bench");
-    let mut mosquitto = Mosquitto::start(&dir.join("mosquitto"));
+    let mosquitto = Mosquitto::start(&dir.join("mosquitto"));
     println!(
         "machine: {} cores, {}",
         std::thread::available_parallelism()
@@ -51,10 +51,22 @@ fn main() {
         );
     }
     if which == "all" || which == "drain" {
-        let (secs, rate) = drain(&dir.join("drain"), &mut mosquitto, 1_000_000);
+        let (secs, rate) = drain(
+            &dir.join("drain"),
+            BrokerMode::External(mosquitto.port),
+            1_000_000,
+        );
         println!(
             "backlog drain of 1,000,000 events through Mosquitto into the hub (SQLite): {secs:.1} s = {rate:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
             rate / baseline_small.max(1.0)
+        );
+        let (secs, rate) = drain(
+            &dir.join("drain-embedded"),
+            BrokerMode::Embedded(free_port()),
+            1_000_000,
+        );
+        println!(
+            "backlog drain of 1,000,000 events through the hub's embedded broker: {secs:.1} s = {rate:.0} events/s"
         );
     }
     if which == "all" || which == "latency" {
@@ -184,13 +196,13 @@ async fn intake(dir: &std::path::Path, concurrency: usize, total: usize) -> (f64
 }
 
 /// Fills an agent's outbox with `total` events, then times the drain through Mosquitto into the hub.
-fn drain(dir: &std::path::Path, mosquitto: &mut Mosquitto, total: u64) -> (f64, f64) {
-    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::External(mosquitto.port));
+fn drain(dir: &std::path::Path, mode: BrokerMode, total: u64) -> (f64, f64) {
+    let mut hub = Hub::new(&dir.join("hub"), mode);
     let agent = Agent::new(
         &dir.join("agent"),
         "bench",
         "box-01",
-        mosquitto.port,
+        hub.mqtt_port(),
         &hub,
         "[health]\ninterval_secs = 0\n",
     );
