@@ -78,7 +78,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -281,6 +281,7 @@ pub struct Agent {
 
 impl Agent {
     /// Writes the config, creates the key (`sunlight-agent init`) and registers it at `hub`.
+    /// `extra` is appended after the `[sync]` section (more sync keys, or further sections).
     pub fn new(
         dir: &Path,
         site: &str,
@@ -289,11 +290,34 @@ impl Agent {
         hub: &Hub,
         extra: &str,
     ) -> Agent {
+        let hub_section = format!("[hub]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\n");
+        Agent::with_config(dir, site, device, &hub_section, extra, hub)
+    }
+
+    /// Like [`Agent::new`] with a `[hub]` section of the caller's (TLS settings, say).
+    pub fn new_with_hub(
+        dir: &Path,
+        site: &str,
+        device: &str,
+        hub_section: &str,
+        hub: &Hub,
+    ) -> Agent {
+        Agent::with_config(dir, site, device, hub_section, "", hub)
+    }
+
+    fn with_config(
+        dir: &Path,
+        site: &str,
+        device: &str,
+        hub_section: &str,
+        extra: &str,
+        hub: &Hub,
+    ) -> Agent {
         std::fs::create_dir_all(dir).expect("agent dir");
         let intake = free_port();
         let config = dir.join("agent.toml");
         let text = format!(
-            "site = \"{site}\"\ndevice = \"{device}\"\ndata_dir = \"{}\"\n[hub]\nbroker = \"mqtt://127.0.0.1:{broker_port}\"\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n{extra}\n",
+            "site = \"{site}\"\ndevice = \"{device}\"\ndata_dir = \"{}\"\n{hub_section}[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n{extra}\n",
             dir.join("data").display()
         );
         std::fs::write(&config, text).expect("write agent config");
@@ -451,8 +475,28 @@ impl Mosquitto {
     }
 }
 
-/// A fresh temporary directory under the target dir (kept after a failure for its logs).
-pub fn scratch(name: &str) -> PathBuf {
+/// A fresh directory under the target dir for one test's processes, logs and databases. It is
+/// removed when dropped after a passing test and kept after a failure, for its logs.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for inspection: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn scratch(name: &str) -> Scratch {
     let mut r = [0u8; 4];
     let _ = getrandom::getrandom(&mut r);
     let dir = bin_dir()
@@ -460,7 +504,7 @@ pub fn scratch(name: &str) -> PathBuf {
         .join(format!("{name}-{}", u32::from_le_bytes(r)));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    Scratch(dir)
 }
 
 /// Posts punches numbered from `start` in a background thread until `stop`; returns accepted numbers.
