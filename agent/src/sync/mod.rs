@@ -253,7 +253,10 @@ impl Sync {
                         }
                         match window.on_ack(ack.through_seq, Instant::now()) {
                             AckOutcome::Advanced(through) => {
-                                self.outbox.ack(through).await?;
+                                if let Err(e) = self.outbox.ack(through).await {
+                                    // The rows stay; the next ack deletes them. Nothing is lost.
+                                    tracing::warn!(error = %e, through, "could not delete acknowledged events yet");
+                                }
                                 if let Ok(mut l) = self.link.lock() { l.last_ack_ms = Some(chrono::Utc::now().timestamp_millis()); }
                             }
                             AckOutcome::Rewound => { drained = false; tracing::info!(from = window.next_seq(), "hub is missing a batch; re-sending"); }

@@ -1,6 +1,6 @@
 //! `sunlight-bench`: the figures of docs/BENCHMARKS.md, each beside a baseline measured in the same
 //! run. Build with `cargo build --release --workspace --bins`, then run
-//! `target/release/sunlight-bench all` (or one of: baseline, intake, drain, latency, footprint).
+//! `target/release/sunlight-bench all` (or one of: baseline, intake, drain, ingest, latency, footprint).
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
@@ -12,6 +12,7 @@ use sunlight_tests::*;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "footprint"
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -27,7 +28,7 @@ fn main() {
         mem_total()
     );
     let mut baseline_small = 0.0;
-    if which == "all" || which == "baseline" || which == "drain" || which == "intake" {
+    if which != "latency" && which != "footprint" {
         baseline_small = rt.block_on(broker_baseline(mosquitto.port, 200, 200_000));
         let big = rt.block_on(broker_baseline(mosquitto.port, 10 * 1024, 50_000));
         println!(
@@ -54,19 +55,33 @@ fn main() {
         let (secs, rate) = drain(
             &dir.join("drain"),
             BrokerMode::External(mosquitto.port),
+            1,
             1_000_000,
         );
         println!(
-            "backlog drain of 1,000,000 events through Mosquitto into the hub (SQLite): {secs:.1} s = {rate:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
+            "backlog drain, 1 box, 1,000,000 events through Mosquitto into the hub (SQLite): {secs:.1} s = {rate:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
             rate / baseline_small.max(1.0)
         );
         let (secs, rate) = drain(
             &dir.join("drain-embedded"),
             BrokerMode::Embedded(free_port()),
+            1,
             1_000_000,
         );
         println!(
-            "backlog drain of 1,000,000 events through the hub's embedded broker: {secs:.1} s = {rate:.0} events/s"
+            "backlog drain, 1 box, 1,000,000 events through the hub's embedded broker: {secs:.1} s = {rate:.0} events/s"
+        );
+    }
+    if which == "all" || which == "ingest" {
+        let (secs, rate) = drain(
+            &dir.join("ingest"),
+            BrokerMode::External(mosquitto.port),
+            8,
+            1_000_000,
+        );
+        println!(
+            "hub sustained ingest, 8 boxes draining 125,000 events each at once through Mosquitto: {secs:.1} s = {rate:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
+            rate / baseline_small.max(1.0)
         );
     }
     if which == "all" || which == "latency" {
@@ -195,52 +210,66 @@ async fn intake(dir: &std::path::Path, concurrency: usize, total: usize) -> (f64
     (rate, lat[lat.len() / 2], lat[lat.len() * 99 / 100])
 }
 
-/// Fills an agent's outbox with `total` events, then times the drain through Mosquitto into the hub.
-fn drain(dir: &std::path::Path, mode: BrokerMode, total: u64) -> (f64, f64) {
+/// Fills `boxes` agents' outboxes with `total` events in all, then times their drain through the
+/// broker into one hub: the hub's sustained ingest rate when `boxes` > 1.
+fn drain(dir: &std::path::Path, mode: BrokerMode, boxes: usize, total: u64) -> (f64, f64) {
     let mut hub = Hub::new(&dir.join("hub"), mode);
-    let agent = Agent::new(
-        &dir.join("agent"),
-        "bench",
-        "box-01",
-        hub.mqtt_port(),
-        &hub,
-        "[health]\ninterval_secs = 0\n",
-    );
-    {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let outbox = Outbox::open(
-                &agent.outbox(),
-                &SiteId::new("bench").expect("site"),
-                &DeviceId::new("box-01").expect("device"),
-            )
-            .expect("outbox");
-            let mut n = 0;
-            while n < total {
-                let chunk: Vec<EventDraft> = (n..(n + 10_000).min(total)).map(draft).collect();
-                n += chunk.len() as u64;
-                outbox.append(chunk).await.expect("append");
-            }
-        });
-    }
+    let per_box = total / boxes as u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut agents: Vec<Agent> = (1..=boxes)
+        .map(|i| {
+            let device = format!("box-{i:02}");
+            let agent = Agent::new(
+                &dir.join(&device),
+                "bench",
+                &device,
+                hub.mqtt_port(),
+                &hub,
+                "[health]\ninterval_secs = 0\n",
+            );
+            rt.block_on(async {
+                let outbox = Outbox::open(
+                    &agent.outbox(),
+                    &SiteId::new("bench").expect("site"),
+                    &DeviceId::new(&device).expect("device"),
+                )
+                .expect("outbox");
+                let mut n = 0;
+                while n < per_box {
+                    let chunk: Vec<EventDraft> =
+                        (n..(n + 10_000).min(per_box)).map(draft).collect();
+                    n += chunk.len() as u64;
+                    outbox.append(chunk).await.expect("append");
+                }
+            });
+            agent
+        })
+        .collect();
+    drop(rt);
     hub.start();
-    let mut agent = agent;
     let start = Instant::now();
-    agent.start();
+    for a in agents.iter_mut() {
+        a.start();
+    }
     wait_for(
         Duration::from_secs(600),
-        "the hub to hold the whole backlog",
+        "the hub to hold every backlog",
         || {
-            let d = hub.device("bench", "box-01")?;
-            (d["last_seq"].as_u64()? >= total).then_some(())
+            let all = hub.get("/api/v1/devices")?;
+            let done: u64 = all["devices"]
+                .as_array()?
+                .iter()
+                .filter_map(|d| d["last_seq"].as_u64())
+                .sum();
+            (done >= per_box * boxes as u64).then_some(())
         },
     );
     let secs = start.elapsed().as_secs_f64();
-    (secs, total as f64 / secs)
+    (secs, (per_box * boxes as u64) as f64 / secs)
 }
 
 /// POST one punch, poll the hub API until it is there; repeated `samples` times.
