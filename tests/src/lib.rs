@@ -429,6 +429,14 @@ pub fn assert_exactly_once(events: &[Value], accepted: &[u64]) {
     );
 }
 
+/// The mosquitto executable (Debian installs it in /usr/sbin, often not on a user's PATH).
+pub fn mosquitto_exe() -> &'static str {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mosquitto")
+}
+
 /// A Mosquitto broker of our own on a free port, persistence off.
 pub struct Mosquitto {
     pub port: u16,
@@ -453,10 +461,7 @@ impl Mosquitto {
         let conf = self.dir.join("mosquitto.conf");
         std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 100\nmessage_size_limit 4194304\n", self.port))
             .expect("mosquitto conf");
-        let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("mosquitto");
+        let exe = mosquitto_exe();
         let mut cmd = Command::new(exe);
         cmd.arg("-c").arg(&conf);
         self.proc = Some(Proc::spawn(&mut cmd, self.dir.join("mosquitto.log")));

@@ -67,10 +67,7 @@ fn mosquitto_tls(dir: &Path, pki: &Pki) -> (Proc, u16, u16) {
         d = dir.display()
     );
     std::fs::write(dir.join("mosquitto.conf"), conf).expect("conf");
-    let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("mosquitto");
+    let exe = mosquitto_exe();
     let proc = Proc::spawn(
         std::process::Command::new(exe)
             .arg("-c")
