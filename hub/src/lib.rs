@@ -9,6 +9,7 @@ pub mod broker;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod oversight;
 pub mod store;
 pub mod web;
 

@@ -1,0 +1,392 @@
+//! Case time limits (电子监察, OVERSIGHT.md §2; seeds 002 and 004): a case's due day on the county's
+//! calendar, its place on the warning ladder, and whether it was completed on time or early.
+//!
+//! Pure: a [`CaseClock`] (what the case's stage events say about its time) and a date in, a due day
+//! or a [`WarningLevel`] out. Levels only escalate; the caller stores each transition with its time.
+
+use super::calendar::{Calendar, CalendarError, DayUnit};
+use chrono::{Days, NaiveDate};
+use serde::Serialize;
+
+/// The warning ladder, lowest first (seed 002: "提前一天黄灯,到期红灯,超一天黄牌,超两天红牌,三天发监察建议书").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningLevel {
+    /// 蓝灯: two or more counted days left; a countdown is shown.
+    Blue,
+    /// 黄灯: one day before the due day; the handler is reminded.
+    YellowLight,
+    /// 红灯: due today; handler and unit chief are reminded.
+    RedLight,
+    /// 黄牌: one day overdue; unit chief and supervisor are notified; counts against the unit.
+    YellowCard,
+    /// 红牌: two days overdue; supervisor and leadership are notified.
+    RedCard,
+    /// 监察建议书: three days overdue; a numbered supervision letter is generated for the unit.
+    SupervisionLetter,
+}
+
+/// 即办件 or 承诺件.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseKind {
+    /// Due the day it is accepted.
+    Immediate,
+    /// Due at the end of the Nth counted day after the acceptance day.
+    Promised,
+}
+
+/// A clock pause (暂停: 补正, or an Art. 45 step such as 听证 or 检测): the days from `from` up to,
+/// not including, `until` do not count. `until` is `None` while the case is still paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pause {
+    pub from: NaiveDate,
+    pub until: Option<NaiveDate>,
+}
+
+/// What the stage events of one case say about its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseClock {
+    pub kind: CaseKind,
+    /// 受理: the acceptance day.
+    pub accepted: NaiveDate,
+    /// The governing limit (the promised one, 承诺时限), in `unit`s.
+    pub limit_days: u32,
+    pub unit: DayUnit,
+    pub pauses: Vec<Pause>,
+    /// Approved extensions (延期), in `unit`s: +10 (single unit) or +15 (joint handling) by default.
+    pub extension_days: u32,
+    /// 办结: the completion day.
+    pub completed: Option<NaiveDate>,
+}
+
+/// How a completed case did against its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Completion {
+    /// Completed on or before the due day.
+    pub on_time: bool,
+    /// 提前办结: completed at least one counted day before the due day.
+    pub early: bool,
+}
+
+impl CaseClock {
+    fn paused(&self, d: NaiveDate) -> bool {
+        self.pauses
+            .iter()
+            .any(|p| p.from <= d && p.until.is_none_or(|u| d < u))
+    }
+
+    /// Does day `d` count towards the limit (a counted day of the unit, not paused)?
+    fn counts(&self, cal: &Calendar, d: NaiveDate) -> Result<bool, CalendarError> {
+        Ok(!self.paused(d) && cal.counts(d, self.unit)?)
+    }
+
+    /// Counted days in `(from, to]`.
+    fn between(
+        &self,
+        cal: &Calendar,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<u32, CalendarError> {
+        let mut n = 0;
+        let mut d = from;
+        while d < to {
+            d = next(d)?;
+            if self.counts(cal, d)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Is the clock stopped by a pause that has not ended?
+    pub fn is_paused(&self) -> bool {
+        self.pauses.iter().any(|p| p.until.is_none())
+    }
+
+    /// The due day, or `None` while a pause is open (the clock is stopped; it is known again on resume).
+    pub fn due(&self, cal: &Calendar) -> Result<Option<NaiveDate>, CalendarError> {
+        if self.is_paused() {
+            return Ok(None);
+        }
+        let mut left = match self.kind {
+            CaseKind::Immediate => 0,
+            CaseKind::Promised => self.limit_days + self.extension_days,
+        };
+        let mut d = self.accepted;
+        while left > 0 {
+            d = next(d)?;
+            if self.counts(cal, d)? {
+                left -= 1;
+            }
+        }
+        Ok(Some(d))
+    }
+
+    /// The level of an open case on `today`; `None` while its clock is stopped or once completed.
+    pub fn level(
+        &self,
+        cal: &Calendar,
+        today: NaiveDate,
+    ) -> Result<Option<WarningLevel>, CalendarError> {
+        if self.completed.is_some() {
+            return Ok(None);
+        }
+        let Some(due) = self.due(cal)? else {
+            return Ok(None);
+        };
+        let level = if today <= due {
+            match self.between(cal, today, due)? {
+                0 => WarningLevel::RedLight,
+                1 => WarningLevel::YellowLight,
+                _ => WarningLevel::Blue,
+            }
+        } else {
+            // Overdue by counted days: a weekend right after the due day is not yet a day overdue.
+            match self.between(cal, due, today)? {
+                0 => WarningLevel::RedLight,
+                1 => WarningLevel::YellowCard,
+                2 => WarningLevel::RedCard,
+                _ => WarningLevel::SupervisionLetter,
+            }
+        };
+        Ok(Some(level))
+    }
+
+    /// The first day after `today` on which the level rises, and to what: the key by which a timer
+    /// tick finds the cases whose state can change, without looking at the others.
+    pub fn next_escalation(
+        &self,
+        cal: &Calendar,
+        today: NaiveDate,
+    ) -> Result<Option<(NaiveDate, WarningLevel)>, CalendarError> {
+        let Some(now) = self.level(cal, today)? else {
+            return Ok(None);
+        };
+        if now == WarningLevel::SupervisionLetter {
+            return Ok(None);
+        }
+        let mut d = today;
+        // The ladder tops out three counted days after the due day; a long holiday adds at most a few
+        // weeks, so this walk is short. Stop at a year without data with that error.
+        for _ in 0..3660 {
+            d = next(d)?;
+            if let Some(level) = self.level(cal, d)? {
+                if level > now {
+                    return Ok(Some((d, level)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// On time and early, for a completed case.
+    pub fn completion(&self, cal: &Calendar) -> Result<Option<Completion>, CalendarError> {
+        let Some(done) = self.completed else {
+            return Ok(None);
+        };
+        let probe = CaseClock {
+            completed: None,
+            ..self.clone()
+        };
+        let Some(due) = probe.due(cal)? else {
+            return Ok(None);
+        };
+        Ok(Some(Completion {
+            on_time: done <= due,
+            early: done < due && probe.between(cal, done, due)? >= 1,
+        }))
+    }
+}
+
+fn next(d: NaiveDate) -> Result<NaiveDate, CalendarError> {
+    d.checked_add_days(Days::new(1))
+        .ok_or_else(|| CalendarError::Invalid("date out of range".into()))
+}
+
+/// Levels only escalate: the new level when `computed` is above `stored`, else `None`.
+pub fn escalate(
+    stored: Option<WarningLevel>,
+    computed: Option<WarningLevel>,
+) -> Option<WarningLevel> {
+    match (stored, computed) {
+        (_, None) => None,
+        (None, Some(c)) => Some(c),
+        (Some(s), Some(c)) => (c > s).then_some(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn promised(accepted: &str, days: u32) -> CaseClock {
+        CaseClock {
+            kind: CaseKind::Promised,
+            accepted: d(accepted),
+            limit_days: days,
+            unit: DayUnit::Working,
+            pauses: vec![],
+            extension_days: 0,
+            completed: None,
+        }
+    }
+
+    fn cal() -> Calendar {
+        Calendar::official().unwrap()
+    }
+
+    #[test]
+    fn due_day_honours_national_day_and_its_make_up_sunday() {
+        // Accepted Friday 2025-09-26, 5 working days: Sun 09-28 works, 10-01..08 are off.
+        assert_eq!(
+            promised("2025-09-26", 5).due(&cal()).unwrap(),
+            Some(d("2025-10-10"))
+        );
+    }
+
+    #[test]
+    fn an_immediate_case_is_due_the_day_it_is_accepted() {
+        let c = CaseClock {
+            kind: CaseKind::Immediate,
+            ..promised("2025-11-03", 0)
+        };
+        assert_eq!(c.due(&cal()).unwrap(), Some(d("2025-11-03")));
+        assert_eq!(
+            c.level(&cal(), d("2025-11-03")).unwrap(),
+            Some(WarningLevel::RedLight)
+        );
+    }
+
+    #[test]
+    fn a_pause_across_a_weekend_stops_the_clock() {
+        // Mon 11-03 + 3 working days is Thu 11-06; paused Wed 11-05 to Mon 11-10 it is Tue 11-11.
+        let mut c = promised("2025-11-03", 3);
+        assert_eq!(c.due(&cal()).unwrap(), Some(d("2025-11-06")));
+        c.pauses.push(Pause {
+            from: d("2025-11-05"),
+            until: None,
+        });
+        assert_eq!(c.due(&cal()).unwrap(), None, "no due day while paused");
+        assert_eq!(
+            c.level(&cal(), d("2025-11-07")).unwrap(),
+            None,
+            "no escalation while paused"
+        );
+        c.pauses[0].until = Some(d("2025-11-10"));
+        assert_eq!(c.due(&cal()).unwrap(), Some(d("2025-11-11")));
+    }
+
+    #[test]
+    fn a_pause_starting_on_the_due_day() {
+        let mut c = promised("2025-11-03", 3);
+        c.pauses.push(Pause {
+            from: d("2025-11-06"),
+            until: Some(d("2025-11-10")),
+        });
+        assert_eq!(c.due(&cal()).unwrap(), Some(d("2025-11-10")));
+    }
+
+    #[test]
+    fn an_extension_adds_its_days() {
+        let mut c = promised("2025-11-03", 20);
+        let before = c.due(&cal()).unwrap().unwrap();
+        c.extension_days = 10;
+        let after = c.due(&cal()).unwrap().unwrap();
+        assert_eq!(
+            cal().days_between(before, after, DayUnit::Working).unwrap(),
+            10
+        );
+    }
+
+    #[test]
+    fn a_year_without_data_is_an_error() {
+        let c = promised("2031-03-03", 5);
+        assert!(matches!(c.due(&cal()), Err(CalendarError::NoData(2031))));
+    }
+
+    #[test]
+    fn a_promised_case_climbs_every_step_of_the_ladder_once() {
+        // Accepted Mon 2025-11-03 with 5 working days: due Mon 11-10.
+        let c = promised("2025-11-03", 5);
+        let cal = cal();
+        let mut stored = None;
+        let mut transitions = Vec::new();
+        let mut day = d("2025-11-03");
+        while day <= d("2025-11-20") {
+            if let Some(level) = escalate(stored, c.level(&cal, day).unwrap()) {
+                transitions.push((day, level));
+                stored = Some(level);
+            }
+            day = day.succ_opt().unwrap();
+        }
+        use WarningLevel::*;
+        assert_eq!(
+            transitions,
+            vec![
+                (d("2025-11-03"), Blue),
+                (d("2025-11-07"), YellowLight), // Friday: one working day (Monday) left
+                (d("2025-11-10"), RedLight),    // due today
+                (d("2025-11-11"), YellowCard),
+                (d("2025-11-12"), RedCard),
+                (d("2025-11-13"), SupervisionLetter),
+            ]
+        );
+        // The timer index agrees with the walk.
+        assert_eq!(
+            c.next_escalation(&cal, d("2025-11-03")).unwrap(),
+            Some((d("2025-11-07"), YellowLight))
+        );
+        assert_eq!(c.next_escalation(&cal, d("2025-11-13")).unwrap(), None);
+    }
+
+    #[test]
+    fn levels_never_go_down() {
+        assert_eq!(
+            escalate(Some(WarningLevel::RedCard), Some(WarningLevel::Blue)),
+            None
+        );
+        assert_eq!(
+            escalate(Some(WarningLevel::Blue), Some(WarningLevel::RedLight)),
+            Some(WarningLevel::RedLight)
+        );
+    }
+
+    #[test]
+    fn on_time_and_early_completion() {
+        let cal = cal();
+        let mut c = promised("2025-11-03", 5); // due 11-10
+        c.completed = Some(d("2025-11-10"));
+        assert_eq!(
+            c.completion(&cal).unwrap(),
+            Some(Completion {
+                on_time: true,
+                early: false
+            })
+        );
+        c.completed = Some(d("2025-11-07"));
+        assert_eq!(
+            c.completion(&cal).unwrap(),
+            Some(Completion {
+                on_time: true,
+                early: true
+            })
+        );
+        c.completed = Some(d("2025-11-11"));
+        assert_eq!(
+            c.completion(&cal).unwrap(),
+            Some(Completion {
+                on_time: false,
+                early: false
+            })
+        );
+        assert_eq!(
+            c.level(&cal, d("2025-11-20")).unwrap(),
+            None,
+            "a completed case has no light"
+        );
+    }
+}
