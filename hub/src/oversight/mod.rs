@@ -3,4 +3,5 @@
 //! beside ingest. One calendar ([`calendar`]) serves deadlines and attendance alike.
 
 pub mod calendar;
+pub mod cases;
 pub mod deadlines;
