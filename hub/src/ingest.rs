@@ -7,7 +7,9 @@
 //! applied and the ack tells the agent where to resume. Bad input becomes a dead-letter record (and
 //! a tamper alarm for bad signatures and broken chains); it never stops ingest for other devices.
 
+use crate::clock::HubClock;
 use crate::metrics::Metrics;
+use crate::oversight::calendar::Calendar;
 use crate::store::{self, DeviceState, Writer, now_ms};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
@@ -51,12 +53,20 @@ pub struct Outgoing {
 
 type DeviceKey = (SiteId, DeviceId);
 
+/// What ingest needs to keep case projections current as case events arrive.
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    pub calendar: Arc<Calendar>,
+    pub clock: HubClock,
+}
+
 /// Ingest's state between messages: a cache of device chain heads (the store is the truth).
 pub struct Ingest {
     writer: Writer,
     devices: HashMap<DeviceKey, DeviceState>,
     config: IngestConfig,
     metrics: Arc<Metrics>,
+    supervision: Supervision,
 }
 
 /// What one message did, within the current transaction.
@@ -73,12 +83,18 @@ fn rejected(reason: &BatchError) -> Vec<Rejected> {
 }
 
 impl Ingest {
-    pub fn new(writer: Writer, config: IngestConfig, metrics: Arc<Metrics>) -> Ingest {
+    pub fn new(
+        writer: Writer,
+        config: IngestConfig,
+        metrics: Arc<Metrics>,
+        supervision: Supervision,
+    ) -> Ingest {
         Ingest {
             writer,
             devices: HashMap::new(),
             config,
             metrics,
+            supervision,
         }
     }
 
@@ -101,11 +117,15 @@ impl Ingest {
                 }
             }
             let devices = &self.devices;
-            let config = &self.config;
-            let metrics = &self.metrics;
+            let ctx = Context {
+                config: &self.config,
+                metrics: &self.metrics,
+                supervision: &self.supervision,
+                today: self.supervision.clock.today(),
+            };
             let tx = self.writer.transaction()?;
             for m in group {
-                let effect = apply_one(&tx, devices, &mut staged, config, metrics, m, received_ms)?;
+                let effect = apply_one(&tx, devices, &mut staged, &ctx, m, received_ms)?;
                 if let Some(ack) = effect.ack {
                     acks.push(ack);
                 }
@@ -177,15 +197,23 @@ fn coalesce(acks: Vec<(DeviceKey, u64, Vec<Rejected>)>) -> Vec<Outgoing> {
         .collect()
 }
 
+/// What applying one message reads besides the message.
+struct Context<'a> {
+    config: &'a IngestConfig,
+    metrics: &'a Metrics,
+    supervision: &'a Supervision,
+    today: chrono::NaiveDate,
+}
+
 fn apply_one(
     tx: &rusqlite::Transaction<'_>,
     devices: &HashMap<DeviceKey, DeviceState>,
     staged: &mut HashMap<DeviceKey, DeviceState>,
-    config: &IngestConfig,
-    metrics: &Metrics,
+    ctx: &Context<'_>,
     m: &Message,
     received_ms: i64,
 ) -> rusqlite::Result<Effect> {
+    let (config, metrics) = (ctx.config, ctx.metrics);
     let Some((site, device, channel)) = topics::parse(&m.topic) else {
         tracing::debug!(topic = %m.topic, "ignoring a message on a foreign topic");
         return Ok(Effect::default());
@@ -277,8 +305,17 @@ fn apply_one(
         match valid {
             Ok(()) => {
                 store::tx::insert_event(tx, state.id, e, received_ms, state.clock_offset_ms)?;
-                if kind == Kind::Health {
-                    store::tx::record_health(tx, state.id, e.body())?;
+                match kind {
+                    Kind::Health => store::tx::record_health(tx, state.id, e.body())?,
+                    Kind::Case => store::cases::apply_event(
+                        tx,
+                        site.as_str(),
+                        &e.at,
+                        e.body(),
+                        &ctx.supervision.calendar,
+                        ctx.today,
+                    )?,
+                    _ => {}
                 }
             }
             Err(reason) => {

@@ -6,11 +6,13 @@
 //! notifications and reports build on the store in later steps.
 
 pub mod broker;
+pub mod clock;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod oversight;
 pub mod store;
+pub mod supervise;
 pub mod web;
 
 pub use error::Error;

@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig};
+use sunlight_hub::clock::HubClock;
+use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig, Supervision};
 use sunlight_hub::metrics::Metrics;
+use sunlight_hub::oversight::calendar::Calendar;
 use sunlight_hub::store::{self, Reader, Writer};
-use sunlight_hub::{Error, broker, web};
+use sunlight_hub::{Error, broker, supervise, web};
 use sunlight_protocol::{DeviceId, PublicKey, SiteId};
 
 #[derive(Parser)]
@@ -51,6 +53,12 @@ struct RunArgs {
     /// Largest batch accepted, in bytes.
     #[arg(long, default_value_t = sunlight_protocol::DEFAULT_MAX_BATCH_BYTES)]
     max_batch_bytes: usize,
+    /// Fix "today" for oversight (YYYY-MM-DD): for simulations, training and tests only.
+    #[arg(long)]
+    today: Option<chrono::NaiveDate>,
+    /// Seconds between oversight ticks (case lights and cards).
+    #[arg(long, default_value_t = 60)]
+    tick_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -151,6 +159,21 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         }
     };
     let metrics = Arc::new(Metrics::default());
+    let calendar = Arc::new(Calendar::official().map_err(|e| Error::Invalid(e.to_string()))?);
+    let clock = match args.today {
+        Some(day) => {
+            tracing::warn!(%day, "simulated clock: today is fixed by --today");
+            HubClock::fixed(day)
+        }
+        None => HubClock::system(),
+    };
+    supervise::spawn(
+        Writer::open(&path)?,
+        calendar.clone(),
+        clock,
+        std::time::Duration::from_secs(args.tick_secs.max(1)),
+    )
+    .map_err(|e| Error::io("starting the oversight tick", e))?;
     let ingest = Ingest::new(
         Writer::open(&path)?,
         IngestConfig {
@@ -158,6 +181,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             ..Default::default()
         },
         metrics.clone(),
+        Supervision { calendar, clock },
     );
     let api = web::router(web::ApiState {
         reader: Arc::new(Mutex::new(Reader::open(&path)?)),

@@ -1,7 +1,7 @@
 //! The hub's HTTP API: devices, events, dead letters, alarms, health and metrics.
 
 use crate::metrics::Metrics;
-use crate::store::{EventFilter, Reader};
+use crate::store::{CaseFilter, EventFilter, Reader};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -25,6 +25,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/cases", get(cases))
         .with_state(state)
 }
 
@@ -112,6 +113,14 @@ async fn alarms(State(state): State<ApiState>, Query(p): Query<Page>) -> Respons
     .await
     {
         Ok(a) => axum::Json(json!({ "alarms": a })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Cases with their light or card, due day, process anomalies and warning history.
+async fn cases(State(state): State<ApiState>, Query(filter): Query<CaseFilter>) -> Response {
+    match read(&state, move |r| r.cases(&filter)).await {
+        Ok(c) => axum::Json(json!({ "cases": c })).into_response(),
         Err(r) => r,
     }
 }

@@ -137,6 +137,8 @@ pub struct Hub {
     pub http: u16,
     pub mode: BrokerMode,
     pub proc: Option<Proc>,
+    /// More `sunlight-hub run` arguments (e.g. `--today 2025-11-13`).
+    pub extra_args: Vec<String>,
     client: http::Client,
 }
 
@@ -148,6 +150,7 @@ impl Hub {
             http: free_port(),
             mode,
             proc: None,
+            extra_args: Vec::new(),
             client: http::Client::new(),
         }
     }
@@ -169,6 +172,7 @@ impl Hub {
             BrokerMode::Embedded(p) => cmd.arg("--embedded-broker").arg(format!("127.0.0.1:{p}")),
             BrokerMode::External(p) => cmd.arg("--broker").arg(format!("mqtt://127.0.0.1:{p}")),
         };
+        cmd.args(&self.extra_args);
         self.proc = Some(Proc::spawn(&mut cmd, self.dir.join("hub.log")));
         assert!(
             wait_port(self.http, Duration::from_secs(20)),

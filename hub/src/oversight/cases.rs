@@ -68,14 +68,14 @@ pub enum Kind {
 }
 
 /// A process anomaly to show supervisors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomaly {
     pub on: NaiveDate,
     pub what: String,
 }
 
 /// What is known about one case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseState {
     pub case_no: String,
     pub item_code: String,
@@ -98,7 +98,7 @@ pub struct CaseState {
 }
 
 /// `DayUnit` as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DayUnitView {
     Working,

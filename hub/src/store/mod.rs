@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
 
+pub mod cases;
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -64,6 +66,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db_err(path))?;
     conn.execute_batch(SCHEMA).map_err(db_err(path))?;
+    conn.execute_batch(cases::SCHEMA).map_err(db_err(path))?;
     Ok(conn)
 }
 
@@ -492,4 +495,25 @@ impl Reader {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(self.err())
     }
+    pub fn cases(&self, f: &CaseFilter) -> Result<Vec<cases::CaseView>, Error> {
+        cases::list(
+            &self.conn,
+            f.site.as_deref(),
+            f.level.as_deref(),
+            f.open.unwrap_or(true),
+            f.limit.unwrap_or(100),
+        )
+        .map_err(self.err())
+    }
+}
+
+/// Filter of `GET /api/v1/cases`.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct CaseFilter {
+    pub site: Option<String>,
+    /// blue, yellow_light, red_light, yellow_card, red_card, supervision_letter
+    pub level: Option<String>,
+    /// Only open cases (default true).
+    pub open: Option<bool>,
+    pub limit: Option<u32>,
 }

@@ -1,0 +1,27 @@
+//! The hub's one clock: "today" in the county's time zone (UTC+8), or a fixed day for simulations
+//! and tests (`sunlight-hub run --today 2025-11-13`). Engines never read the system time themselves.
+
+use chrono::{FixedOffset, NaiveDate, Utc};
+
+#[derive(Debug, Clone, Copy)]
+pub struct HubClock {
+    fixed: Option<NaiveDate>,
+}
+
+impl HubClock {
+    pub fn system() -> HubClock {
+        HubClock { fixed: None }
+    }
+
+    pub fn fixed(day: NaiveDate) -> HubClock {
+        HubClock { fixed: Some(day) }
+    }
+
+    /// Today in China Standard Time (no daylight saving), or the fixed day.
+    pub fn today(&self) -> NaiveDate {
+        self.fixed.unwrap_or_else(|| {
+            let cst = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+            Utc::now().with_timezone(&cst).date_naive()
+        })
+    }
+}

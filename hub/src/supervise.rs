@@ -1,0 +1,39 @@
+//! The oversight timer: once a minute (and at start), re-evaluate the open cases whose next
+//! escalation day has come. Incremental: the `next_check` index selects only those cases, so the
+//! work is proportional to what can change, not to the number of open cases.
+
+use crate::clock::HubClock;
+use crate::oversight::calendar::Calendar;
+use crate::store::{Writer, cases};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs the tick on its own thread with its own write connection, forever.
+pub fn spawn(
+    mut writer: Writer,
+    calendar: Arc<Calendar>,
+    clock: HubClock,
+    every: Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("oversight-tick".into())
+        .spawn(move || {
+            loop {
+                let today = clock.today();
+                // One transaction per tick: one fsync however many cases escalate.
+                let result = writer.transaction().and_then(|tx| {
+                    let n = cases::tick(&tx, &calendar, today)?;
+                    tx.commit().map(|()| n)
+                });
+                match result {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(cases = n, %today, "oversight tick re-evaluated cases"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "oversight tick failed; retrying next tick")
+                    }
+                }
+                std::thread::sleep(every);
+            }
+        })?;
+    Ok(())
+}
