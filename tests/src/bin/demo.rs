@@ -94,6 +94,9 @@ fn main() {
     );
     println!("  curl -s '{api}/api/v1/events?kind=punch' # punches as the hub stored them");
     println!("  curl -s '{api}/api/v1/events?kind=case'  # case stages (受理 → 办结)");
+    println!(
+        "  curl -s '{api}/api/v1/cases'             # open cases with their light or card and due day"
+    );
     println!("  curl -s {api}/metrics                    # ingest counters");
     println!("  logs and databases under {}\n", dir.display());
 
@@ -136,8 +139,15 @@ fn simulate(t: &Township, n: u64) -> Value {
             json!({"kind": "punch", "body": {"staff_id": staff, "direction": if n % 2 == 0 { "in" } else { "out" },
             "method": "card", "source": "zkteco-1", "terminal_sn": "CDQ9190960040"}})
         }
-        2 | 3 => {
-            let (code, name, unit, window, days) = ITEMS[(n / 5 % 5) as usize];
+        // One step of a case every five ticks: 受理 → 承办 → 审核 → 批准 → 办结. Every other case stalls
+        // after acceptance, and acceptances are back-dated 0–6 days, so the hub has lights and cards to show.
+        2 => {
+            let case_idx = n / 25;
+            let step = (n / 5 % 5) as usize;
+            if case_idx % 2 == 1 && step > 0 {
+                return rating(staff, n);
+            }
+            let (code, name, unit, window, days) = ITEMS[(case_idx % 5) as usize];
             let stages = [
                 "accepted",
                 "undertaken",
@@ -145,20 +155,29 @@ fn simulate(t: &Township, n: u64) -> Value {
                 "approved",
                 "completed",
             ];
-            let mut body = json!({"case_no": format!("{}-{:05}", t.site.rsplit('-').next().unwrap_or("x"), n / 25), "item_code": code,
-                "item_name": name, "unit": unit, "window": window, "stage": stages[(n / 2 % 5) as usize], "staff_id": staff,
+            let mut body = json!({"case_no": format!("{}-{:05}", t.site.rsplit('-').next().unwrap_or("x"), case_idx), "item_code": code,
+                "item_name": name, "unit": unit, "window": window, "stage": stages[step], "staff_id": staff,
                 "kind": if days == 0 { "immediate" } else { "promised" }, "applicant_phone": "138****5678"});
             if days > 0 {
                 body["limit_days"] = json!(days);
                 body["limit_unit"] = json!("working");
             }
-            json!({"kind": "case", "body": body})
+            let mut event = json!({"kind": "case", "body": body});
+            if step == 0 {
+                let back = chrono::Duration::days((case_idx % 7) as i64);
+                let at = (chrono::Utc::now() - back)
+                    .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8"));
+                event["at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
+            }
+            event
         }
-        _ => {
-            json!({"kind": "rating", "body": {"window": "W1", "level": 3 + n % 3, "channel": "pad", "staff_id": staff,
-            "indicators": {"efficiency": 5, "attitude": 4}}})
-        }
+        _ => rating(staff, n),
     }
+}
+
+fn rating(staff: &str, n: u64) -> Value {
+    json!({"kind": "rating", "body": {"window": "W1", "level": 3 + n % 3, "channel": "pad", "staff_id": staff,
+        "indicators": {"efficiency": 5, "attitude": 4}}})
 }
 
 fn describe(_t: &Township, e: &Value) -> String {
@@ -202,6 +221,32 @@ fn print_hub(hub: &Hub) {
             d["last_seq"],
             d["backlog_events"],
             d["clock_offset_ms"]
+        );
+    }
+    if let Some(cases) = hub.get("/api/v1/cases?open=false&limit=1000") {
+        let mut by_level: std::collections::BTreeMap<String, usize> = Default::default();
+        for c in cases["cases"].as_array().into_iter().flatten() {
+            let key = if c["open"] == false {
+                "closed".to_string()
+            } else if c["problem"].is_string() {
+                // e.g. a 40-working-day limit reaching into a year whose holiday notice is not out yet
+                "waiting for next year's holiday calendar".to_string()
+            } else {
+                c["level"]
+                    .as_str()
+                    .unwrap_or("not yet accepted")
+                    .to_string()
+            };
+            *by_level.entry(key).or_default() += 1;
+        }
+        let summary: Vec<String> = by_level.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "    cases: {}",
+            if summary.is_empty() {
+                "none yet".into()
+            } else {
+                summary.join(", ")
+            }
         );
     }
     println!();
