@@ -134,7 +134,16 @@ impl CaseClock {
         let Some(due) = self.due(cal)? else {
             return Ok(None);
         };
-        let level = if today <= due {
+        self.level_at(cal, due, today).map(Some)
+    }
+
+    fn level_at(
+        &self,
+        cal: &Calendar,
+        due: NaiveDate,
+        today: NaiveDate,
+    ) -> Result<WarningLevel, CalendarError> {
+        Ok(if today <= due {
             match self.between(cal, today, due)? {
                 0 => WarningLevel::RedLight,
                 1 => WarningLevel::YellowLight,
@@ -148,32 +157,57 @@ impl CaseClock {
                 2 => WarningLevel::RedCard,
                 _ => WarningLevel::SupervisionLetter,
             }
-        };
-        Ok(Some(level))
+        })
     }
 
     /// The first day after `today` on which the level rises, and to what: the key by which a timer
     /// tick finds the cases whose state can change, without looking at the others.
+    ///
+    /// The level can only change on the last counted day before the due day, on the due day, and on
+    /// the first three counted days after it; only those days are evaluated.
     pub fn next_escalation(
         &self,
         cal: &Calendar,
         today: NaiveDate,
     ) -> Result<Option<(NaiveDate, WarningLevel)>, CalendarError> {
-        let Some(now) = self.level(cal, today)? else {
-            return Ok(None);
-        };
-        if now == WarningLevel::SupervisionLetter {
+        if self.completed.is_some() {
             return Ok(None);
         }
-        let mut d = today;
-        // The ladder tops out three counted days after the due day; a long holiday adds at most a few
-        // weeks, so this walk is short. Stop at a year without data with that error.
-        for _ in 0..3660 {
+        let Some(due) = self.due(cal)? else {
+            return Ok(None);
+        };
+        let now = self.level_at(cal, due, today)?;
+        let mut candidates = Vec::with_capacity(5);
+        // The last counted day before the due day, not before acceptance.
+        let mut d = due;
+        while d > self.accepted {
+            d = d
+                .pred_opt()
+                .ok_or_else(|| CalendarError::Invalid("date out of range".into()))?;
+            if self.counts(cal, d)? {
+                candidates.push(d);
+                break;
+            }
+        }
+        candidates.push(due);
+        let mut d = due;
+        for _ in 0..3 {
             d = next(d)?;
-            if let Some(level) = self.level(cal, d)? {
-                if level > now {
-                    return Ok(Some((d, level)));
+            // A long holiday is the longest run of uncounted days; bound the walk to a year.
+            let mut guard = 0;
+            while !self.counts(cal, d)? {
+                d = next(d)?;
+                guard += 1;
+                if guard > 366 {
+                    return Ok(None);
                 }
+            }
+            candidates.push(d);
+        }
+        for day in candidates.into_iter().filter(|d| *d > today) {
+            let level = self.level_at(cal, due, day)?;
+            if level > now {
+                return Ok(Some((day, level)));
             }
         }
         Ok(None)
@@ -341,6 +375,47 @@ mod tests {
             Some((d("2025-11-07"), YellowLight))
         );
         assert_eq!(c.next_escalation(&cal, d("2025-11-13")).unwrap(), None);
+    }
+
+    #[test]
+    fn the_next_escalation_agrees_with_walking_day_by_day() {
+        let cal = cal();
+        let mut day = d("2025-09-01");
+        let mut checked = 0;
+        while day < d("2025-10-20") {
+            for days in [0, 1, 2, 5, 9] {
+                let mut c = promised(&day.to_string(), days);
+                if days == 0 {
+                    c.kind = CaseKind::Immediate;
+                }
+                let mut t = day;
+                while t < d("2025-11-10") {
+                    let walked = {
+                        let now = c.level(&cal, t).unwrap();
+                        let mut u = t;
+                        let mut found = None;
+                        while u < d("2025-12-31") {
+                            u = u.succ_opt().unwrap();
+                            let l = c.level(&cal, u).unwrap();
+                            if l > now {
+                                found = Some((u, l.unwrap()));
+                                break;
+                            }
+                        }
+                        found
+                    };
+                    assert_eq!(
+                        c.next_escalation(&cal, t).unwrap(),
+                        walked,
+                        "accepted {day}, {days} days, on {t}"
+                    );
+                    checked += 1;
+                    t = t.checked_add_days(Days::new(3)).unwrap();
+                }
+            }
+            day = day.checked_add_days(Days::new(4)).unwrap();
+        }
+        assert!(checked > 500);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sunlight_tests::*;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "footprint"
+    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "footprint"
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -28,7 +28,7 @@ fn main() {
         mem_total()
     );
     let mut baseline_small = 0.0;
-    if which != "latency" && which != "footprint" {
+    if !matches!(which.as_str(), "latency" | "footprint" | "oversight") {
         let line = |name: &str, small: &Pipe, big: &Pipe, huge: &Pipe| {
             println!(
                 "baseline {name} QoS1: 200 B {:.0} msg/s (lost {}); 10 KiB {:.0} msg/s = {:.0} MB/s (lost {}); 256 KiB {:.0} msg/s = {:.0} MB/s (lost {})",
@@ -100,6 +100,9 @@ fn main() {
         println!(
             "end to end, intake POST → visible in the hub API (embedded broker, online): p50 {p50:.1} ms, p99 {p99:.1} ms"
         );
+    }
+    if which == "all" || which == "oversight" {
+        oversight();
     }
     if which == "all" || which == "footprint" {
         footprint(&dir.join("footprint"));
@@ -362,5 +365,95 @@ fn footprint(dir: &std::path::Path) {
         rss / 1024.0,
         bin("sunlight-agent").display(),
         size as f64 / 1e6
+    );
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The deadline engine on 1,000,000 open cases: a first evaluation of every case (the rate at which
+/// stage events can be turned into due days, levels and next-escalation days), then daily ticks that
+/// touch only the cases whose next escalation day has come (a date index, as the store keeps it).
+fn oversight() {
+    use chrono::NaiveDate;
+    use std::collections::BTreeMap;
+    use sunlight_hub::oversight::calendar::{Calendar, DayUnit};
+    use sunlight_hub::oversight::deadlines::{CaseClock, CaseKind, escalate};
+    let cal = Calendar::official().expect("calendar");
+    // Accepted over the five weeks before 2026-11-13, so that every case is open and due in 2026
+    // (the 2027 holiday notice is not in the calendar yet).
+    let start = NaiveDate::from_ymd_opt(2026, 10, 9).expect("date");
+    let limits = [0u32, 3, 5, 10, 20, 40];
+    let before = rss_mb();
+    let n = 1_000_000usize;
+    let cases: Vec<CaseClock> = (0..n)
+        .map(|i| CaseClock {
+            kind: if i % 6 == 0 {
+                CaseKind::Immediate
+            } else {
+                CaseKind::Promised
+            },
+            accepted: start + chrono::Days::new((i % 35) as u64),
+            limit_days: limits[i % 6].min(if i % 35 > 20 { 10 } else { 40 }),
+            unit: DayUnit::Working,
+            pauses: vec![],
+            extension_days: 0,
+            completed: None,
+        })
+        .collect();
+    let today0 = NaiveDate::from_ymd_opt(2026, 11, 13).expect("date");
+    let t = Instant::now();
+    let mut levels = Vec::with_capacity(n);
+    let mut index: BTreeMap<NaiveDate, Vec<u32>> = BTreeMap::new();
+    for (i, c) in cases.iter().enumerate() {
+        levels.push(c.level(&cal, today0).expect("level"));
+        if let Some((day, _)) = c.next_escalation(&cal, today0).expect("next") {
+            index.entry(day).or_default().push(i as u32);
+        }
+    }
+    let first = t.elapsed().as_secs_f64();
+    println!(
+        "oversight: first evaluation of {n} open cases (due day, level, next escalation): {first:.2} s = {:.0} cases/s; memory {:.0} MB for cases, levels and index",
+        n as f64 / first,
+        rss_mb() - before
+    );
+    let mut worst = 0.0f64;
+    let mut touched_total = 0;
+    let mut day = today0;
+    for _ in 0..10 {
+        day = day.succ_opt().expect("date");
+        let t = Instant::now();
+        let due: Vec<NaiveDate> = index.range(..=day).map(|(d, _)| *d).collect();
+        let mut touched = 0;
+        for d in due {
+            for i in index.remove(&d).unwrap_or_default() {
+                let c = &cases[i as usize];
+                let level = c.level(&cal, day).expect("level");
+                if let Some(up) = escalate(levels[i as usize], level) {
+                    levels[i as usize] = Some(up);
+                }
+                if let Some((next, _)) = c.next_escalation(&cal, day).expect("next") {
+                    index.entry(next).or_default().push(i);
+                }
+                touched += 1;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        worst = worst.max(secs);
+        touched_total += touched;
+    }
+    println!(
+        "oversight: 10 daily ticks over {n} open cases: worst tick {:.3} s, {touched_total} case re-evaluations in all (target ≤ 1 s per tick)",
+        worst
     );
 }
