@@ -27,6 +27,24 @@ pub struct AgentConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    /// ZKTeco terminals that push to this box (PUSH/ADMS protocol); absent: no terminal server.
+    pub zkteco: Option<ZktecoConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZktecoConfig {
+    /// Where the terminal server listens; set the terminal's server address and port to this.
+    pub listen: SocketAddr,
+    /// Serial numbers (SN) of the terminals allowed to push; any other is refused.
+    pub terminals: Vec<String>,
+    /// Punches dated more than this ahead of the box's clock are flagged `future_time`.
+    #[serde(default = "default_future")]
+    pub max_future_secs: i64,
+}
+
+fn default_future() -> i64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +199,13 @@ impl AgentConfig {
                 "hub.broker is mqtts:// but hub.ca_file is not set: name the county CA certificate"
                     .into(),
             ));
+        }
+        if config
+            .zkteco
+            .as_ref()
+            .is_some_and(|z| z.terminals.is_empty())
+        {
+            return Err(bad("zkteco.terminals is empty: list the serial number (SN) of every terminal, e.g. [\"CDQ9190960040\"]".into()));
         }
         if config.hub.cert_file.is_some() != config.hub.key_file.is_some() {
             return Err(bad(

@@ -51,10 +51,18 @@ pub struct Backlog {
     pub oldest_ms: Option<i64>,
 }
 
+/// An event with an optional dedup key: a second event with a key already recorded is not
+/// appended (terminals re-send whole ranges; the same record must become one punch).
+#[derive(Debug, Clone)]
+pub struct Keyed {
+    pub key: Option<String>,
+    pub draft: EventDraft,
+}
+
 enum Request {
     Append(
-        Vec<EventDraft>,
-        oneshot::Sender<Result<Vec<Appended>, Error>>,
+        Vec<Keyed>,
+        oneshot::Sender<Result<Vec<Option<Appended>>, Error>>,
     ),
     Ack(u64, oneshot::Sender<Result<(), Error>>),
 }
@@ -99,6 +107,7 @@ CREATE TABLE IF NOT EXISTS head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL, hash BLOB NOT NULL, acked INTEGER NOT NULL, bytes INTEGER NOT NULL);
 INSERT OR IGNORE INTO head (id, seq, hash, acked, bytes) VALUES (1, 0, zeroblob(32), 0, 0);
+CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, prev BLOB NOT NULL, hash BLOB NOT NULL, kind TEXT NOT NULL,
     created_ms INTEGER NOT NULL, canonical BLOB NOT NULL);
@@ -184,9 +193,24 @@ impl Outbox {
 
     /// Appends events in order; returns once they are durable on disk.
     pub async fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Appended>, Error> {
+        let keyed = drafts
+            .into_iter()
+            .map(|draft| Keyed { key: None, draft })
+            .collect();
+        Ok(self
+            .append_keyed(keyed)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Appends events in order, skipping those whose key was recorded before (`None` in the result);
+    /// returns once the new ones are durable on disk.
+    pub async fn append_keyed(&self, events: Vec<Keyed>) -> Result<Vec<Option<Appended>>, Error> {
         let (reply, wait) = oneshot::channel();
         self.tx
-            .send(Request::Append(drafts, reply))
+            .send(Request::Append(events, reply))
             .await
             .map_err(|_| Error::Closed)?;
         wait.await.map_err(|_| Error::Closed)?
@@ -326,8 +350,8 @@ impl Writer {
             Ok(mut appended) => {
                 for req in group {
                     match req {
-                        Request::Append(drafts, reply) => {
-                            let rest = appended.split_off(drafts.len().min(appended.len()));
+                        Request::Append(items, reply) => {
+                            let rest = appended.split_off(items.len().min(appended.len()));
                             let _ = reply.send(Ok(std::mem::replace(&mut appended, rest)));
                         }
                         Request::Ack(_, reply) => {
@@ -357,7 +381,7 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, group: &[Request]) -> rusqlite::Result<Vec<Appended>> {
+    fn write(&mut self, group: &[Request]) -> rusqlite::Result<Vec<Option<Appended>>> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -369,11 +393,19 @@ impl Writer {
             )?;
             let mut delete = tx
                 .prepare_cached("DELETE FROM events WHERE seq <= ?1 RETURNING length(canonical)")?;
+            let mut dedup =
+                tx.prepare_cached("INSERT OR IGNORE INTO dedup (key, seq) VALUES (?1, ?2)")?;
             for req in group {
                 match req {
-                    Request::Append(drafts, _) => {
-                        for draft in drafts {
+                    Request::Append(items, _) => {
+                        for Keyed { key, draft } in items {
                             let seq = self.head.seq + 1;
+                            if let Some(key) = key {
+                                if dedup.execute(params![key, seq as i64])? == 0 {
+                                    appended.push(None);
+                                    continue;
+                                }
+                            }
                             let canonical = draft.canonical(seq);
                             let hash = EventHash::next(&self.head.hash, &canonical);
                             insert.execute(params![
@@ -387,7 +419,7 @@ impl Writer {
                             self.head.bytes += canonical.len() as u64;
                             self.head.seq = seq;
                             self.head.hash = hash;
-                            appended.push(Appended { seq, hash });
+                            appended.push(Some(Appended { seq, hash }));
                         }
                     }
                     Request::Ack(through, _) => {
@@ -421,7 +453,7 @@ impl Writer {
 
 fn group_events(req: &Request) -> usize {
     match req {
-        Request::Append(drafts, _) => drafts.len(),
+        Request::Append(items, _) => items.len(),
         Request::Ack(..) => 1,
     }
 }
@@ -515,6 +547,42 @@ mod tests {
         let done = Outbox::inspect(&path).unwrap();
         assert_eq!((done.acked_seq, done.events, done.bytes), (10, 0, 0));
         assert_eq!(outbox.append_one(punch(11)).await.unwrap().seq, 11);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_keyed_event_is_recorded_once_even_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (site, device) = ids();
+        let path = dir.path().join("o.db");
+        let keyed = |k: &str, n| Keyed {
+            key: Some(k.into()),
+            draft: punch(n),
+        };
+        {
+            let outbox = Outbox::open(&path, &site, &device).unwrap();
+            let got = outbox
+                .append_keyed(vec![keyed("a", 1), keyed("b", 2), keyed("a", 3)])
+                .await
+                .unwrap();
+            assert_eq!(
+                got.iter().map(|a| a.map(|a| a.seq)).collect::<Vec<_>>(),
+                [Some(1), Some(2), None]
+            );
+        }
+        let outbox = Outbox::open(&path, &site, &device).unwrap();
+        let got = outbox
+            .append_keyed(vec![keyed("b", 4), keyed("c", 5)])
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(|a| a.map(|a| a.seq)).collect::<Vec<_>>(),
+            [None, Some(3)]
+        );
+        // Unkeyed events are never deduplicated.
+        assert_eq!(
+            outbox.append(vec![punch(6), punch(6)]).await.unwrap().len(),
+            2
+        );
     }
 
     #[test]

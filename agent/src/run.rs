@@ -91,6 +91,25 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     tracing::info!(site = %config.site, device = %config.device, intake = %config.intake.listen, broker = %config.hub.broker, "agent started");
     let server = tokio::spawn(async move { axum::serve(listener, intake).await });
 
+    if let Some(zk) = &config.zkteco {
+        let listener = tokio::net::TcpListener::bind(zk.listen)
+            .await
+            .map_err(|e| Error::io(format!("listening for ZKTeco terminals on {} (set zkteco.listen to a free address)", zk.listen), e))?;
+        let terminals =
+            crate::capture::zkteco_push::router(crate::capture::zkteco_push::TerminalState {
+                outbox: outbox.clone(),
+                clock: clock.clone(),
+                tz,
+                terminals: Arc::new(zk.terminals.iter().cloned().collect()),
+                max_future_secs: zk.max_future_secs,
+            });
+        tracing::info!(listen = %zk.listen, terminals = zk.terminals.len(), "ZKTeco terminal server started");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, terminals).await {
+                tracing::error!(error = %e, "ZKTeco terminal server stopped");
+            }
+        });
+    }
     if config.health.interval_secs > 0 {
         tokio::spawn(crate::health::run(
             Duration::from_secs(config.health.interval_secs),

@@ -38,6 +38,24 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GET returning (status, text), as a ZKTeco terminal reads its server.
+    pub fn get_text(&self, url: &str) -> Option<(u16, String)> {
+        self.rt.block_on(async {
+            let r = self.http.get(url).send().await.ok()?;
+            Some((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        })
+    }
+
+    /// POST raw bytes returning (status, text).
+    pub fn post_bytes(&self, url: &str, body: Vec<u8>) -> Option<(u16, String)> {
+        self.rt.block_on(async {
+            let r = self.http.post(url).body(body).send().await.ok()?;
+            Some((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        })
+    }
+}
+
 impl Default for Client {
     fn default() -> Self {
         Client::new()

@@ -3,3 +3,4 @@
 //! cameras come with their own issues.
 
 pub mod intake_api;
+pub mod zkteco_push;
