@@ -2,6 +2,7 @@
 //! are warned about. No I/O here: the shells that feed them events and store their transitions live
 //! beside ingest. One calendar ([`calendar`]) serves deadlines and attendance alike.
 
+pub mod attendance;
 pub mod calendar;
 pub mod cases;
 pub mod deadlines;
