@@ -136,7 +136,7 @@ pub fn judge_segment(
 }
 
 /// The schedule in force on `date`.
-pub fn schedule_on<'a>(schedules: &'a [Schedule], date: NaiveDate) -> Option<&'a Schedule> {
+pub fn schedule_on(schedules: &[Schedule], date: NaiveDate) -> Option<&Schedule> {
     schedules
         .iter()
         .find(|s| s.valid_from <= date && date <= s.valid_to)
