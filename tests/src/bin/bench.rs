@@ -12,7 +12,7 @@ use sunlight_tests::*;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "footprint"
+    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "attendance" | "footprint"
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -28,7 +28,10 @@ fn main() {
         mem_total()
     );
     let mut baseline_small = 0.0;
-    if !matches!(which.as_str(), "latency" | "footprint" | "oversight") {
+    if !matches!(
+        which.as_str(),
+        "latency" | "footprint" | "oversight" | "attendance"
+    ) {
         let line = |name: &str, small: &Pipe, big: &Pipe, huge: &Pipe| {
             println!(
                 "baseline {name} QoS1: 200 B {:.0} msg/s (lost {}); 10 KiB {:.0} msg/s = {:.0} MB/s (lost {}); 256 KiB {:.0} msg/s = {:.0} MB/s (lost {})",
@@ -103,6 +106,9 @@ fn main() {
     }
     if which == "all" || which == "oversight" {
         oversight();
+    }
+    if which == "all" || which == "attendance" {
+        attendance();
     }
     if which == "all" || which == "footprint" {
         footprint(&dir.join("footprint"));
@@ -455,5 +461,67 @@ fn oversight() {
     println!(
         "oversight: 10 daily ticks over {n} open cases: worst tick {:.3} s, {touched_total} case re-evaluations in all (target ≤ 1 s per tick)",
         worst
+    );
+}
+
+/// A month of attendance: 2,000 clerks × 31 days × 4 punches (split shift), judged on the calendar.
+fn attendance() {
+    use chrono::{NaiveDate, NaiveTime};
+    use sunlight_hub::oversight::attendance::{Rules, Schedule, Segment, judge_day};
+    use sunlight_hub::oversight::calendar::Calendar;
+    let cal = Calendar::official().expect("calendar");
+    let t = |h: u32, m: u32| NaiveTime::from_hms_opt(h, m, 0).expect("time");
+    let schedule = Schedule {
+        valid_from: NaiveDate::from_ymd_opt(2025, 10, 1).expect("date"),
+        valid_to: NaiveDate::from_ymd_opt(2026, 4, 30).expect("date"),
+        segments: vec![
+            Segment {
+                start: t(8, 30),
+                end: t(12, 0),
+                check_in: (t(7, 30), t(10, 0)),
+                check_out: (t(11, 0), t(13, 0)),
+            },
+            Segment {
+                start: t(14, 30),
+                end: t(17, 30),
+                check_in: (t(13, 30), t(15, 30)),
+                check_out: (t(16, 30), t(19, 0)),
+            },
+        ],
+    };
+    let schedules = [schedule];
+    let rules = Rules::default();
+    // Punches vary by staff and day so that every verdict occurs.
+    let punches: Vec<Vec<NaiveTime>> = (0..2000u32 * 31)
+        .map(|k| {
+            let j = (k * 7919) % 60;
+            let m = 10 + j; // 08:10 to 09:09: on time, late and absent mornings
+            vec![
+                t(8 + m / 60, m % 60),
+                t(12, j % 10),
+                t(14, 20 + j % 30),
+                t(17, 25 + j % 30),
+            ]
+        })
+        .collect();
+    let start = Instant::now();
+    let mut late = 0usize;
+    let mut absent = 0usize;
+    for staff in 0..2000u32 {
+        for day in 1..=31u32 {
+            let date = NaiveDate::from_ymd_opt(2025, 10, day).expect("date");
+            let p = &punches[(staff * 31 + day - 1) as usize];
+            for v in judge_day(&cal, &schedules, &rules, date, p, |_| false).expect("judge") {
+                match v {
+                    sunlight_hub::oversight::attendance::Verdict::Late { .. } => late += 1,
+                    sunlight_hub::oversight::attendance::Verdict::Absent => absent += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "attendance: a month for 2,000 staff × 31 days × 4 punches judged in {secs:.3} s ({late} late and {absent} absent half-days found; target ≤ 1 s)"
     );
 }
