@@ -112,7 +112,7 @@ fn check<T: serde::de::DeserializeOwned>(body: &Value) -> Result<(), String> {
 
 /// Typed views of each body, used to validate; the stored body stays the JSON that was posted.
 pub mod bodies {
-    use serde::Deserialize;
+    use serde::{Deserialize, Serialize};
     use serde_json::Value;
 
     #[derive(Debug, Deserialize)]
@@ -146,7 +146,7 @@ pub mod bodies {
     }
 
     /// The five monitored stages and the events around them (seed 004).
-    #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
     #[serde(rename_all = "snake_case")]
     pub enum Stage {
         Received,
@@ -167,7 +167,7 @@ pub mod bodies {
         Withdrawn,
     }
 
-    #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
     #[serde(rename_all = "snake_case")]
     pub enum CaseKind {
         /// 即办件: due the day it is accepted.
@@ -176,14 +176,16 @@ pub mod bodies {
         Promised,
     }
 
-    #[derive(Debug, Deserialize)]
+    /// How a time limit counts days. Default: working days (Administrative Licensing Law, Art. 82).
+    #[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
     #[serde(rename_all = "snake_case")]
     pub enum LimitUnit {
+        #[default]
         Working,
         Natural,
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     pub struct Case {
         pub case_no: String,
         pub item_code: String,
@@ -200,6 +202,8 @@ pub mod bodies {
         pub pause_reason: Option<String>,
         pub extension_days: Option<u32>,
         pub approval_ref: Option<String>,
+        /// Why a case was rejected (不予受理 needs a reason, seed 004).
+        pub reason: Option<String>,
     }
 
     impl Case {

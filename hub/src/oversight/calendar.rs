@@ -184,14 +184,8 @@ impl Calendar {
     }
 }
 
-/// How a time limit counts days. Default: working days (Administrative Licensing Law, Art. 82).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DayUnit {
-    #[default]
-    Working,
-    Natural,
-}
+/// How a time limit counts days: the protocol's `limit_unit`, working days by default.
+pub use sunlight_protocol::event::bodies::LimitUnit as DayUnit;
 
 #[cfg(test)]
 mod tests {

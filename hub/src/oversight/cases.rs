@@ -6,65 +6,23 @@
 //! recorded, never refused: the event is a fact that happened.
 
 use super::calendar::DayUnit;
-use super::deadlines::{CaseClock, CaseKind, Pause};
+use super::deadlines::{CaseClock, Pause};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-/// The fields of a `case` event body this projection reads (PROTOCOL.md, event kinds).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StageEvent {
-    pub case_no: String,
-    pub item_code: String,
-    pub item_name: String,
-    pub unit: String,
-    pub window: String,
-    pub stage: Stage,
-    pub staff_id: String,
-    pub kind: Kind,
-    pub limit_days: Option<u32>,
-    pub limit_unit: Option<DayUnit>,
-    pub pause_reason: Option<String>,
-    pub extension_days: Option<u32>,
-    pub approval_ref: Option<String>,
-    /// A reason given with a rejection (不予受理 needs one, seed 004).
-    pub reason: Option<String>,
-}
+/// A `case` event body (PROTOCOL.md), as the protocol crate reads it.
+pub use sunlight_protocol::event::bodies::{Case as StageEvent, CaseKind as Kind, Stage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    Received,
-    Accepted,
-    Undertaken,
-    Reviewed,
-    Approved,
-    Completed,
-    Rejected,
-    Paused,
-    Resumed,
-    Extended,
-    Withdrawn,
-}
-
-impl Stage {
-    /// Position of the five monitored stages (受理 承办 审核 批准 办结); others have none.
-    fn step(self) -> Option<u8> {
-        match self {
-            Stage::Accepted => Some(1),
-            Stage::Undertaken => Some(2),
-            Stage::Reviewed => Some(3),
-            Stage::Approved => Some(4),
-            Stage::Completed => Some(5),
-            _ => None,
-        }
+/// Position of the five monitored stages (受理 承办 审核 批准 办结); others have none.
+fn step(stage: Stage) -> Option<u8> {
+    match stage {
+        Stage::Accepted => Some(1),
+        Stage::Undertaken => Some(2),
+        Stage::Reviewed => Some(3),
+        Stage::Approved => Some(4),
+        Stage::Completed => Some(5),
+        _ => None,
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Immediate,
-    Promised,
 }
 
 /// A process anomaly to show supervisors.
@@ -85,7 +43,7 @@ pub struct CaseState {
     pub staff_id: String,
     pub kind: Kind,
     pub limit_days: u32,
-    pub unit_of_days: DayUnitView,
+    pub unit_of_days: DayUnit,
     pub accepted: Option<NaiveDate>,
     pub pauses: Vec<(NaiveDate, Option<NaiveDate>)>,
     pub extension_days: u32,
@@ -95,14 +53,6 @@ pub struct CaseState {
     /// The highest monitored stage reached so far.
     pub last_step: u8,
     pub anomalies: Vec<Anomaly>,
-}
-
-/// `DayUnit` as the API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DayUnitView {
-    Working,
-    Natural,
 }
 
 impl CaseState {
@@ -117,10 +67,7 @@ impl CaseState {
             staff_id: e.staff_id.clone(),
             kind: e.kind,
             limit_days: e.limit_days.unwrap_or(0),
-            unit_of_days: match e.limit_unit.unwrap_or_default() {
-                DayUnit::Working => DayUnitView::Working,
-                DayUnit::Natural => DayUnitView::Natural,
-            },
+            unit_of_days: e.limit_unit.unwrap_or_default(),
             accepted: None,
             pauses: Vec::new(),
             extension_days: 0,
@@ -138,7 +85,7 @@ impl CaseState {
     /// Folds one stage event, dated `on` (the event's own time, not its arrival), into the case.
     pub fn apply(&mut self, e: &StageEvent, on: NaiveDate) {
         self.staff_id = e.staff_id.clone();
-        if let Some(step) = e.stage.step() {
+        if let Some(step) = step(e.stage) {
             if step <= self.last_step {
                 self.flag(
                     on,
@@ -230,16 +177,10 @@ impl CaseState {
             return None;
         }
         Some(CaseClock {
-            kind: match self.kind {
-                Kind::Immediate => CaseKind::Immediate,
-                Kind::Promised => CaseKind::Promised,
-            },
+            kind: self.kind,
             accepted: self.accepted?,
             limit_days: self.limit_days,
-            unit: match self.unit_of_days {
-                DayUnitView::Working => DayUnit::Working,
-                DayUnitView::Natural => DayUnit::Natural,
-            },
+            unit: self.unit_of_days,
             pauses: self
                 .pauses
                 .iter()

@@ -26,14 +26,8 @@ pub enum WarningLevel {
     SupervisionLetter,
 }
 
-/// 即办件 or 承诺件.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CaseKind {
-    /// Due the day it is accepted.
-    Immediate,
-    /// Due at the end of the Nth counted day after the acceptance day.
-    Promised,
-}
+/// 即办件 (due the day it is accepted) or 承诺件 (due after a promised number of days).
+pub use sunlight_protocol::event::bodies::CaseKind;
 
 /// A clock pause (暂停: 补正, or an Art. 45 step such as 听证 or 检测): the days from `from` up to,
 /// not including, `until` do not count. `until` is `None` while the case is still paused.
