@@ -166,6 +166,42 @@ fn cases_posted_during_an_outage_get_their_lights_and_cards_once_synced() {
         "no step repeated or lowered"
     );
 
+    // A limit reaching into a year without official holiday data: a problem, not a guessed light;
+    // once completed the case is closed all the same.
+    let accepted = stage(
+        "C-5",
+        "accepted",
+        "2026-12-15T09:00:00+08:00",
+        "promised",
+        40,
+    );
+    assert_eq!(agent.post(&accepted).expect("post").0, 201);
+    let c5 = wait_for(Duration::from_secs(30), "C-5 at the hub", || {
+        case(&hub, "C-5")
+    });
+    assert!(
+        c5["problem"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no official holiday data for 2027"),
+        "{c5}"
+    );
+    assert_eq!(
+        (c5["open"].as_bool(), c5["level"].as_str()),
+        (Some(true), None)
+    );
+    let completed = stage(
+        "C-5",
+        "completed",
+        "2026-12-16T09:00:00+08:00",
+        "promised",
+        40,
+    );
+    assert_eq!(agent.post(&completed).expect("post").0, 201);
+    wait_for(Duration::from_secs(30), "C-5 closed", || {
+        case(&hub, "C-5").filter(|c| c["open"] == false)
+    });
+
     // Only open cases by default, filtered by level.
     let red = hub
         .get(&format!("/api/v1/cases?site={SITE}&level=red_light"))

@@ -179,9 +179,13 @@ fn evaluate(
             )?;
         }
         Err(e) => {
+            // Without the calendar there is no light to show; a completed case is still closed, and
+            // an open one is looked at again once a day (the missing year may have been added).
+            let open = state.completed.is_none();
             conn.execute(
-                "UPDATE cases SET problem = ?3 WHERE site = ?1 AND case_no = ?2",
-                params![site, state.case_no, e.to_string()],
+                "UPDATE cases SET problem = ?3, open = ?4, next_check = CASE WHEN ?4 THEN ?5 ELSE NULL END
+                 WHERE site = ?1 AND case_no = ?2",
+                params![site, state.case_no, e.to_string(), open, today.succ_opt().map(|d| d.to_string())],
             )?;
         }
     }
