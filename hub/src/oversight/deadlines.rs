@@ -26,6 +26,34 @@ pub enum WarningLevel {
     SupervisionLetter,
 }
 
+impl WarningLevel {
+    /// Every level, lowest first.
+    pub const ALL: [WarningLevel; 6] = [
+        WarningLevel::Blue,
+        WarningLevel::YellowLight,
+        WarningLevel::RedLight,
+        WarningLevel::YellowCard,
+        WarningLevel::RedCard,
+        WarningLevel::SupervisionLetter,
+    ];
+
+    /// The name the API and the store use (the same as its JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningLevel::Blue => "blue",
+            WarningLevel::YellowLight => "yellow_light",
+            WarningLevel::RedLight => "red_light",
+            WarningLevel::YellowCard => "yellow_card",
+            WarningLevel::RedCard => "red_card",
+            WarningLevel::SupervisionLetter => "supervision_letter",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<WarningLevel> {
+        WarningLevel::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+}
+
 /// 即办件 (due the day it is accepted) or 承诺件 (due after a promised number of days).
 pub use sunlight_protocol::event::bodies::CaseKind;
 
@@ -410,6 +438,14 @@ mod tests {
             day = day.checked_add_days(Days::new(4)).unwrap();
         }
         assert!(checked > 500);
+    }
+
+    #[test]
+    fn level_names_match_their_json_form() {
+        for level in WarningLevel::ALL {
+            assert_eq!(serde_json::to_value(level).unwrap(), level.as_str());
+            assert_eq!(WarningLevel::parse(level.as_str()), Some(level));
+        }
     }
 
     #[test]

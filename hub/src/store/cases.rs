@@ -25,31 +25,6 @@ CREATE TRIGGER IF NOT EXISTS case_warnings_append_only BEFORE UPDATE ON case_war
     BEGIN SELECT RAISE(ABORT, 'warnings are append-only'); END;
 ";
 
-fn level_name(l: WarningLevel) -> &'static str {
-    match l {
-        WarningLevel::Blue => "blue",
-        WarningLevel::YellowLight => "yellow_light",
-        WarningLevel::RedLight => "red_light",
-        WarningLevel::YellowCard => "yellow_card",
-        WarningLevel::RedCard => "red_card",
-        WarningLevel::SupervisionLetter => "supervision_letter",
-    }
-}
-
-fn level_from(name: &str) -> Option<WarningLevel> {
-    use WarningLevel::*;
-    [
-        Blue,
-        YellowLight,
-        RedLight,
-        YellowCard,
-        RedCard,
-        SupervisionLetter,
-    ]
-    .into_iter()
-    .find(|l| level_name(*l) == name)
-}
-
 /// The event's own calendar day, in the offset it was recorded with (the office's local day).
 fn day_of(at: &str) -> Option<NaiveDate> {
     chrono::DateTime::parse_from_rfc3339(at)
@@ -135,7 +110,7 @@ fn evaluate(
             |r| r.get(0),
         )
         .optional()?;
-    let stored = stored.flatten().as_deref().and_then(level_from);
+    let stored = stored.flatten().as_deref().and_then(WarningLevel::parse);
     let Some(clock) = state.clock() else {
         let open = state.accepted.is_none() && state.closed.is_none();
         conn.execute(
@@ -156,10 +131,10 @@ fn evaluate(
             if let Some(new) = escalate(stored, level) {
                 conn.execute(
                     "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![site, state.case_no, level_name(new), today.to_string(), super::now_ms()],
+                    params![site, state.case_no, new.as_str(), today.to_string(), super::now_ms()],
                 )?;
                 if new >= WarningLevel::YellowCard {
-                    tracing::warn!(site, case_no = %state.case_no, level = level_name(new), "case overdue");
+                    tracing::warn!(site, case_no = %state.case_no, level = new.as_str(), "case overdue");
                 }
             }
             let kept = match (stored, level) {
@@ -171,7 +146,7 @@ fn evaluate(
                 params![
                     site,
                     state.case_no,
-                    kept.map(level_name),
+                    kept.map(WarningLevel::as_str),
                     due.map(|d| d.to_string()),
                     if open { next.map(|(d, _)| d.to_string()) } else { None },
                     open
