@@ -21,6 +21,11 @@ impl Clock {
         }
     }
 
+    /// The office's time zone.
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
     /// Now, e.g. `2026-11-23T08:29:01.120+08:00`.
     pub fn now_rfc3339(&self) -> String {
         Utc::now()

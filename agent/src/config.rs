@@ -29,6 +29,22 @@ pub struct AgentConfig {
     pub health: HealthConfig,
     /// ZKTeco terminals that push to this box (PUSH/ADMS protocol); absent: no terminal server.
     pub zkteco: Option<ZktecoConfig>,
+    /// A directory of exported files to import; absent: files come only through the intake API.
+    pub import: Option<ImportConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Where the office drops `case*.csv`, `rating*.xlsx`, `complaint*.csv` (or 办件/评价/投诉…) files.
+    pub dir: PathBuf,
+    /// Look for new files this often.
+    #[serde(default = "default_import_poll")]
+    pub poll_secs: u64,
+}
+
+fn default_import_poll() -> u64 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,6 +223,9 @@ impl AgentConfig {
         {
             return Err(bad("zkteco.terminals is empty: list the serial number (SN) of every terminal, e.g. [\"CDQ9190960040\"]".into()));
         }
+        if config.import.as_ref().is_some_and(|i| i.poll_secs == 0) {
+            return Err(bad("import.poll_secs must be at least 1".into()));
+        }
         if config.hub.cert_file.is_some() != config.hub.key_file.is_some() {
             return Err(bad(
                 "hub.cert_file and hub.key_file go together: set both for mTLS, or neither".into(),
@@ -305,7 +324,14 @@ broker = "mqtt://hub.example:1883"
     #[test]
     fn the_example_file_parses() {
         let text = include_str!("../agent.example.toml");
-        AgentConfig::parse(text, Path::new("agent.example.toml")).unwrap();
+        let c = AgentConfig::parse(text, Path::new("agent.example.toml")).unwrap();
+        assert_eq!(c.import.map(|i| i.poll_secs), Some(5));
+        assert!(
+            AgentConfig::parse(MINIMAL, Path::new("a.toml"))
+                .unwrap()
+                .import
+                .is_none()
+        );
     }
 
     #[test]

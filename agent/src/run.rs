@@ -110,6 +110,14 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
             }
         });
     }
+    if let Some(import) = &config.import {
+        tokio::spawn(crate::capture::import_dir::run(
+            import.dir.clone(),
+            Duration::from_secs(import.poll_secs),
+            outbox.clone(),
+            clock.clone(),
+        ));
+    }
     if config.health.interval_secs > 0 {
         tokio::spawn(crate::health::run(
             Duration::from_secs(config.health.interval_secs),

@@ -1,8 +1,12 @@
 //! The LAN intake API (`POST /api/v1/events`): the approval system, evaluator pads and other local
 //! systems post events here. The answer is 201 only once the events are durable in the outbox.
+//! Offices that can only export files use `POST /api/v1/import` ([`super::import`]). The API is
+//! described by `agent/openapi.json`, served at `GET /api/v1/openapi.json`.
 //!
 //! Input is parsed by hand from the raw body so that every refusal says exactly what was wrong.
+//! Every event, posted or imported, becomes a draft through [`draft`]: masked, then validated.
 
+use super::{import, mask};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::outbox::Outbox;
@@ -10,17 +14,19 @@ use crate::sync::SharedLink;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sunlight_protocol::EventDraft;
+use sunlight_protocol::{EventDraft, EventError};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 1000;
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 #[derive(Clone)]
 pub struct IntakeState {
@@ -31,13 +37,38 @@ pub struct IntakeState {
     pub device: String,
 }
 
+/// Every path the intake serves; `agent/openapi.json` documents each (checked by a test).
+fn routes() -> [(&'static str, MethodRouter<IntakeState>); 6] {
+    [
+        ("/api/v1/events", post(post_events)),
+        (
+            "/api/v1/import",
+            post(import::post_import).layer(DefaultBodyLimit::max(import::MAX_FILE)),
+        ),
+        ("/api/v1/status", get(status)),
+        ("/api/v1/openapi.json", get(openapi_json)),
+        ("/api/v1/openapi.yaml", get(openapi_yaml)),
+        ("/healthz", get(|| async { "ok" })),
+    ]
+}
+
 pub fn router(state: IntakeState) -> Router {
-    Router::new()
-        .route("/api/v1/events", post(post_events))
-        .route("/api/v1/status", get(status))
-        .route("/healthz", get(|| async { "ok" }))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The same document: JSON is YAML 1.2, for tools that ask for YAML.
+async fn openapi_yaml() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI).into_response()
 }
 
 #[derive(Deserialize)]
@@ -49,8 +80,23 @@ struct PostedEvent {
     body: Value,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// 503 when the outbox could not record (retry), 500 for anything else.
+pub(super) fn store_failed(e: Error) -> Response {
+    match e {
+        Error::Store(_) | Error::Closed => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        e => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// One event as intake takes it: phone numbers masked ([`mask::mask_body`]), then checked against
+/// the kind's schema. Posted and imported events both become drafts here.
+pub fn draft(kind: &str, at: &str, mut body: Value) -> Result<EventDraft, EventError> {
+    mask::mask_body(kind, &mut body);
+    EventDraft::new(kind, at, &body)
 }
 
 /// Turns the posted JSON (one event object, or an array of them) into drafts, or says what is wrong.
@@ -84,7 +130,7 @@ pub fn parse_events(body: &[u8], clock: &Clock) -> Result<Vec<EventDraft>, Strin
             let posted: PostedEvent =
                 serde_json::from_value(item).map_err(|e| at_index(format!("{e}")))?;
             let at = posted.at.as_deref().unwrap_or(&now);
-            EventDraft::new(&posted.kind, at, &posted.body).map_err(|e| at_index(e.to_string()))
+            draft(&posted.kind, at, posted.body).map_err(|e| at_index(e.to_string()))
         })
         .collect()
 }
@@ -106,10 +152,7 @@ async fn post_events(State(state): State<IntakeState>, body: Bytes) -> Response 
             )
                 .into_response()
         }
-        Err(e @ (Error::Store(_) | Error::Closed)) => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_failed(e),
     }
 }
 
@@ -153,6 +196,135 @@ mod tests {
             std::str::from_utf8(one).unwrap()
         );
         assert_eq!(parse_events(many.as_bytes(), &clock()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn phone_numbers_are_masked_before_validation() {
+        let body = br#"{"kind":"complaint","body":{"complaint_no":"T1","channel":"12345","about":{"window":"W1"},"text":"x","contact":"13812341234"}}"#;
+        let drafts = parse_events(body, &clock()).unwrap();
+        assert!(
+            drafts[0].body().contains("138****1234"),
+            "{}",
+            drafts[0].body()
+        );
+        assert!(!drafts[0].body().contains("13812341234"));
+    }
+
+    fn state(dir: &tempfile::TempDir) -> IntakeState {
+        let site = sunlight_protocol::SiteId::new("suixian-shangshi").unwrap();
+        let device = sunlight_protocol::DeviceId::new("box-01").unwrap();
+        IntakeState {
+            outbox: Outbox::open(&dir.path().join("o.db"), &site, &device).unwrap(),
+            clock: clock(),
+            link: Default::default(),
+            site: site.to_string(),
+            device: device.to_string(),
+        }
+    }
+
+    async fn call(router: &Router, method: &str, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+        use tower::ServiceExt;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::from(body.to_vec()))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, bytes.to_vec())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_openapi_document_describes_every_route() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("agent/openapi.json is JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let paths = doc["paths"].as_object().unwrap();
+        for (path, _) in routes() {
+            assert!(
+                paths.contains_key(path),
+                "{path} is served but not in agent/openapi.json"
+            );
+        }
+        // ... and the router answers every documented operation.
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(state(&dir));
+        for (path, operations) in paths {
+            for method in operations.as_object().unwrap().keys() {
+                let (status, _) = call(&router, &method.to_uppercase(), path, b"").await;
+                assert!(
+                    status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}: {status}"
+                );
+            }
+        }
+        let (status, served) = call(&router, "GET", "/api/v1/openapi.json", b"").await;
+        assert_eq!(
+            (status, served.as_slice()),
+            (StatusCode::OK, OPENAPI.as_bytes())
+        );
+        // The documented enums are the protocol's: every stage, case kind and unit is accepted.
+        let case = &doc["components"]["schemas"]["CaseBody"]["properties"];
+        for stage in case["stage"]["enum"].as_array().unwrap() {
+            for kind in case["kind"]["enum"].as_array().unwrap() {
+                let body = json!({"case_no": "C1", "item_code": "I", "item_name": "n", "unit": "u",
+                    "window": "W1", "stage": stage, "staff_id": "1", "kind": kind, "limit_days": 5,
+                    "limit_unit": case["limit_unit"]["enum"][1], "pause_reason": "r", "approval_ref": "a"});
+                draft("case", "2025-11-03T09:00:00+08:00", body).unwrap();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_posted_phone_number_never_reaches_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        let router = router(state.clone());
+        let event = json!({"kind": "case", "body": {"case_no": "C1", "item_code": "MZ-001",
+            "item_name": "老年优待证", "unit": "民政办", "window": "W1", "stage": "accepted",
+            "staff_id": "0451", "kind": "promised", "limit_days": 5, "limit_unit": "working",
+            "applicant_name": "张三", "applicant_phone": "13812341234"}});
+        let (status, answer) = call(
+            &router,
+            "POST",
+            "/api/v1/events",
+            event.to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let stored = state.outbox.read_from(1, 10, usize::MAX).unwrap();
+        let row = String::from_utf8(stored[0].canonical.clone()).unwrap();
+        assert!(row.contains("\"applicant_phone\":\"138****1234\""), "{row}");
+        drop(state);
+        drop(router);
+        // Not in the row, and not anywhere in the database files (WAL included).
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(11).any(|w| w == b"13812341234"));
+            assert!(!bytes.windows(8).any(|w| w == b"12341234"));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn import_takes_ten_mebibytes_events_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(state(&dir));
+        let big = vec![b' '; 2 * MAX_BODY];
+        let (status, _) = call(&router, "POST", "/api/v1/events", &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let (status, answer) = call(&router, "POST", "/api/v1/import?kind=case", &big).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(String::from_utf8_lossy(&answer).contains("empty"));
+        let huge = vec![b' '; import::MAX_FILE + 1];
+        let (status, _) = call(&router, "POST", "/api/v1/import?kind=case", &huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! often it arrives. A bad line is logged with its reason and skipped; the rest of the body is kept
 //! (refusing the body would make the terminal re-send it forever). Unknown SNs are refused.
 
+use super::decode_text as decode;
 use crate::clock::Clock;
 use crate::outbox::{Keyed, Outbox};
 use axum::Router;
@@ -85,15 +86,6 @@ impl AttRecord {
             15 => "face",
             _ => "terminal",
         }
-    }
-}
-
-/// Text from a terminal: UTF-8 when it is, else GB18030 (a superset of GBK and GB2312), as zh_CN
-/// terminals send it.
-pub fn decode(body: &[u8]) -> String {
-    match std::str::from_utf8(body) {
-        Ok(s) => s.to_owned(),
-        Err(_) => encoding_rs::GB18030.decode(body).0.into_owned(),
     }
 }
 
