@@ -17,11 +17,26 @@ impl HubClock {
         HubClock { fixed: Some(day) }
     }
 
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// The hour of the day in China Standard Time (noon on a fixed day).
+    pub fn hour(&self) -> u32 {
+        use chrono::Timelike;
+        match self.fixed {
+            Some(_) => 12,
+            None => Utc::now().with_timezone(&cst()).hour(),
+        }
+    }
+
     /// Today in China Standard Time (no daylight saving), or the fixed day.
     pub fn today(&self) -> NaiveDate {
-        self.fixed.unwrap_or_else(|| {
-            let cst = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-            Utc::now().with_timezone(&cst).date_naive()
-        })
+        self.fixed
+            .unwrap_or_else(|| Utc::now().with_timezone(&cst()).date_naive())
     }
+}
+
+fn cst() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }

@@ -7,9 +7,7 @@
 //! applied and the ack tells the agent where to resume. Bad input becomes a dead-letter record (and
 //! a tamper alarm for bad signatures and broken chains); it never stops ingest for other devices.
 
-use crate::clock::HubClock;
 use crate::metrics::Metrics;
-use crate::oversight::calendar::Calendar;
 use crate::store::{self, DeviceState, Writer, now_ms};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
@@ -53,12 +51,7 @@ pub struct Outgoing {
 
 type DeviceKey = (SiteId, DeviceId);
 
-/// What ingest needs to keep case projections current as case events arrive.
-#[derive(Debug, Clone)]
-pub struct Supervision {
-    pub calendar: Arc<Calendar>,
-    pub clock: HubClock,
-}
+pub use crate::supervise::Supervision;
 
 /// Ingest's state between messages: a cache of device chain heads (the store is the truth).
 pub struct Ingest {
@@ -312,8 +305,24 @@ fn apply_one(
                         site.as_str(),
                         &e.at,
                         e.body(),
-                        &ctx.supervision.calendar,
+                        ctx.supervision,
                         ctx.today,
+                    )?,
+                    Kind::Rating => store::ratings::apply_event(
+                        tx,
+                        &ctx.supervision.config,
+                        &ctx.supervision.calendar,
+                        site.as_str(),
+                        &e.at,
+                        e.body(),
+                    )?,
+                    Kind::Complaint => store::complaints::apply_event(
+                        tx,
+                        &ctx.supervision.config,
+                        &ctx.supervision.calendar,
+                        site.as_str(),
+                        &e.at,
+                        e.body(),
                     )?,
                     _ => {}
                 }

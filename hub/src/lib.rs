@@ -7,9 +7,11 @@
 
 pub mod broker;
 pub mod clock;
+pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod oversight;
 pub mod store;
 pub mod supervise;

@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use sunlight_hub::clock::HubClock;
+use sunlight_hub::config::HubConfig;
 use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig, Supervision};
 use sunlight_hub::metrics::Metrics;
 use sunlight_hub::oversight::calendar::Calendar;
 use sunlight_hub::store::{self, Reader, Writer};
-use sunlight_hub::{Error, broker, supervise, web};
+use sunlight_hub::{Error, broker, notify, supervise, web};
 use sunlight_protocol::{DeviceId, PublicKey, SiteId};
 
 #[derive(Parser)]
@@ -31,6 +32,35 @@ enum Command {
     /// Manage registered boxes.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Manage the item catalog (事项目录).
+    #[command(subcommand)]
+    Items(ItemsCommand),
+    /// Check a configuration file and print what it sets.
+    CheckConfig {
+        /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ItemsCommand {
+    /// Add or replace items from a TOML catalog (see hub/data/items-demo.toml).
+    Import {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        /// Import the demo catalog shipped with the hub instead of a file.
+        #[arg(long, conflicts_with = "file")]
+        demo: bool,
+        file: Option<PathBuf>,
+        /// Who is importing (recorded in the audit log).
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// Print the catalog as JSON.
+    List {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -59,6 +89,9 @@ struct RunArgs {
     /// Seconds between oversight ticks (case lights and cards).
     #[arg(long, default_value_t = 60)]
     tick_secs: u64,
+    /// Configuration file: notifications, contacts, rating and complaint rules (all optional).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +152,66 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Items(ItemsCommand::Import {
+            data_dir,
+            demo,
+            file,
+            by,
+        }) => {
+            let (text, source) = match (demo, file) {
+                (true, _) => (store::items::DEMO.to_owned(), "the demo catalog".to_owned()),
+                (false, Some(path)) => (
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
+                    path.display().to_string(),
+                ),
+                (false, None) => {
+                    return Err(Error::Invalid(
+                        "give a catalog file, or --demo for the demo catalog".into(),
+                    ));
+                }
+            };
+            let items =
+                store::items::parse(&text).map_err(|e| Error::Invalid(format!("{source}: {e}")))?;
+            let n = Writer::open(&store_path(&data_dir)?)?.run(|tx| {
+                let n = store::items::upsert(tx, &items)?;
+                store::audit(tx, &by, "items.import", &source, &format!("{n} items"))?;
+                Ok(n)
+            })?;
+            println!("{n} items imported from {source}");
+            Ok(())
+        }
+        Command::Items(ItemsCommand::List { data_dir }) => {
+            let items = Reader::open(&store_path(&data_dir)?)?.run(store::items::list)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::CheckConfig { path } => {
+            let config = HubConfig::load(&path)?;
+            println!(
+                "{}: ok — {} contacts, webhook {}, digest roles {:?} at {}:00",
+                path.display(),
+                config.contacts.len(),
+                config
+                    .notify
+                    .webhook
+                    .as_ref()
+                    .map(|w| w.url.as_str())
+                    .unwrap_or("none (log only)"),
+                config
+                    .notify
+                    .digest
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>(),
+                config.notify.digest.hour
+            );
+            Ok(())
+        }
         Command::Run(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -167,13 +260,27 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         }
         None => HubClock::system(),
     };
+    let config = Arc::new(match &args.config {
+        Some(file) => HubConfig::load(file)?,
+        None => HubConfig::default(),
+    });
+    let sup = Supervision {
+        calendar,
+        clock,
+        config: config.clone(),
+    };
     supervise::spawn(
         Writer::open(&path)?,
-        calendar.clone(),
-        clock,
+        sup.clone(),
         std::time::Duration::from_secs(args.tick_secs.max(1)),
     )
     .map_err(|e| Error::io("starting the oversight tick", e))?;
+    notify::spawn(
+        Writer::open(&path)?,
+        config,
+        clock,
+        std::time::Duration::from_secs(1),
+    )?;
     let ingest = Ingest::new(
         Writer::open(&path)?,
         IngestConfig {
@@ -181,11 +288,13 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             ..Default::default()
         },
         metrics.clone(),
-        Supervision { calendar, clock },
+        sup.clone(),
     );
     let api = web::router(web::ApiState {
         reader: Arc::new(Mutex::new(Reader::open(&path)?)),
+        writer: Arc::new(Mutex::new(Writer::open(&path)?)),
         metrics,
+        sup,
     });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await

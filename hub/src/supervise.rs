@@ -3,26 +3,30 @@
 //! work is proportional to what can change, not to the number of open cases.
 
 use crate::clock::HubClock;
+use crate::config::HubConfig;
 use crate::oversight::calendar::Calendar;
 use crate::store::{Writer, cases};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What oversight reads besides the events: the calendar, the clock and the county's rules.
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    pub calendar: Arc<Calendar>,
+    pub clock: HubClock,
+    pub config: Arc<HubConfig>,
+}
+
 /// Runs the tick on its own thread with its own write connection, forever.
-pub fn spawn(
-    mut writer: Writer,
-    calendar: Arc<Calendar>,
-    clock: HubClock,
-    every: Duration,
-) -> std::io::Result<()> {
+pub fn spawn(mut writer: Writer, sup: Supervision, every: Duration) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("oversight-tick".into())
         .spawn(move || {
             loop {
-                let today = clock.today();
+                let today = sup.clock.today();
                 // One transaction per tick: one fsync however many cases escalate.
                 let result = writer.transaction().and_then(|tx| {
-                    let n = cases::tick(&tx, &calendar, today)?;
+                    let n = cases::tick(&tx, &sup, today)?;
                     tx.commit().map(|()| n)
                 });
                 match result {

@@ -1,12 +1,21 @@
-//! The hub's HTTP API: devices, events, dead letters, alarms, health and metrics.
+//! The hub's HTTP API: devices, events, dead letters, alarms, health and metrics; cases with their
+//! timelines, rates, supervision letters, work orders, complaints, notifications and the item
+//! catalog. Reads use the reader connection; the few writes (work-order and complaint steps) use
+//! their own write connection, one short transaction each, recorded in the audit log.
+//!
+//! Not yet signed in: the hub listens on 127.0.0.1 by default; accounts and roles come with the
+//! dashboard (issue 6).
 
 use crate::metrics::Metrics;
-use crate::store::{CaseFilter, EventFilter, Reader};
+use crate::store::{self, CaseFilter, EventFilter, Reader, Writer};
+use crate::supervise::Supervision;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -14,7 +23,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub struct ApiState {
     pub reader: Arc<Mutex<Reader>>,
+    pub writer: Arc<Mutex<Writer>>,
     pub metrics: Arc<Metrics>,
+    pub sup: Supervision,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -26,7 +37,27 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/dead-letters", get(dead_letters))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/cases", get(cases))
+        .route("/api/v1/cases/{site}/{case_no}", get(case_detail))
+        .route("/api/v1/rates", get(rates))
+        .route("/api/v1/letters", get(letters))
+        .route("/api/v1/letters/{id}", get(letter_document))
+        .route("/api/v1/work-orders", get(work_orders))
+        .route(
+            "/api/v1/work-orders/{id}",
+            get(work_order).post(work_order_action),
+        )
+        .route("/api/v1/complaints", get(complaints))
+        .route(
+            "/api/v1/complaints/{site}/{no}",
+            get(complaint).post(complaint_advance),
+        )
+        .route("/api/v1/notifications", get(notifications))
+        .route("/api/v1/items", get(items))
         .with_state(state)
+}
+
+fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
 }
 
 fn fail(e: impl std::fmt::Display) -> Response {
@@ -121,6 +152,309 @@ async fn alarms(State(state): State<ApiState>, Query(p): Query<Page>) -> Respons
 async fn cases(State(state): State<ApiState>, Query(filter): Query<CaseFilter>) -> Response {
     match read(&state, move |r| r.cases(&filter)).await {
         Ok(c) => axum::Json(json!({ "cases": c })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Reads the JSON body of a POST, or says what is wrong with it.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
+}
+
+async fn case_detail(
+    State(state): State<ApiState>,
+    Path((site, case_no)): Path<(String, String)>,
+) -> Response {
+    let (s, c) = (site.clone(), case_no.clone());
+    match read(&state, move |r| {
+        r.run(|conn| store::cases::detail(conn, &s, &c))
+    })
+    .await
+    {
+        Ok(Some(d)) => axum::Json(d).into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            format!("no case {case_no} at {site}"),
+        ),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatesQuery {
+    /// unit (default) or window
+    by: Option<String>,
+    site: Option<String>,
+    /// YYYY-MM-DD; default: the first day of the current month
+    from: Option<NaiveDate>,
+    /// YYYY-MM-DD; default: today
+    to: Option<NaiveDate>,
+}
+
+/// On-time and early rates, warnings, satisfaction and work-order rates per unit or window.
+async fn rates(State(state): State<ApiState>, Query(q): Query<RatesQuery>) -> Response {
+    let by = match q.by.as_deref() {
+        None | Some("unit") => store::rates::GroupBy::Unit,
+        Some("window") => store::rates::GroupBy::Window,
+        Some(other) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("by={other:?}: use unit or window"),
+            );
+        }
+    };
+    let today = state.sup.clock.today();
+    let to = q.to.unwrap_or(today);
+    let from = q.from.unwrap_or_else(|| to.with_day(1).unwrap_or(to));
+    if from > to {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, "from is after to");
+    }
+    match read(&state, move |r| {
+        r.run(|conn| store::rates::figures(conn, by, q.site.as_deref(), from, to))
+    })
+    .await
+    {
+        Ok(f) => axum::Json(json!({ "from": from, "to": to, "rates": f })).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    site: Option<String>,
+    status: Option<String>,
+    stage: Option<String>,
+    case_no: Option<String>,
+    /// Notifications whose key starts with this (e.g. case:<site>:<no>:).
+    about: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn letters(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
+    match read(&state, move |r| {
+        r.run(|conn| {
+            store::letters::list(
+                conn,
+                q.site.as_deref(),
+                q.case_no.as_deref(),
+                q.limit.unwrap_or(100),
+            )
+        })
+    })
+    .await
+    {
+        Ok(l) => axum::Json(json!({ "letters": l })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The printable letter (HTML, zh-CN).
+async fn letter_document(State(state): State<ApiState>, Path(id): Path<i64>) -> Response {
+    match read(&state, move |r| {
+        r.run(|conn| store::letters::document(conn, id))
+    })
+    .await
+    {
+        Ok(Some(html)) => {
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+        }
+        Ok(None) => refuse(StatusCode::NOT_FOUND, format!("no letter {id}")),
+        Err(r) => r,
+    }
+}
+
+async fn work_orders(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
+    match read(&state, move |r| {
+        r.run(|conn| {
+            store::ratings::list(
+                conn,
+                q.site.as_deref(),
+                q.status.as_deref(),
+                q.case_no.as_deref(),
+                q.limit.unwrap_or(100),
+            )
+        })
+    })
+    .await
+    {
+        Ok(w) => axum::Json(json!({ "work_orders": w })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn work_order(State(state): State<ApiState>, Path(id): Path<i64>) -> Response {
+    match read(&state, move |r| r.run(|conn| store::ratings::get(conn, id))).await {
+        Ok(Some(w)) => axum::Json(w).into_response(),
+        Ok(None) => refuse(StatusCode::NOT_FOUND, format!("no work order {id}")),
+        Err(r) => r,
+    }
+}
+
+/// Runs a write on the blocking pool with the API's write connection, in one transaction.
+async fn write<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
+) -> Result<Result<T, E>, Response> {
+    let writer = state.writer.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut w = writer
+            .lock()
+            .map_err(|_| "the write connection is poisoned".to_owned())?;
+        let tx = w.transaction().map_err(|e| e.to_string())?;
+        match f(&tx) {
+            Ok(v) => tx.commit().map(|()| Ok(v)).map_err(|e| e.to_string()),
+            Err(e) => Ok(Err(e)),
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(fail(e)),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// `{"action": "callback" | "classify" | "fix" | "feedback", "by": "...", ...}`
+async fn work_order_action(
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    let action: store::ratings::WorkOrderAction = match parse_body(&body) {
+        Ok(a) => a,
+        Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+    };
+    let today = state.sup.clock.today();
+    let result = write(&state, move |tx| {
+        let view = store::ratings::act(tx, id, &action, today)?;
+        let (who, detail) = match &action {
+            store::ratings::WorkOrderAction::Callback { by, note }
+            | store::ratings::WorkOrderAction::Fix { by, note }
+            | store::ratings::WorkOrderAction::Feedback { by, note } => (by.clone(), note.clone()),
+            store::ratings::WorkOrderAction::Classify {
+                by, classification, ..
+            } => (by.clone(), classification.zh().to_owned()),
+        };
+        store::audit(
+            tx,
+            &who,
+            &format!("work_order.{}", view.status),
+            &format!("work_order:{id}"),
+            &detail,
+        )?;
+        Ok::<_, store::ratings::ActError>(view)
+    })
+    .await;
+    match result {
+        Ok(Ok(view)) => axum::Json(view).into_response(),
+        Ok(Err(store::ratings::ActError::NotFound(_))) => {
+            refuse(StatusCode::NOT_FOUND, format!("no work order {id}"))
+        }
+        Ok(Err(store::ratings::ActError::Conflict(m))) => refuse(StatusCode::CONFLICT, m),
+        Ok(Err(e)) => fail(e),
+        Err(r) => r,
+    }
+}
+
+async fn complaints(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
+    let today = state.sup.clock.today();
+    match read(&state, move |r| {
+        r.run(|conn| {
+            store::complaints::list(
+                conn,
+                q.site.as_deref(),
+                q.stage.as_deref(),
+                today,
+                q.limit.unwrap_or(100),
+            )
+        })
+    })
+    .await
+    {
+        Ok(c) => axum::Json(json!({ "complaints": c })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn complaint(
+    State(state): State<ApiState>,
+    Path((site, no)): Path<(String, String)>,
+) -> Response {
+    let today = state.sup.clock.today();
+    let (s, n) = (site.clone(), no.clone());
+    match read(&state, move |r| {
+        r.run(|conn| store::complaints::get(conn, &s, &n, today))
+    })
+    .await
+    {
+        Ok(Some(c)) => axum::Json(c).into_response(),
+        Ok(None) => refuse(
+            StatusCode::NOT_FOUND,
+            format!("no complaint {no} at {site}"),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// `{"to": "investigating" | "handling" | "feedback" | "archived", "by": "...", "note": "...", "upheld": bool}`
+async fn complaint_advance(
+    State(state): State<ApiState>,
+    Path((site, no)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let advance: store::complaints::Advance = match parse_body(&body) {
+        Ok(a) => a,
+        Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+    };
+    let today = state.sup.clock.today();
+    let (s, n) = (site.clone(), no.clone());
+    let result = write(&state, move |tx| {
+        let view = store::complaints::advance(tx, &s, &n, &advance, today)?;
+        store::audit(
+            tx,
+            &advance.by,
+            &format!("complaint.{}", advance.to.as_str()),
+            &format!("complaint:{s}:{n}"),
+            &advance.note,
+        )?;
+        Ok::<_, store::complaints::AdvanceError>(view)
+    })
+    .await;
+    match result {
+        Ok(Ok(view)) => axum::Json(view).into_response(),
+        Ok(Err(store::complaints::AdvanceError::NotFound(..))) => refuse(
+            StatusCode::NOT_FOUND,
+            format!("no complaint {no} at {site}"),
+        ),
+        Ok(Err(store::complaints::AdvanceError::Conflict(m))) => refuse(StatusCode::CONFLICT, m),
+        Ok(Err(e)) => fail(e),
+        Err(r) => r,
+    }
+}
+
+async fn notifications(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
+    match read(&state, move |r| {
+        r.run(|conn| {
+            store::notices::list(
+                conn,
+                q.status.as_deref(),
+                q.about.as_deref(),
+                q.limit.unwrap_or(100),
+            )
+        })
+    })
+    .await
+    {
+        Ok(n) => axum::Json(json!({ "notifications": n })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn items(State(state): State<ApiState>) -> Response {
+    match read(&state, |r| r.run(store::items::list)).await {
+        Ok(i) => axum::Json(json!({ "items": i })).into_response(),
         Err(r) => r,
     }
 }

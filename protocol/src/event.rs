@@ -204,6 +204,8 @@ pub mod bodies {
         pub approval_ref: Option<String>,
         /// Why a case was rejected (不予受理 needs a reason, seed 004).
         pub reason: Option<String>,
+        /// A fee charged at this stage, in yuan (a fee on a free item is 违规收费, seed 004).
+        pub fee_yuan: Option<f64>,
     }
 
     impl Case {
@@ -211,6 +213,9 @@ pub mod bodies {
             let case = Case::deserialize(body).map_err(|e| e.to_string())?;
             if case.kind == CaseKind::Promised && case.limit_days.unwrap_or(0) == 0 {
                 return Err("a promised case (承诺件) needs limit_days of at least 1".into());
+            }
+            if case.fee_yuan.is_some_and(|f| !f.is_finite() || f < 0.0) {
+                return Err("fee_yuan must be a non-negative number of yuan".into());
             }
             if case.stage == Stage::Paused && case.pause_reason.as_deref().unwrap_or("").is_empty()
             {
@@ -225,13 +230,24 @@ pub mod bodies {
         }
     }
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
     #[serde(rename_all = "snake_case")]
     pub enum RatingChannel {
         Pad,
         Sms,
         Web,
         Kiosk,
+    }
+
+    impl RatingChannel {
+        pub fn as_str(self) -> &'static str {
+            match self {
+                RatingChannel::Pad => "pad",
+                RatingChannel::Sms => "sms",
+                RatingChannel::Web => "web",
+                RatingChannel::Kiosk => "kiosk",
+            }
+        }
     }
 
     #[derive(Debug, Deserialize)]
@@ -251,6 +267,13 @@ pub mod bodies {
             let rating = Rating::deserialize(body).map_err(|e| e.to_string())?;
             if rating.case_no.is_none() && rating.window.is_none() {
                 return Err("a rating needs case_no or window".into());
+            }
+            if rating
+                .case_no
+                .as_deref()
+                .is_some_and(|c| c.trim().is_empty())
+            {
+                return Err("case_no is empty".into());
             }
             if !(1..=5).contains(&rating.level) {
                 return Err(format!(

@@ -53,6 +53,12 @@ pub struct CaseState {
     /// The highest monitored stage reached so far.
     pub last_step: u8,
     pub anomalies: Vec<Anomaly>,
+    /// Fees charged over the case's stages, in fen (分).
+    #[serde(default)]
+    pub fee_fen: u64,
+    /// The reason of the pause in progress, if any.
+    #[serde(default)]
+    pub pause_reason: Option<String>,
 }
 
 impl CaseState {
@@ -75,6 +81,8 @@ impl CaseState {
             closed: None,
             last_step: 0,
             anomalies: Vec::new(),
+            fee_fen: 0,
+            pause_reason: None,
         }
     }
 
@@ -85,6 +93,9 @@ impl CaseState {
     /// Folds one stage event, dated `on` (the event's own time, not its arrival), into the case.
     pub fn apply(&mut self, e: &StageEvent, on: NaiveDate) {
         self.staff_id = e.staff_id.clone();
+        if let Some(yuan) = e.fee_yuan.filter(|f| f.is_finite() && *f > 0.0) {
+            self.fee_fen = self.fee_fen.saturating_add((yuan * 100.0).round() as u64);
+        }
         if let Some(step) = step(e.stage) {
             if step <= self.last_step {
                 self.flag(
@@ -140,6 +151,7 @@ impl CaseState {
                     self.flag(on, "paused while already paused".into());
                 } else {
                     self.pauses.push((on, None));
+                    self.pause_reason = e.pause_reason.clone();
                 }
             }
             Stage::Resumed => {
@@ -164,6 +176,7 @@ impl CaseState {
         match self.pauses.last_mut() {
             Some(p) if p.1.is_none() => {
                 p.1 = Some(on);
+                self.pause_reason = None;
                 true
             }
             _ => false,

@@ -52,6 +52,18 @@ impl WarningLevel {
     pub fn parse(name: &str) -> Option<WarningLevel> {
         WarningLevel::ALL.into_iter().find(|l| l.as_str() == name)
     }
+
+    /// The name supervisors use (seed 002).
+    pub fn zh(self) -> &'static str {
+        match self {
+            WarningLevel::Blue => "蓝灯",
+            WarningLevel::YellowLight => "黄灯",
+            WarningLevel::RedLight => "红灯",
+            WarningLevel::YellowCard => "黄牌",
+            WarningLevel::RedCard => "红牌",
+            WarningLevel::SupervisionLetter => "监察建议书",
+        }
+    }
 }
 
 /// 即办件 (due the day it is accepted) or 承诺件 (due after a promised number of days).
@@ -142,6 +154,14 @@ impl CaseClock {
             }
         }
         Ok(Some(d))
+    }
+
+    /// Counted days past the due day on `today` (0 when not overdue or not yet due).
+    pub fn overdue_days(&self, cal: &Calendar, today: NaiveDate) -> Result<u32, CalendarError> {
+        match self.due(cal)? {
+            Some(due) if due < today => self.between(cal, due, today),
+            _ => Ok(0),
+        }
     }
 
     /// The level of an open case on `today`; `None` while its clock is stopped or once completed.

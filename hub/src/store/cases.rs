@@ -1,9 +1,11 @@
 //! Cases at the hub: each case's projection (from its stage events, re-folded in event-time order so
 //! that late arrivals land at their own time) and its warning history, which only grows.
 
-use crate::oversight::calendar::Calendar;
-use crate::oversight::cases::{CaseState, StageEvent};
+use super::notices::{self, Notice};
+use super::{items, letters};
+use crate::oversight::cases::{Anomaly, CaseState, Kind, StageEvent};
 use crate::oversight::deadlines::{WarningLevel, escalate};
+use crate::supervise::Supervision;
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -15,9 +17,14 @@ CREATE TABLE IF NOT EXISTS cases (
     state TEXT NOT NULL,             -- JSON CaseState
     unit TEXT NOT NULL, window TEXT NOT NULL,
     level TEXT, due TEXT, next_check TEXT, open INTEGER NOT NULL, problem TEXT,
+    view TEXT NOT NULL DEFAULT 'todo',  -- 待办 todo / 在办 doing / 已办 done (seed 002)
+    accepted TEXT, completed TEXT, on_time INTEGER, early INTEGER,
+    rated INTEGER NOT NULL DEFAULT 0,
     updated_ms INTEGER NOT NULL,
     PRIMARY KEY (site, case_no));
 CREATE INDEX IF NOT EXISTS cases_next_check ON cases (next_check) WHERE open = 1;
+CREATE INDEX IF NOT EXISTS cases_unrated ON cases (completed) WHERE rated = 0 AND completed IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cases_by_view ON cases (view, site);
 CREATE TABLE IF NOT EXISTS case_warnings (
     id INTEGER PRIMARY KEY, site TEXT NOT NULL, case_no TEXT NOT NULL, level TEXT NOT NULL,
     on_day TEXT NOT NULL, at_ms INTEGER NOT NULL);
@@ -26,7 +33,7 @@ CREATE TRIGGER IF NOT EXISTS case_warnings_append_only BEFORE UPDATE ON case_war
 ";
 
 /// The event's own calendar day, in the offset it was recorded with (the office's local day).
-fn day_of(at: &str) -> Option<NaiveDate> {
+pub fn day_of(at: &str) -> Option<NaiveDate> {
     chrono::DateTime::parse_from_rfc3339(at)
         .ok()
         .map(|t| t.date_naive())
@@ -39,7 +46,7 @@ pub fn apply_event(
     site: &str,
     at: &str,
     body: &str,
-    cal: &Calendar,
+    sup: &Supervision,
     today: NaiveDate,
 ) -> rusqlite::Result<()> {
     let Ok(event) = serde_json::from_str::<StageEvent>(body) else {
@@ -77,10 +84,16 @@ pub fn apply_event(
             .get_or_insert_with(|| CaseState::new(&e))
             .apply(&e, on);
     }
-    let Some(state) = state else { return Ok(()) };
+    let Some(mut state) = state else {
+        return Ok(());
+    };
+    check_against_catalog(conn, &mut state)?;
     conn.execute(
-        "INSERT INTO cases (site, case_no, events, state, unit, window, open, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
-         ON CONFLICT (site, case_no) DO UPDATE SET events = ?3, state = ?4, unit = ?5, window = ?6, updated_ms = ?7",
+        "INSERT INTO cases (site, case_no, events, state, unit, window, open, view, accepted, completed, rated, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9,
+                 EXISTS (SELECT 1 FROM ratings WHERE site = ?1 AND case_no = ?2), ?10)
+         ON CONFLICT (site, case_no) DO UPDATE SET events = ?3, state = ?4, unit = ?5, window = ?6, view = ?7,
+             accepted = ?8, completed = ?9, updated_ms = ?10",
         params![
             site,
             state.case_no,
@@ -88,10 +101,60 @@ pub fn apply_event(
             serde_json::to_string(&state).unwrap_or_default(),
             state.unit,
             state.window,
+            view_of(&state),
+            state.accepted.map(|d| d.to_string()),
+            state.completed.map(|d| d.to_string()),
             super::now_ms()
         ],
     )?;
-    evaluate(conn, site, &state, cal, today)
+    // Ratings that arrived before their case learn its unit and window.
+    conn.execute(
+        "UPDATE ratings SET unit = ?3, window = ?4 WHERE site = ?1 AND case_no = ?2 AND unit = ''",
+        params![site, state.case_no, state.unit, state.window],
+    )?;
+    evaluate(conn, site, &state, sup, today)
+}
+
+/// 待办 (received or accepted, not yet taken up), 在办 (undertaken and on), 已办 (completed, rejected
+/// or withdrawn): the three lists of seed 002.
+fn view_of(state: &CaseState) -> &'static str {
+    if state.completed.is_some() || state.closed.is_some() {
+        "done"
+    } else if state.last_step >= 2 {
+        "doing"
+    } else {
+        "todo"
+    }
+}
+
+/// Adds the anomalies the item catalog reveals, and the catalog's limit for a promised case that
+/// came without one. Items not in the catalog are not checked.
+fn check_against_catalog(conn: &Connection, state: &mut CaseState) -> rusqlite::Result<()> {
+    let Some(item) = items::get(conn, &state.item_code)? else {
+        return Ok(());
+    };
+    let on = state.accepted.or(state.completed).unwrap_or(NaiveDate::MIN);
+    let mut flag = |what: String| state.anomalies.push(Anomaly { on, what });
+    if state.fee_fen > 0 && !item.fees_allowed {
+        flag(format!(
+            "fee of {}.{:02} yuan on {} ({}), which charges none (违规收费)",
+            state.fee_fen / 100,
+            state.fee_fen % 100,
+            item.name,
+            item.code
+        ));
+    }
+    if state.kind == Kind::Promised && state.limit_days > item.statutory_days {
+        flag(format!(
+            "promised limit {} days exceeds the statutory {} of {} (超法定时限)",
+            state.limit_days, item.statutory_days, item.code
+        ));
+    }
+    if state.kind == Kind::Promised && state.limit_days == 0 {
+        state.limit_days = item.promised_days;
+        state.unit_of_days = item.day_unit;
+    }
+    Ok(())
 }
 
 /// Re-evaluates one case as of `today`: due day, level (escalate-only, each rise recorded), and the
@@ -100,9 +163,10 @@ fn evaluate(
     conn: &Connection,
     site: &str,
     state: &CaseState,
-    cal: &Calendar,
+    sup: &Supervision,
     today: NaiveDate,
 ) -> rusqlite::Result<()> {
+    let cal = &*sup.calendar;
     let stored: Option<Option<String>> = conn
         .query_row(
             "SELECT level FROM cases WHERE site = ?1 AND case_no = ?2",
@@ -123,10 +187,12 @@ fn evaluate(
         let due = clock.due(cal)?;
         let level = clock.level(cal, today)?;
         let next = clock.next_escalation(cal, today)?;
-        Ok::<_, crate::oversight::calendar::CalendarError>((due, level, next))
+        let completion = clock.completion(cal)?;
+        let overdue = clock.overdue_days(cal, today)?;
+        Ok::<_, crate::oversight::calendar::CalendarError>((due, level, next, completion, overdue))
     })();
     match outcome {
-        Ok((due, level, next)) => {
+        Ok((due, level, next, completion, overdue)) => {
             let open = state.completed.is_none();
             if let Some(new) = escalate(stored, level) {
                 conn.execute(
@@ -136,7 +202,17 @@ fn evaluate(
                 if new >= WarningLevel::YellowCard {
                     tracing::warn!(site, case_no = %state.case_no, level = new.as_str(), "case overdue");
                 }
+                announce(conn, sup, site, state, new, due, today, overdue)?;
             }
+            conn.execute(
+                "UPDATE cases SET on_time = ?3, early = ?4 WHERE site = ?1 AND case_no = ?2",
+                params![
+                    site,
+                    state.case_no,
+                    completion.map(|c| c.on_time),
+                    completion.map(|c| c.early)
+                ],
+            )?;
             let kept = match (stored, level) {
                 (Some(s), Some(l)) => Some(s.max(l)),
                 (s, l) => l.or(s),
@@ -167,9 +243,68 @@ fn evaluate(
     Ok(())
 }
 
-/// The timer tick: re-evaluates only the open cases whose next change is due by `today`.
-/// Returns how many cases it looked at.
-pub fn tick(conn: &Connection, cal: &Calendar, today: NaiveDate) -> rusqlite::Result<usize> {
+/// Tells the people of the ladder step `level`, and issues the supervision letter at its step.
+#[allow(clippy::too_many_arguments)]
+fn announce(
+    conn: &Connection,
+    sup: &Supervision,
+    site: &str,
+    state: &CaseState,
+    level: WarningLevel,
+    due: Option<NaiveDate>,
+    today: NaiveDate,
+    overdue: u32,
+) -> rusqlite::Result<()> {
+    let config = &sup.config;
+    let letter = if level == WarningLevel::SupervisionLetter {
+        letters::issue(conn, &config.letters, site, state, due, today, overdue)?
+    } else {
+        None
+    };
+    let due_text = due.map(|d| d.to_string()).unwrap_or_else(|| "—".into());
+    let when = match level {
+        WarningLevel::Blue => format!("应于 {due_text} 前办结"),
+        WarningLevel::YellowLight => format!("距办结时限还有 1 个工作日（{due_text}）"),
+        WarningLevel::RedLight => format!("今日（{due_text}）到期"),
+        _ => format!("已超期 {overdue} 个工作日（时限 {due_text}）"),
+    };
+    notices::enqueue(
+        conn,
+        config,
+        &Notice {
+            key: format!("case:{site}:{}:{}", state.case_no, level.as_str()),
+            day: today,
+            site,
+            unit: &state.unit,
+            staff_id: &state.staff_id,
+            roles: config.notify.ladder.roles(level),
+            subject: format!(
+                "{} | {site} {} 办件 {}",
+                level.zh(),
+                state.unit,
+                state.case_no
+            ),
+            text: format!(
+                "【{}】{site} {} {}窗口 “{}”（办件 {}，经办人 {}）{}。{}",
+                level.zh(),
+                state.unit,
+                state.window,
+                state.item_name,
+                state.case_no,
+                state.staff_id,
+                when,
+                letter
+                    .map(|n| format!("已生成监察建议书 {n}。"))
+                    .unwrap_or_default()
+            ),
+        },
+    )?;
+    Ok(())
+}
+
+/// The timer tick: re-evaluates only the open cases whose next change is due by `today`, and gives
+/// completed cases left unrated their default rating. Returns how many cases it looked at.
+pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite::Result<usize> {
     let due: Vec<(String, String)> = {
         let mut stmt = conn
             .prepare_cached("SELECT site, state FROM cases WHERE open = 1 AND next_check <= ?1")?;
@@ -181,9 +316,10 @@ pub fn tick(conn: &Connection, cal: &Calendar, today: NaiveDate) -> rusqlite::Re
         let Ok(state) = serde_json::from_str::<CaseState>(&state) else {
             continue;
         };
-        evaluate(conn, &site, &state, cal, today)?;
+        evaluate(conn, &site, &state, sup, today)?;
         n += 1;
     }
+    n += super::ratings::default_unrated(conn, &sup.config, today)?;
     Ok(n)
 }
 
@@ -198,6 +334,7 @@ pub struct CaseView {
     pub due: Option<String>,
     pub open: bool,
     pub problem: Option<String>,
+    pub view: String,
     pub state: serde_json::Value,
     pub warnings: Vec<WarningView>,
 }
@@ -209,35 +346,61 @@ pub struct WarningView {
     pub at: String,
 }
 
-/// Cases filtered by site and level; with their warning history.
-pub fn list(
+/// Cases as `GET /api/v1/cases` filters them, with their warning history.
+pub fn list(conn: &Connection, f: &super::CaseFilter) -> rusqlite::Result<Vec<CaseView>> {
+    query(conn, f, None)
+}
+
+fn list_one(
     conn: &Connection,
-    site: Option<&str>,
-    level: Option<&str>,
-    open_only: bool,
-    limit: u32,
+    f: &super::CaseFilter,
+    case_no: &str,
+) -> rusqlite::Result<Vec<CaseView>> {
+    query(conn, f, Some(case_no))
+}
+
+fn query(
+    conn: &Connection,
+    f: &super::CaseFilter,
+    case_no: Option<&str>,
 ) -> rusqlite::Result<Vec<CaseView>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT site, case_no, unit, window, level, due, open, problem, state FROM cases
-         WHERE (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR level = ?2) AND (?3 = 0 OR open = 1)
-         ORDER BY site, case_no LIMIT ?4",
+        "SELECT site, case_no, unit, window, level, due, open, problem, state, view FROM cases
+         WHERE (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR level = ?2)
+           AND (?3 IS NULL OR view = ?3) AND (?3 IS NOT NULL OR ?4 = 0 OR open = 1)
+           AND (?5 IS NULL OR unit = ?5) AND (?6 IS NULL OR window = ?6)
+           AND (?8 IS NULL OR case_no = ?8)
+         ORDER BY site, case_no LIMIT ?7",
     )?;
+    let (site, level, view, unit, window) = (
+        f.site.as_deref(),
+        f.level.as_deref(),
+        f.view.as_deref(),
+        f.unit.as_deref(),
+        f.window.as_deref(),
+    );
+    let open_only = f.open.unwrap_or(true);
+    let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     let rows = stmt
-        .query_map(params![site, level, open_only, limit.clamp(1, 1000)], |r| {
-            let state: String = r.get(8)?;
-            Ok(CaseView {
-                site: r.get(0)?,
-                case_no: r.get(1)?,
-                unit: r.get(2)?,
-                window: r.get(3)?,
-                level: r.get(4)?,
-                due: r.get(5)?,
-                open: r.get(6)?,
-                problem: r.get(7)?,
-                state: serde_json::from_str(&state).unwrap_or_default(),
-                warnings: Vec::new(),
-            })
-        })?
+        .query_map(
+            params![site, level, view, open_only, unit, window, limit, case_no],
+            |r| {
+                let state: String = r.get(8)?;
+                Ok(CaseView {
+                    site: r.get(0)?,
+                    case_no: r.get(1)?,
+                    unit: r.get(2)?,
+                    window: r.get(3)?,
+                    level: r.get(4)?,
+                    due: r.get(5)?,
+                    open: r.get(6)?,
+                    problem: r.get(7)?,
+                    view: r.get(9)?,
+                    state: serde_json::from_str(&state).unwrap_or_default(),
+                    warnings: Vec::new(),
+                })
+            },
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = rows;
     let mut w = conn.prepare_cached("SELECT level, on_day, at_ms FROM case_warnings WHERE site = ?1 AND case_no = ?2 ORDER BY id")?;
@@ -253,4 +416,70 @@ pub fn list(
             .collect::<rusqlite::Result<_>>()?;
     }
     Ok(out)
+}
+
+/// One step of a case's timeline.
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    pub at: String,
+    pub stage: String,
+    pub staff_id: String,
+    pub body: serde_json::Value,
+}
+
+/// A case with its whole story: stage events in event-time order, warnings, letters, ratings, work
+/// orders and the notifications sent about it.
+#[derive(Debug, Serialize)]
+pub struct CaseDetail {
+    #[serde(flatten)]
+    pub case: CaseView,
+    pub timeline: Vec<TimelineEntry>,
+    pub letters: Vec<super::letters::LetterView>,
+    pub ratings: Vec<super::ratings::RatingView>,
+    pub work_orders: Vec<super::ratings::WorkOrderView>,
+    pub notifications: Vec<notices::NoticeView>,
+}
+
+pub fn detail(
+    conn: &Connection,
+    site: &str,
+    case_no: &str,
+) -> rusqlite::Result<Option<CaseDetail>> {
+    let filter = super::CaseFilter {
+        site: Some(site.to_owned()),
+        open: Some(false),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let row: Option<String> = conn
+        .query_row(
+            "SELECT events FROM cases WHERE site = ?1 AND case_no = ?2",
+            params![site, case_no],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(events) = row else { return Ok(None) };
+    let mut views = list_one(conn, &filter, case_no)?;
+    let Some(case) = views.pop() else {
+        return Ok(None);
+    };
+    let events: Vec<(String, serde_json::Value)> =
+        serde_json::from_str(&events).unwrap_or_default();
+    let timeline = events
+        .into_iter()
+        .map(|(at, body)| TimelineEntry {
+            at,
+            stage: body["stage"].as_str().unwrap_or("").to_owned(),
+            staff_id: body["staff_id"].as_str().unwrap_or("").to_owned(),
+            body,
+        })
+        .collect();
+    Ok(Some(CaseDetail {
+        case,
+        timeline,
+        letters: super::letters::list(conn, Some(site), Some(case_no), 10)?,
+        ratings: super::ratings::for_case(conn, site, case_no)?,
+        work_orders: super::ratings::list(conn, Some(site), None, Some(case_no), 100)?,
+        notifications: notices::list(conn, None, Some(&format!("case:{site}:{case_no}:")), 100)?,
+    }))
 }

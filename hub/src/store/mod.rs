@@ -13,6 +13,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
 
 pub mod cases;
+pub mod complaints;
+pub mod items;
+pub mod letters;
+pub mod notices;
+pub mod rates;
+pub mod ratings;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -66,7 +72,17 @@ fn open(path: &Path) -> Result<Connection, Error> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db_err(path))?;
     conn.execute_batch(SCHEMA).map_err(db_err(path))?;
-    conn.execute_batch(cases::SCHEMA).map_err(db_err(path))?;
+    for schema in [
+        cases::SCHEMA,
+        notices::SCHEMA,
+        letters::SCHEMA,
+        ratings::SCHEMA,
+        complaints::SCHEMA,
+        items::SCHEMA,
+        AUDIT_SCHEMA,
+    ] {
+        conn.execute_batch(schema).map_err(db_err(path))?;
+    }
     Ok(conn)
 }
 
@@ -129,6 +145,11 @@ impl Writer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The connection, for statements that need no transaction of their own.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     pub fn transaction(&mut self) -> rusqlite::Result<Transaction<'_>> {
@@ -495,25 +516,68 @@ impl Reader {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .map_err(self.err())
     }
+
     pub fn cases(&self, f: &CaseFilter) -> Result<Vec<cases::CaseView>, Error> {
-        cases::list(
-            &self.conn,
-            f.site.as_deref(),
-            f.level.as_deref(),
-            f.open.unwrap_or(true),
-            f.limit.unwrap_or(100),
-        )
-        .map_err(self.err())
+        cases::list(&self.conn, f).map_err(self.err())
+    }
+
+    /// Runs a read with this connection.
+    pub fn run<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, Error> {
+        f(&self.conn).map_err(self.err())
+    }
+}
+
+impl Writer {
+    /// Runs `f` in one transaction and commits it.
+    pub fn run<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        let path = self.path.clone();
+        let tx = self.transaction().map_err(db_err(&path))?;
+        let out = f(&tx).map_err(db_err(&path))?;
+        tx.commit().map_err(db_err(&path))?;
+        Ok(out)
     }
 }
 
 /// Filter of `GET /api/v1/cases`.
 #[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CaseFilter {
     pub site: Option<String>,
+    pub unit: Option<String>,
+    pub window: Option<String>,
     /// blue, yellow_light, red_light, yellow_card, red_card, supervision_letter
     pub level: Option<String>,
-    /// Only open cases (default true).
+    /// todo (待办), doing (在办) or done (已办), as seed 002 lists them.
+    pub view: Option<String>,
+    /// Only open cases (default true; ignored when `view` is given).
     pub open: Option<bool>,
     pub limit: Option<u32>,
+}
+
+const AUDIT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+/// Records who changed what (work orders, complaints, the item catalog), in the caller's transaction.
+pub fn audit(
+    conn: &Connection,
+    who: &str,
+    action: &str,
+    target: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO audit (at_ms, who, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now_ms(), who, action, target, detail],
+    )?;
+    Ok(())
 }

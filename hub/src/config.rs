@@ -1,0 +1,378 @@
+//! The hub's configuration file (`sunlight-hub run --config hub.toml`): who is told at each step of
+//! the warning ladder and how, the contacts, and the rules for ratings, complaints and supervision
+//! letters. Every value has the default of OVERSIGHT.md; a missing file means all defaults.
+//! `hub/hub.example.toml` shows every key and is checked by a test.
+
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    pub notify: NotifyConfig,
+    pub contacts: Vec<Contact>,
+    pub ratings: RatingRules,
+    pub complaints: ComplaintRules,
+    pub letters: LetterConfig,
+}
+
+/// Who receives a message: the case's handler or a role of the county.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The clerk handling the case (its `staff_id`).
+    Handler,
+    /// The chief of the case's unit (科室负责人).
+    UnitChief,
+    /// The county's supervisors (监督员, 纪检).
+    Supervisor,
+    /// County leadership (分管领导).
+    Leadership,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Handler => "handler",
+            Role::UnitChief => "unit_chief",
+            Role::Supervisor => "supervisor",
+            Role::Leadership => "leadership",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// An HTTP endpoint that delivers messages (an SMS gateway, a chat bot). Without it messages go
+    /// to the log only.
+    pub webhook: Option<WebhookConfig>,
+    /// Who is told at each step of the warning ladder (OVERSIGHT.md §2).
+    pub ladder: Ladder,
+    /// Who is told when a bad rating opens a work order.
+    pub work_order: Vec<Role>,
+    /// Who is told when a complaint arrives.
+    pub complaint: Vec<Role>,
+    pub digest: DigestConfig,
+    /// Delay before the first retry of a failed delivery, in seconds; doubled per attempt.
+    pub retry_secs: u64,
+    /// Longest delay between retries, in seconds.
+    pub retry_max_secs: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook: None,
+            ladder: Ladder::default(),
+            work_order: vec![Role::UnitChief],
+            complaint: vec![Role::Supervisor],
+            digest: DigestConfig::default(),
+            retry_secs: 5,
+            retry_max_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Messages are POSTed here as JSON `{key, to, name, role, subject, text}` with an
+    /// `Idempotency-Key` header equal to `key`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ladder {
+    pub yellow_light: Vec<Role>,
+    pub red_light: Vec<Role>,
+    pub yellow_card: Vec<Role>,
+    pub red_card: Vec<Role>,
+    pub supervision_letter: Vec<Role>,
+}
+
+impl Ladder {
+    /// Who is told when a case reaches `level` (nobody for the blue countdown).
+    pub fn roles(&self, level: crate::oversight::deadlines::WarningLevel) -> &[Role] {
+        use crate::oversight::deadlines::WarningLevel::*;
+        match level {
+            Blue => &[],
+            YellowLight => &self.yellow_light,
+            RedLight => &self.red_light,
+            YellowCard => &self.yellow_card,
+            RedCard => &self.red_card,
+            SupervisionLetter => &self.supervision_letter,
+        }
+    }
+}
+
+impl Default for Ladder {
+    /// OVERSIGHT.md §2: yellow light → handler; red light → handler and unit chief; yellow card →
+    /// unit chief and supervisor; red card → supervisor and leadership; letter → unit chief and
+    /// supervisor.
+    fn default() -> Self {
+        use Role::*;
+        Ladder {
+            yellow_light: vec![Handler],
+            red_light: vec![Handler, UnitChief],
+            yellow_card: vec![UnitChief, Supervisor],
+            red_card: vec![Supervisor, Leadership],
+            supervision_letter: vec![UnitChief, Supervisor],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestConfig {
+    /// Roles whose messages are gathered into one daily digest instead of one message each
+    /// (seed 000: SMS digests to leaders).
+    pub roles: Vec<Role>,
+    /// The office hour (UTC+8) at which the digest of the previous day is sent.
+    pub hour: u32,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            roles: vec![Role::Leadership],
+            hour: 8,
+        }
+    }
+}
+
+/// One person who receives messages in a role, optionally only for one site, unit or staff id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub role: Role,
+    pub name: String,
+    /// The address the delivery channel understands (a mobile number for an SMS gateway).
+    pub to: String,
+    #[serde(default)]
+    pub site: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// For `handler`: the staff id of the clerk.
+    #[serde(default)]
+    pub staff_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RatingRules {
+    /// A completed case left unrated this many days counts as `unrated_level` (OVERSIGHT.md §4).
+    pub unrated_after_days: u32,
+    pub unrated_level: u8,
+    /// Ratings at or below this level open a work order (2 = 不满意).
+    pub bad_at_or_below: u8,
+    /// Working days to call the person back.
+    pub callback_working_days: u32,
+    /// Working days to fix the cause (5–15).
+    pub fix_working_days: u32,
+}
+
+impl Default for RatingRules {
+    fn default() -> Self {
+        RatingRules {
+            unrated_after_days: 7,
+            unrated_level: 3,
+            bad_at_or_below: 2,
+            callback_working_days: 1,
+            fix_working_days: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComplaintRules {
+    /// Working days after receipt by which each stage must be reached.
+    pub investigate_working_days: u32,
+    pub handle_working_days: u32,
+    pub feedback_working_days: u32,
+}
+
+impl Default for ComplaintRules {
+    fn default() -> Self {
+        ComplaintRules {
+            investigate_working_days: 3,
+            handle_working_days: 10,
+            feedback_working_days: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LetterConfig {
+    /// Letter numbers read `<prefix>〔<year>〕<n>号`.
+    pub prefix: String,
+    /// Who issues the letters, printed on them.
+    pub issuer: String,
+}
+
+impl Default for LetterConfig {
+    fn default() -> Self {
+        LetterConfig {
+            prefix: "监建".into(),
+            issuer: "县政务服务电子监察室".into(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads and checks the file; every error names the key that is wrong.
+    pub fn load(path: &Path) -> Result<HubConfig, crate::Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::io(format!("reading {}", path.display()), e))?;
+        HubConfig::parse(&text)
+            .map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> Result<HubConfig, String> {
+        let config: HubConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let r = &self.ratings;
+        if !(5..=15).contains(&r.fix_working_days) {
+            return Err(format!(
+                "ratings.fix_working_days = {} is outside 5–15",
+                r.fix_working_days
+            ));
+        }
+        if !(1..=5).contains(&r.unrated_level) || !(1..=5).contains(&r.bad_at_or_below) {
+            return Err("ratings levels are 1 (非常不满意) to 5 (非常满意)".into());
+        }
+        if self.notify.digest.hour > 23 {
+            return Err(format!(
+                "notify.digest.hour = {} is not an hour",
+                self.notify.digest.hour
+            ));
+        }
+        if let Some(w) = &self.notify.webhook
+            && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+        {
+            return Err(format!("notify.webhook.url {:?} must be http(s)://", w.url));
+        }
+        let c = &self.complaints;
+        if !(c.investigate_working_days <= c.handle_working_days
+            && c.handle_working_days <= c.feedback_working_days)
+        {
+            return Err("complaints: investigate ≤ handle ≤ feedback working days".into());
+        }
+        for (i, contact) in self.contacts.iter().enumerate() {
+            if contact.to.trim().is_empty() {
+                return Err(format!(
+                    "contacts[{i}] ({}) has an empty `to`",
+                    contact.name
+                ));
+            }
+            if contact.role == Role::Handler && contact.staff_id.is_none() {
+                return Err(format!(
+                    "contacts[{i}] ({}) is a handler and needs the clerk's staff_id",
+                    contact.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The contacts who hold `role` for a case of `site`/`unit` handled by `staff_id`.
+    pub fn recipients<'a>(
+        &'a self,
+        role: Role,
+        site: &'a str,
+        unit: &'a str,
+        staff_id: &'a str,
+    ) -> impl Iterator<Item = &'a Contact> + 'a {
+        self.contacts.iter().filter(move |c| {
+            c.role == role
+                && c.site.as_deref().is_none_or(|s| s == site)
+                && c.unit.as_deref().is_none_or(|u| u == unit)
+                && (role != Role::Handler || c.staff_id.as_deref() == Some(staff_id))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_sets_every_section() {
+        let config = HubConfig::parse(include_str!("../hub.example.toml")).unwrap();
+        assert!(config.notify.webhook.is_some());
+        assert!(!config.contacts.is_empty());
+        assert_eq!(config.ratings.unrated_after_days, 7);
+    }
+
+    #[test]
+    fn defaults_follow_the_oversight_rules() {
+        let config = HubConfig::parse("").unwrap();
+        assert_eq!(
+            config.notify.ladder.red_light,
+            vec![Role::Handler, Role::UnitChief]
+        );
+        assert_eq!(config.ratings.fix_working_days, 5);
+        assert_eq!(config.letters.prefix, "监建");
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let e = HubConfig::parse("[ratings]\nfix_working_days = 30").unwrap_err();
+        assert!(e.contains("fix_working_days"), "{e}");
+        let e = HubConfig::parse("[notify]\nwebhok = 1").unwrap_err();
+        assert!(e.contains("webhok"), "{e}");
+        let e = HubConfig::parse("[[contacts]]\nrole = \"handler\"\nname = \"王\"\nto = \"1\"")
+            .unwrap_err();
+        assert!(e.contains("staff_id"), "{e}");
+    }
+
+    #[test]
+    fn recipients_match_role_site_unit_and_handler() {
+        let config = HubConfig::parse(
+            r#"
+[[contacts]]
+role = "unit_chief"
+name = "民政局 chief"
+to = "13800000001"
+unit = "民政局"
+[[contacts]]
+role = "supervisor"
+name = "county supervisor"
+to = "13800000002"
+[[contacts]]
+role = "handler"
+name = "clerk"
+to = "13800000003"
+staff_id = "S01"
+"#,
+        )
+        .unwrap();
+        let names = |role, unit, staff| {
+            config
+                .recipients(role, "x", unit, staff)
+                .map(|c| c.to.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(Role::UnitChief, "民政局", "S01"), ["13800000001"]);
+        assert!(names(Role::UnitChief, "公安局", "S01").is_empty());
+        assert_eq!(names(Role::Supervisor, "公安局", "S09"), ["13800000002"]);
+        assert_eq!(names(Role::Handler, "民政局", "S01"), ["13800000003"]);
+        assert!(names(Role::Handler, "民政局", "S02").is_empty());
+    }
+}

@@ -1,0 +1,197 @@
+//! Delivering notifications: one [`Notifier`] trait, a webhook adapter (an HTTP SMS gateway or a
+//! chat bot, by reqwest) and a log sink. The sender thread takes pending rows from the store
+//! ([`crate::store::notices`]), delivers each, and records the outcome; failures are retried with a
+//! doubling delay. Each message carries its unique key as `Idempotency-Key`, so a gateway that
+//! honours it never shows a message twice even if the hub dies between sending and recording.
+
+use crate::clock::HubClock;
+use crate::config::{HubConfig, WebhookConfig};
+use crate::store::{Writer, notices};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// A delivery channel.
+pub trait Notifier: Send + Sync {
+    /// Recorded with each message it delivered.
+    fn channel(&self) -> &'static str;
+    fn send<'a>(&'a self, message: &'a notices::Outgoing) -> SendFuture<'a>;
+}
+
+/// Writes each message to the hub's log (target `sunlight::notify`); the channel when no webhook
+/// is configured.
+pub struct LogSink;
+
+impl Notifier for LogSink {
+    fn channel(&self) -> &'static str {
+        "log"
+    }
+
+    fn send<'a>(&'a self, m: &'a notices::Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            tracing::info!(target: "sunlight::notify", to = %m.to, role = %m.role, key = %m.key, subject = %m.subject, "{}", m.text);
+            Ok(())
+        })
+    }
+}
+
+/// POSTs each message as JSON to a configured URL; any 2xx answer is a delivery.
+pub struct Webhook {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Webhook {
+    pub fn new(config: &WebhookConfig) -> Result<Webhook, crate::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
+            .build()
+            .map_err(|e| crate::Error::Invalid(format!("notify.webhook: {e}")))?;
+        Ok(Webhook {
+            client,
+            url: config.url.clone(),
+            token: config.token.clone(),
+        })
+    }
+}
+
+impl Notifier for Webhook {
+    fn channel(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, m: &'a notices::Outgoing) -> SendFuture<'a> {
+        Box::pin(async move {
+            let mut request = self
+                .client
+                .post(&self.url)
+                .header("Idempotency-Key", &m.key)
+                .json(m);
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            if status.is_success() {
+                Ok(())
+            } else {
+                let body = response.text().await.unwrap_or_default();
+                Err(format!(
+                    "{} answered {status}: {}",
+                    self.url,
+                    body.chars().take(200).collect::<String>()
+                ))
+            }
+        })
+    }
+}
+
+/// The delay before attempt `attempts + 1`: `base · 2^attempts`, at most `max`.
+pub fn retry_delay(base_secs: u64, max_secs: u64, attempts: u32) -> Duration {
+    let factor = 1u64.checked_shl(attempts.min(30)).unwrap_or(u64::MAX);
+    Duration::from_secs(base_secs.max(1).saturating_mul(factor).min(max_secs.max(1)))
+}
+
+/// Whether the digest of `day` is due: from `hour` o'clock of the next day (UTC+8), or, with a fixed
+/// simulation clock, as soon as the next day has come.
+fn digests_before(clock: &HubClock, hour: u32) -> chrono::NaiveDate {
+    let today = clock.today();
+    if clock.is_fixed() || clock.hour() >= hour {
+        today
+    } else {
+        today.pred_opt().unwrap_or(today)
+    }
+}
+
+/// Runs the sender on its own thread, forever: gathers due digests, then delivers pending messages.
+pub fn spawn(
+    mut writer: Writer,
+    config: Arc<HubConfig>,
+    clock: HubClock,
+    every: Duration,
+) -> Result<(), crate::Error> {
+    let notifier: Box<dyn Notifier> = match &config.notify.webhook {
+        Some(w) => Box::new(Webhook::new(w)?),
+        None => Box::new(LogSink),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::io("starting the notification sender", e))?;
+    std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || {
+            loop {
+                if let Err(e) = round(&mut writer, &config, &clock, notifier.as_ref(), &rt) {
+                    tracing::error!(error = %e, "notification sender failed; retrying");
+                }
+                std::thread::sleep(every);
+            }
+        })
+        .map_err(|e| crate::Error::io("starting the notification sender", e))?;
+    Ok(())
+}
+
+/// One pass: digests, then every due message. Returns how many were delivered.
+pub fn round(
+    writer: &mut Writer,
+    config: &HubConfig,
+    clock: &HubClock,
+    notifier: &dyn Notifier,
+    rt: &tokio::runtime::Runtime,
+) -> rusqlite::Result<usize> {
+    {
+        let tx = writer.transaction()?;
+        notices::make_digests(&tx, digests_before(clock, config.notify.digest.hour))?;
+        tx.commit()?;
+    }
+    let mut delivered = 0;
+    loop {
+        let due = notices::due(writer.conn(), crate::store::now_ms(), 64)?;
+        if due.is_empty() {
+            return Ok(delivered);
+        }
+        for m in &due {
+            match rt.block_on(notifier.send(m)) {
+                Ok(()) => {
+                    notices::mark_sent(writer.conn(), m.id, notifier.channel())?;
+                    delivered += 1;
+                }
+                Err(error) => {
+                    let delay = retry_delay(
+                        config.notify.retry_secs,
+                        config.notify.retry_max_secs,
+                        m.attempts,
+                    );
+                    tracing::warn!(key = %m.key, attempts = m.attempts + 1, retry_in = ?delay, %error, "notification not delivered");
+                    notices::mark_failed(
+                        writer.conn(),
+                        m.id,
+                        &error,
+                        crate::store::now_ms() + delay.as_millis() as i64,
+                    )?;
+                }
+            }
+        }
+        if due.len() < 64 {
+            return Ok(delivered);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_ceiling() {
+        assert_eq!(retry_delay(5, 3600, 0), Duration::from_secs(5));
+        assert_eq!(retry_delay(5, 3600, 3), Duration::from_secs(40));
+        assert_eq!(retry_delay(5, 3600, 20), Duration::from_secs(3600));
+        assert_eq!(retry_delay(5, 3600, u32::MAX), Duration::from_secs(3600));
+    }
+}
