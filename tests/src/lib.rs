@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod http;
 pub mod proxy;
+pub mod webhook;
 
 pub use proxy::FaultProxy;
 
@@ -209,6 +210,18 @@ impl Hub {
             "device add failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// POSTs JSON to the hub's API: (status, body).
+    pub fn post(&self, path: &str, body: &Value) -> Option<(u16, Value)> {
+        self.client
+            .post_json(&format!("http://127.0.0.1:{}{path}", self.http), body)
+    }
+
+    /// GETs a page as text: (status, body).
+    pub fn get_text(&self, path: &str) -> Option<(u16, String)> {
+        self.client
+            .get_text(&format!("http://127.0.0.1:{}{path}", self.http))
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
