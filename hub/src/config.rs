@@ -14,6 +14,50 @@ pub struct HubConfig {
     pub ratings: RatingRules,
     pub complaints: ComplaintRules,
     pub letters: LetterConfig,
+    pub pauses: PauseRules,
+}
+
+/// Each clock pause has its own sub-limit in working days, chosen by the first keyword found in
+/// its reason (OVERSIGHT.md §2: 补正, and the Art. 45 steps 听证 招标 拍卖 检验 检测 检疫 鉴定 专家评审).
+/// A pause still running past its sub-limit is flagged to the supervisor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PauseRules {
+    /// Keyword → working days.
+    pub limits: std::collections::BTreeMap<String, u32>,
+    /// For a reason that names none of the keywords.
+    pub other: u32,
+}
+
+impl Default for PauseRules {
+    fn default() -> Self {
+        let limits = [
+            ("补正", 5),
+            ("听证", 20),
+            ("招标", 20),
+            ("拍卖", 20),
+            ("检验", 20),
+            ("检测", 20),
+            ("检疫", 20),
+            ("鉴定", 30),
+            ("专家评审", 20),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        PauseRules { limits, other: 20 }
+    }
+}
+
+impl PauseRules {
+    /// The sub-limit for a pause with this reason.
+    pub fn limit_for(&self, reason: &str) -> u32 {
+        self.limits
+            .iter()
+            .find(|(k, _)| reason.contains(k.as_str()))
+            .map(|(_, v)| *v)
+            .unwrap_or(self.other)
+    }
 }
 
 /// Who receives a message: the case's handler or a role of the county.
@@ -329,6 +373,9 @@ mod tests {
         );
         assert_eq!(config.ratings.fix_working_days, 5);
         assert_eq!(config.letters.prefix, "监建");
+        assert_eq!(config.pauses.limit_for("申请材料需补正"), 5);
+        assert_eq!(config.pauses.limit_for("组织听证"), 20);
+        assert_eq!(config.pauses.limit_for("其他"), 20);
     }
 
     #[test]

@@ -706,3 +706,42 @@ fn the_three_lists_of_seed_002() {
     let stages: Vec<_> = detail.timeline.iter().map(|t| t.stage.as_str()).collect();
     assert_eq!(stages, ["accepted", "completed"]);
 }
+
+#[test]
+fn a_pause_past_its_sub_limit_is_flagged_once() {
+    let f = Fixture::new();
+    f.case(
+        "2025-11-03",
+        "2025-11-03T09:00:00+08:00",
+        stage("C-1", "accepted", 10),
+    );
+    let mut pause = stage("C-1", "paused", 10);
+    pause["pause_reason"] = "申请材料需补正".into();
+    f.case("2025-11-04", "2025-11-04T09:00:00+08:00", pause);
+    // 补正 may pause 5 working days: through Tuesday 11-11.
+    f.tick("2025-11-11");
+    let flagged = || {
+        f.notices()
+            .into_iter()
+            .filter(|n| n.key.contains(":pause:"))
+            .map(|n| n.to)
+            .collect::<Vec<_>>()
+    };
+    assert!(flagged().is_empty());
+    f.tick("2025-11-12");
+    f.tick("2025-11-12");
+    f.tick("2025-11-13");
+    assert_eq!(flagged(), [Some("sup".to_owned())]);
+    let detail = f
+        .reader()
+        .run(|c| store::cases::detail(c, SITE, "C-1"))
+        .unwrap()
+        .unwrap();
+    let levels: Vec<_> = detail
+        .case
+        .warnings
+        .iter()
+        .map(|w| w.level.as_str())
+        .collect();
+    assert_eq!(levels, ["blue", "pause_overdue"]);
+}

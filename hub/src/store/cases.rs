@@ -204,6 +204,11 @@ fn evaluate(
                 }
                 announce(conn, sup, site, state, new, due, today, overdue)?;
             }
+            let pause_check = check_pause(conn, sup, site, state, today)?;
+            let next = match (next.map(|(d, _)| d), pause_check) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             conn.execute(
                 "UPDATE cases SET on_time = ?3, early = ?4 WHERE site = ?1 AND case_no = ?2",
                 params![
@@ -224,7 +229,7 @@ fn evaluate(
                     state.case_no,
                     kept.map(WarningLevel::as_str),
                     due.map(|d| d.to_string()),
-                    if open { next.map(|(d, _)| d.to_string()) } else { None },
+                    if open { next.map(|d| d.to_string()) } else { None },
                     open
                 ],
             )?;
@@ -241,6 +246,67 @@ fn evaluate(
         }
     }
     Ok(())
+}
+
+/// A running pause past its sub-limit is recorded once (a `pause_overdue` warning and a message to
+/// the supervisor). Returns the day the pause next needs a look while it is within its limit.
+fn check_pause(
+    conn: &Connection,
+    sup: &Supervision,
+    site: &str,
+    state: &CaseState,
+    today: NaiveDate,
+) -> rusqlite::Result<Option<NaiveDate>> {
+    let Some(from) = state
+        .pauses
+        .last()
+        .filter(|p| p.1.is_none() && state.completed.is_none())
+        .map(|p| p.0)
+    else {
+        return Ok(None);
+    };
+    let reason = state.pause_reason.as_deref().unwrap_or("");
+    let limit = sup.config.pauses.limit_for(reason);
+    let Ok(last_day) =
+        sup.calendar
+            .add_days(from, limit, crate::oversight::calendar::DayUnit::Working)
+    else {
+        return Ok(None);
+    };
+    if today <= last_day {
+        return Ok(last_day.succ_opt());
+    }
+    let key = format!("case:{site}:{}:pause:{from}", state.case_no);
+    let recorded: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM notifications WHERE substr(key, 1, length(?1)) = ?1)",
+        [&key],
+        |r| r.get(0),
+    )?;
+    if recorded {
+        return Ok(None);
+    }
+    conn.execute(
+        "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms) VALUES (?1, ?2, 'pause_overdue', ?3, ?4)",
+        params![site, state.case_no, today.to_string(), super::now_ms()],
+    )?;
+    notices::enqueue(
+        conn,
+        &sup.config,
+        &Notice {
+            key,
+            day: today,
+            site,
+            unit: &state.unit,
+            staff_id: &state.staff_id,
+            roles: &[crate::config::Role::Supervisor],
+            subject: format!("暂停超时 | {site} {} 办件 {}", state.unit, state.case_no),
+            text: format!(
+                "{site} {} 办件 {}（{}）自 {from} 暂停（{reason}），已超过 {limit} 个工作日的暂停时限（至 {last_day}）仍未恢复。",
+                state.unit, state.case_no, state.item_name
+            ),
+        },
+    )?;
+    Ok(None)
 }
 
 /// Tells the people of the ladder step `level`, and issues the supervision letter at its step.
