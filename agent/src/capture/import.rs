@@ -744,3 +744,25 @@ mod tests {
         assert_eq!(events[2]["body"]["contact"], "138****1234");
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Rows of anything under a real header: each row is an event or a reason, never a panic.
+        #[test]
+        fn arbitrary_rows_never_panic(kind in prop_oneof![Just(ImportKind::Case), Just(ImportKind::Rating), Just(ImportKind::Complaint)],
+                                      rows in "([^\"]{0,12}[,\n\"]){0,60}") {
+            let header: Vec<&str> = kind.fields().iter().map(|f| f.name).chain(["时间"]).collect();
+            let text = format!("{}\n{rows}", header.join(","));
+            let clock = Clock::new(chrono_tz::Asia::Shanghai);
+            if let Ok(planned) = plan(kind, text.as_bytes(), &clock) {
+                prop_assert!(planned.rows.iter().all(|(n, _)| *n >= 2));
+            }
+        }
+    }
+}
