@@ -613,6 +613,34 @@ mod tests {
         assert!(err.contains("Asia/Shanghai"), "{err}");
     }
 
+    #[test]
+    fn cells_in_chinese_become_protocol_values() {
+        let find = |kind: ImportKind, name: &str| {
+            kind.fields()
+                .iter()
+                .find(|f| f.name == name)
+                .expect("a field")
+        };
+        let case = |name, text| cell_value(find(ImportKind::Case, name), "c", text);
+        assert_eq!(case("stage", "不予受理"), Ok(json!("rejected")));
+        assert_eq!(case("stage", "Completed"), Ok(json!("completed")));
+        assert_eq!(case("limit_unit", "自然日"), Ok(json!("natural")));
+        assert_eq!(case("limit_days", "20天"), Ok(json!(20)));
+        assert_eq!(case("fee_yuan", "12.5元"), Ok(json!(12.5)));
+        assert!(case("fee_yuan", "NaN").is_err());
+        assert!(case("extension_days", "-1").is_err());
+        let rating = |name, text| cell_value(find(ImportKind::Rating, name), "c", text);
+        assert_eq!(rating("level", "基本满意"), Ok(json!(3)));
+        assert_eq!(rating("channel", "自助终端"), Ok(json!("kiosk")));
+        assert_eq!(
+            rating("indicators", "{\"attitude\": 4}"),
+            Ok(json!({"attitude": 4}))
+        );
+        assert!(rating("indicators", "态度好").is_err());
+        let about = cell_value(find(ImportKind::Complaint, "about"), "c", "W1窗口");
+        assert_eq!(about, Ok(json!("W1窗口")));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rows_become_events_and_bad_rows_say_why() {
         let dir = tempfile::tempdir().unwrap();

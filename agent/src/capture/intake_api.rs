@@ -265,14 +265,83 @@ mod tests {
             (status, served.as_slice()),
             (StatusCode::OK, OPENAPI.as_bytes())
         );
-        // The documented enums are the protocol's: every stage, case kind and unit is accepted.
-        let case = &doc["components"]["schemas"]["CaseBody"]["properties"];
-        for stage in case["stage"]["enum"].as_array().unwrap() {
-            for kind in case["kind"]["enum"].as_array().unwrap() {
-                let body = json!({"case_no": "C1", "item_code": "I", "item_name": "n", "unit": "u",
-                    "window": "W1", "stage": stage, "staff_id": "1", "kind": kind, "limit_days": 5,
-                    "limit_unit": case["limit_unit"]["enum"][1], "pause_reason": "r", "approval_ref": "a"});
-                draft("case", "2025-11-03T09:00:00+08:00", body).unwrap();
+    }
+
+    /// A value of the documented type for a property (the first enum value, if any).
+    fn sample(property: &Value) -> Value {
+        if let Some(first) = property["enum"].get(0) {
+            return first.clone();
+        }
+        let types = match &property["type"] {
+            Value::Array(types) => types.clone(),
+            one => vec![one.clone()],
+        };
+        match types.first().and_then(Value::as_str) {
+            Some("integer") => json!(5),
+            Some("number") => json!(1.5),
+            Some("object") => json!({}),
+            Some("array") => json!([]),
+            _ => json!("x"),
+        }
+    }
+
+    /// Every documented body property is the protocol's, with the documented type, enum values
+    /// and required-ness: checked through the same validation the intake uses.
+    #[test]
+    fn the_documented_bodies_are_the_protocols() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let at = "2025-11-03T09:00:00+08:00";
+        for (kind, name) in [
+            ("case", "CaseBody"),
+            ("rating", "RatingBody"),
+            ("complaint", "ComplaintBody"),
+            ("punch", "PunchBody"),
+            ("duty", "DutyBody"),
+            ("patrol", "PatrolBody"),
+        ] {
+            let schema = &schemas[name];
+            let properties = schema["properties"].as_object().unwrap();
+            let full: serde_json::Map<String, Value> = properties
+                .iter()
+                .map(|(field, p)| (field.clone(), sample(p)))
+                .collect();
+            draft(kind, at, Value::Object(full.clone()))
+                .unwrap_or_else(|e| panic!("{name} with every field: {e}"));
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            for (field, property) in properties {
+                let mut without = full.clone();
+                without.remove(field);
+                let result = draft(kind, at, Value::Object(without));
+                assert_eq!(
+                    result.is_err(),
+                    required.contains(&field.as_str()),
+                    "{name}.{field}: required in the document, and only then in the protocol"
+                );
+                if property.get("type").is_some() {
+                    let wrong = if property["type"].to_string().contains("object") {
+                        json!("not an object")
+                    } else {
+                        json!({"not": "this type"})
+                    };
+                    let mut mistyped = full.clone();
+                    mistyped.insert(field.clone(), wrong);
+                    assert!(
+                        draft(kind, at, Value::Object(mistyped)).is_err(),
+                        "{name}.{field} is not a field of the protocol's {kind} body"
+                    );
+                }
+                for value in property["enum"].as_array().into_iter().flatten() {
+                    let mut each = full.clone();
+                    each.insert(field.clone(), value.clone());
+                    draft(kind, at, Value::Object(each))
+                        .unwrap_or_else(|e| panic!("{name}.{field} = {value}: {e}"));
+                }
             }
         }
     }
