@@ -15,6 +15,86 @@ pub struct HubConfig {
     pub complaints: ComplaintRules,
     pub letters: LetterConfig,
     pub pauses: PauseRules,
+    pub attendance: AttendanceConfig,
+}
+
+/// Attendance rules (OVERSIGHT.md §3) and the office hours.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttendanceConfig {
+    /// Minutes after the start (before the end) still on time.
+    pub grace_min: i64,
+    /// Late or early by more than this is half-day absence (旷工).
+    pub absent_after_min: i64,
+    /// A missing check-in or check-out counts as "absent" or "late_or_early".
+    pub missing: String,
+    /// Make-up punches (补卡) a clerk may have approved per month.
+    pub makeup_quota: u32,
+    /// A make-up punch must be requested within this many working days after the day.
+    pub makeup_within_working_days: u32,
+    /// A confirmed violation marks every colleague of the unit for this many months (捆绑考核).
+    pub bundled_months: u32,
+    /// Office hours by season; `from`/`to` are month-days (MM-DD), every year.
+    pub schedules: Vec<SeasonSchedule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeasonSchedule {
+    pub from: String,
+    pub to: String,
+    pub segments: Vec<SegmentConfig>,
+}
+
+/// `{ start = "08:30", end = "12:00", check_in = ["07:30", "10:00"], check_out = ["11:00", "13:00"] }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    pub start: String,
+    pub end: String,
+    pub check_in: [String; 2],
+    pub check_out: [String; 2],
+}
+
+fn segment(start: &str, end: &str, check_in: [&str; 2], check_out: [&str; 2]) -> SegmentConfig {
+    SegmentConfig {
+        start: start.into(),
+        end: end.into(),
+        check_in: check_in.map(String::from),
+        check_out: check_out.map(String::from),
+    }
+}
+
+impl Default for AttendanceConfig {
+    /// Summer (May–September) 08:30–12:00 and 14:30–17:30; winter 08:30–12:00 and 14:00–17:00.
+    fn default() -> Self {
+        AttendanceConfig {
+            grace_min: 5,
+            absent_after_min: 30,
+            missing: "absent".into(),
+            makeup_quota: 3,
+            makeup_within_working_days: 3,
+            bundled_months: 3,
+            schedules: vec![
+                SeasonSchedule {
+                    from: "05-01".into(),
+                    to: "09-30".into(),
+                    segments: vec![
+                        segment("08:30", "12:00", ["07:30", "10:00"], ["11:00", "13:30"]),
+                        segment("14:30", "17:30", ["13:30", "16:00"], ["16:30", "20:00"]),
+                    ],
+                },
+                SeasonSchedule {
+                    from: "10-01".into(),
+                    to: "04-30".into(),
+                    segments: vec![
+                        segment("08:30", "12:00", ["07:30", "10:00"], ["11:00", "13:00"]),
+                        segment("14:00", "17:00", ["13:00", "15:30"], ["16:00", "20:00"]),
+                    ],
+                },
+            ],
+        }
+    }
 }
 
 /// Each clock pause has its own sub-limit in working days, chosen by the first keyword found in
@@ -312,6 +392,7 @@ impl HubConfig {
         {
             return Err(format!("notify.webhook.url {:?} must be http(s)://", w.url));
         }
+        crate::oversight::attendance::Office::from_config(&self.attendance)?;
         let c = &self.complaints;
         if !(c.investigate_working_days <= c.handle_working_days
             && c.handle_working_days <= c.feedback_working_days)

@@ -308,6 +308,19 @@ fn apply_one(
                         ctx.supervision,
                         ctx.today,
                     )?,
+                    Kind::Punch => store::attendance::apply_punch(
+                        tx,
+                        site.as_str(),
+                        &e.at,
+                        e.body(),
+                        state.clock_offset_ms,
+                    )?,
+                    Kind::Duty => {
+                        store::attendance::apply_duty(tx, site.as_str(), &e.at, e.body())?
+                    }
+                    Kind::Patrol => {
+                        store::attendance::apply_patrol(tx, site.as_str(), &e.at, e.body())?
+                    }
                     Kind::Rating => store::ratings::apply_event(
                         tx,
                         &ctx.supervision.config,

@@ -35,10 +35,32 @@ enum Command {
     /// Manage the item catalog (事项目录).
     #[command(subcommand)]
     Items(ItemsCommand),
+    /// Manage the roster: clerks, their windows, A/B roles and kiosk PINs.
+    #[command(subcommand)]
+    Roster(RosterCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
         path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterCommand {
+    /// Add or replace clerks from a TOML roster (PINs are hashed with argon2 on import).
+    Import {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        file: PathBuf,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// Print a site's roster as JSON, with PIN hashes: the file a box caches for offline punching.
+    Export {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: String,
     },
 }
 
@@ -189,6 +211,38 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::Roster(RosterCommand::Import { data_dir, file, by }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+            let staff = store::attendance::parse_roster(&text)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+            let mut writer = Writer::open(&store_path(&data_dir)?)?;
+            let tx = writer
+                .transaction()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let n = store::attendance::upsert_staff(&tx, &staff).map_err(Error::Invalid)?;
+            store::audit(
+                &tx,
+                &by,
+                "roster.import",
+                &file.display().to_string(),
+                &format!("{n} staff"),
+            )
+            .and_then(|()| tx.commit())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+            println!("{n} staff imported from {}", file.display());
+            Ok(())
+        }
+        Command::Roster(RosterCommand::Export { data_dir, site }) => {
+            let roster = Reader::open(&store_path(&data_dir)?)?
+                .run(|c| store::attendance::roster(c, Some(&site), true))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "site": site, "staff": roster }))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::CheckConfig { path } => {
             let config = HubConfig::load(&path)?;
             println!(
@@ -264,11 +318,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         Some(file) => HubConfig::load(file)?,
         None => HubConfig::default(),
     });
-    let sup = Supervision {
-        calendar,
-        clock,
-        config: config.clone(),
-    };
+    let sup = Supervision::new(calendar, clock, config.clone())?;
     supervise::spawn(
         Writer::open(&path)?,
         sup.clone(),

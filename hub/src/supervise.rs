@@ -4,6 +4,7 @@
 
 use crate::clock::HubClock;
 use crate::config::HubConfig;
+use crate::oversight::attendance::Office;
 use crate::oversight::calendar::Calendar;
 use crate::store::{Writer, cases};
 use std::sync::Arc;
@@ -15,6 +16,24 @@ pub struct Supervision {
     pub calendar: Arc<Calendar>,
     pub clock: HubClock,
     pub config: Arc<HubConfig>,
+    /// The attendance rules and office hours of `config`, parsed.
+    pub office: Arc<Office>,
+}
+
+impl Supervision {
+    pub fn new(
+        calendar: Arc<Calendar>,
+        clock: HubClock,
+        config: Arc<HubConfig>,
+    ) -> Result<Supervision, crate::Error> {
+        let office = Office::from_config(&config.attendance).map_err(crate::Error::Invalid)?;
+        Ok(Supervision {
+            calendar,
+            clock,
+            config,
+            office: Arc::new(office),
+        })
+    }
 }
 
 /// Runs the tick on its own thread with its own write connection, forever.

@@ -53,6 +53,26 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/items", get(items))
+        .route("/api/v1/roster", get(roster))
+        .route("/api/v1/attendance/board", get(attendance_board))
+        .route(
+            "/api/v1/attendance/staff/{site}/{staff_id}",
+            get(attendance_staff),
+        )
+        .route("/api/v1/attendance/units", get(attendance_units))
+        .route("/api/v1/attendance/patrols", get(attendance_patrols))
+        .route(
+            "/api/v1/attendance/makeups",
+            get(makeups).post(makeup_request),
+        )
+        .route(
+            "/api/v1/attendance/makeups/{id}",
+            axum::routing::post(makeup_decision),
+        )
+        .route(
+            "/api/v1/attendance/violations",
+            axum::routing::post(violation),
+        )
         .with_state(state)
 }
 
@@ -457,4 +477,250 @@ async fn items(State(state): State<ApiState>) -> Response {
         Ok(i) => axum::Json(json!({ "items": i })).into_response(),
         Err(r) => r,
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttendanceQuery {
+    site: Option<String>,
+    /// YYYY-MM-DD (board; default today)
+    day: Option<NaiveDate>,
+    /// YYYY-MM (month views; default this month)
+    month: Option<String>,
+    status: Option<String>,
+}
+
+impl AttendanceQuery {
+    fn month(&self, today: NaiveDate) -> String {
+        self.month
+            .clone()
+            .unwrap_or_else(|| format!("{:04}-{:02}", today.year(), today.month()))
+    }
+
+    fn site(&self) -> Result<String, Box<Response>> {
+        self.site.clone().ok_or_else(|| {
+            Box::new(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "site=… is required (a site id such as suixian-shangshi)",
+            ))
+        })
+    }
+}
+
+fn bad_month(month: &str) -> Response {
+    refuse(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("month {month:?} is not YYYY-MM"),
+    )
+}
+
+async fn roster(State(state): State<ApiState>, Query(q): Query<AttendanceQuery>) -> Response {
+    match read(&state, move |r| {
+        r.run(|c| store::attendance::roster(c, q.site.as_deref(), false))
+    })
+    .await
+    {
+        Ok(s) => axum::Json(json!({ "staff": s })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Per window: who is on duty in each segment, vacant segments, each clerk's verdicts and punches
+/// (with the box's clock offset).
+async fn attendance_board(
+    State(state): State<ApiState>,
+    Query(q): Query<AttendanceQuery>,
+) -> Response {
+    let site = match q.site() {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let day = q.day.unwrap_or_else(|| state.sup.clock.today());
+    let sup = state.sup.clone();
+    match read(&state, move |r| {
+        r.run(|c| store::attendance::board(c, &sup.office, &sup.calendar, &site, day))
+    })
+    .await
+    {
+        Ok(w) => axum::Json(json!({ "day": day, "windows": w })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn attendance_staff(
+    State(state): State<ApiState>,
+    Path((site, staff_id)): Path<(String, String)>,
+    Query(q): Query<AttendanceQuery>,
+) -> Response {
+    let today = state.sup.clock.today();
+    let month = q.month(today);
+    let sup = state.sup.clone();
+    let m = month.clone();
+    match read(&state, move |r| {
+        r.run(|c| {
+            store::attendance::staff_month(
+                c,
+                &sup.office,
+                &sup.calendar,
+                &site,
+                &staff_id,
+                &m,
+                today,
+            )
+        })
+    })
+    .await
+    {
+        Ok(Some(v)) => axum::Json(v).into_response(),
+        Ok(None) => bad_month(&month),
+        Err(r) => r,
+    }
+}
+
+async fn attendance_units(
+    State(state): State<ApiState>,
+    Query(q): Query<AttendanceQuery>,
+) -> Response {
+    let site = match q.site() {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let today = state.sup.clock.today();
+    let month = q.month(today);
+    let sup = state.sup.clone();
+    let m = month.clone();
+    match read(&state, move |r| {
+        r.run(|c| store::attendance::units_month(c, &sup.office, &sup.calendar, &site, &m, today))
+    })
+    .await
+    {
+        Ok(Some(u)) => axum::Json(json!({ "month": month, "units": u })).into_response(),
+        Ok(None) => bad_month(&month),
+        Err(r) => r,
+    }
+}
+
+async fn attendance_patrols(
+    State(state): State<ApiState>,
+    Query(q): Query<AttendanceQuery>,
+) -> Response {
+    let site = match q.site() {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let month = q.month(state.sup.clock.today());
+    let m = month.clone();
+    match read(&state, move |r| {
+        r.run(|c| store::attendance::patrols_month(c, &site, &m))
+    })
+    .await
+    {
+        Ok(Some(p)) => axum::Json(p).into_response(),
+        Ok(None) => bad_month(&month),
+        Err(r) => r,
+    }
+}
+
+async fn makeups(State(state): State<ApiState>, Query(q): Query<AttendanceQuery>) -> Response {
+    match read(&state, move |r| {
+        r.run(|c| store::attendance::makeups(c, q.site.as_deref(), q.status.as_deref()))
+    })
+    .await
+    {
+        Ok(m) => axum::Json(json!({ "makeups": m })).into_response(),
+        Err(r) => r,
+    }
+}
+
+fn request_result<T: serde::Serialize>(
+    result: Result<Result<T, store::attendance::RequestError>, Response>,
+    created: bool,
+) -> Response {
+    use store::attendance::RequestError;
+    match result {
+        Ok(Ok(v)) => (
+            if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            },
+            axum::Json(v),
+        )
+            .into_response(),
+        Ok(Err(RequestError::Refused(m))) => refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Ok(Err(RequestError::NotFound(m))) => refuse(StatusCode::NOT_FOUND, m),
+        Ok(Err(e)) => fail(e),
+        Err(r) => r,
+    }
+}
+
+/// `{"site", "staff_id", "day": "YYYY-MM-DD", "time": "HH:MM", "reason", "by"}`
+async fn makeup_request(State(state): State<ApiState>, body: Bytes) -> Response {
+    let req: store::attendance::MakeupRequest = match parse_body(&body) {
+        Ok(r) => r,
+        Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+    };
+    let sup = state.sup.clone();
+    let today = sup.clock.today();
+    let result = write(&state, move |tx| {
+        let v = store::attendance::request_makeup(tx, &sup.config, &sup.calendar, &req, today)?;
+        store::audit(
+            tx,
+            &req.by,
+            "makeup.request",
+            &format!("makeup:{}", v.id),
+            &req.reason,
+        )?;
+        Ok::<_, store::attendance::RequestError>(v)
+    })
+    .await;
+    request_result(result, true)
+}
+
+/// `{"approve": true|false, "by", "note"}`
+async fn makeup_decision(
+    State(state): State<ApiState>,
+    Path(id): Path<i64>,
+    body: Bytes,
+) -> Response {
+    let d: store::attendance::MakeupDecision = match parse_body(&body) {
+        Ok(d) => d,
+        Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+    };
+    let today = state.sup.clock.today();
+    let result = write(&state, move |tx| {
+        let v = store::attendance::decide_makeup(tx, id, &d, today)?;
+        store::audit(
+            tx,
+            &d.by,
+            &format!("makeup.{}", v.status),
+            &format!("makeup:{id}"),
+            &d.note,
+        )?;
+        Ok::<_, store::attendance::RequestError>(v)
+    })
+    .await;
+    request_result(result, false)
+}
+
+/// `{"site", "staff_id", "day", "what", "by", "months"?}`: marks the unit's other clerks (捆绑考核).
+async fn violation(State(state): State<ApiState>, body: Bytes) -> Response {
+    let v: store::attendance::ViolationInput = match parse_body(&body) {
+        Ok(v) => v,
+        Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+    };
+    let config = state.sup.config.clone();
+    let result = write(&state, move |tx| {
+        let out = store::attendance::record_violation(tx, &config, &v)?;
+        store::audit(
+            tx,
+            &v.by,
+            "violation",
+            &format!("staff:{}:{}", v.site, v.staff_id),
+            &v.what,
+        )?;
+        Ok::<_, store::attendance::RequestError>(out)
+    })
+    .await;
+    request_result(result, true)
 }

@@ -63,11 +63,12 @@ impl Fixture {
     }
 
     fn sup(&self, today: &str) -> Supervision {
-        Supervision {
-            calendar: self.calendar.clone(),
-            clock: HubClock::fixed(d(today)),
-            config: self.config.clone(),
-        }
+        Supervision::new(
+            self.calendar.clone(),
+            HubClock::fixed(d(today)),
+            self.config.clone(),
+        )
+        .unwrap()
     }
 
     /// A fresh write connection each time, as after a restart.

@@ -152,4 +152,82 @@ fn a_push_terminal_s_records_become_one_punch_each_at_the_hub() {
             "every punch carries terminal time and box time"
         );
     }
+
+    // The roster arrives at the hub; the next day's punches give the verdicts of the board.
+    let roster = dir.join("roster.toml");
+    let entry = |id: &str, unit: &str, window: &str, role: &str| {
+        format!(
+            "[[staff]]\nsite = \"{SITE}\"\nstaff_id = \"{id}\"\nname = \"{id}\"\nunit = \"{unit}\"\nwindow = \"{window}\"\nrole = \"{role}\"\npin = \"1357\"\n"
+        )
+    };
+    std::fs::write(
+        &roster,
+        [
+            entry("0451", "民政办", "W1", "A"),
+            entry("0452", "民政办", "W1", "B"),
+            entry("0454", "林业站", "W2", "A"),
+            entry("0455", "林业站", "W2", "B"),
+        ]
+        .concat(),
+    )
+    .expect("roster");
+    let out = std::process::Command::new(bin("sunlight-hub"))
+        .args(["roster", "import", "--data-dir"])
+        .arg(&hub.dir)
+        .arg(&roster)
+        .output()
+        .expect("roster import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Tuesday 2025-11-04: 0451 six minutes late; 0454 35 minutes late (half-day absence) and
+    // nobody else at W2, so W2 stands vacant in the morning.
+    let tuesday = "0451\t2025-11-04 08:36:00\t0\t1\t0\t0\t0\n0451\t2025-11-04 12:02:00\t1\t1\t0\t0\t0\n0454\t2025-11-04 09:05:00\t0\t15\t0\n0454\t2025-11-04 12:00:00\t1\t15\t0\n";
+    // (The terminal's earlier connection was closed by the 413; like a real terminal, retry.)
+    let (status, _) = wait_for(Duration::from_secs(10), "Tuesday's upload", || {
+        terminal.post_bytes(
+            &format!("{base}/cdata?SN={SN}&table=ATTLOG&Stamp=10000"),
+            tuesday.as_bytes().to_vec(),
+        )
+    });
+    assert_eq!(status, 200);
+    let board = wait_for(
+        Duration::from_secs(30),
+        "Tuesday's punches on the board",
+        || {
+            let b = hub.get(&format!(
+                "/api/v1/attendance/board?site={SITE}&day=2025-11-04"
+            ))?;
+            let w2 = b["windows"]
+                .as_array()?
+                .iter()
+                .find(|w| w["window"] == "W2")?
+                .clone();
+            (w2["staff"][0]["punches"].as_array()?.len() == 2).then_some(b)
+        },
+    );
+    let window = |name: &str| {
+        board["windows"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["window"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let staff = |w: &serde_json::Value, id: &str| {
+        w["staff"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["staff_id"] == id))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (w1, w2) = (window("W1"), window("W2"));
+    let morning = |w: &serde_json::Value, id: &str| staff(w, id)["verdicts"][0].clone();
+    assert_eq!(morning(&w1, "0451")["verdict"], "late", "{board}");
+    assert_eq!(morning(&w1, "0451")["minutes"], 6);
+    assert_eq!(morning(&w2, "0454")["verdict"], "absent");
+    assert_eq!(w1["segments"][0]["vacant"], false);
+    assert_eq!(w2["segments"][0]["vacant"], true, "{w2}");
+    assert_eq!(w1["segments"][0]["on_duty"], serde_json::json!(["0451"]));
 }

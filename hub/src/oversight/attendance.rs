@@ -164,6 +164,95 @@ pub fn judge_day(
         .collect())
 }
 
+/// (from, to, segments): a season's month-days and its hours.
+type Season = ((u32, u32), (u32, u32), Vec<Segment>);
+
+/// The office's attendance rules and its hours by season, as `hub.toml` sets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Office {
+    pub rules: Rules,
+    /// (from, to) as (month, day), every year; a season may run across the new year.
+    seasons: Vec<Season>,
+}
+
+fn hhmm(s: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| format!("{s:?} is not a HH:MM time"))
+}
+
+fn month_day(s: &str) -> Result<(u32, u32), String> {
+    let d = NaiveDate::parse_from_str(&format!("2024-{}", s.trim()), "%Y-%m-%d")
+        .map_err(|_| format!("{s:?} is not a MM-DD month-day"))?;
+    Ok((chrono::Datelike::month(&d), chrono::Datelike::day(&d)))
+}
+
+impl Office {
+    /// Reads and checks `[attendance]`; errors say which value is wrong.
+    pub fn from_config(c: &crate::config::AttendanceConfig) -> Result<Office, String> {
+        let missing = match c.missing.as_str() {
+            "absent" => MissingPolicy::Absent,
+            "late_or_early" => MissingPolicy::LateOrEarly,
+            other => {
+                return Err(format!(
+                    "attendance.missing = {other:?}: use \"absent\" or \"late_or_early\""
+                ));
+            }
+        };
+        if c.grace_min < 0 || c.absent_after_min < c.grace_min {
+            return Err("attendance: 0 ≤ grace_min ≤ absent_after_min".into());
+        }
+        let mut seasons = Vec::new();
+        for s in &c.schedules {
+            let mut segments = Vec::new();
+            for g in &s.segments {
+                let seg = Segment {
+                    start: hhmm(&g.start)?,
+                    end: hhmm(&g.end)?,
+                    check_in: (hhmm(&g.check_in[0])?, hhmm(&g.check_in[1])?),
+                    check_out: (hhmm(&g.check_out[0])?, hhmm(&g.check_out[1])?),
+                };
+                if seg.start >= seg.end
+                    || seg.check_in.0 > seg.check_in.1
+                    || seg.check_out.0 > seg.check_out.1
+                {
+                    return Err(format!(
+                        "attendance segment {}–{}: start before end, and each window from ≤ to",
+                        g.start, g.end
+                    ));
+                }
+                segments.push(seg);
+            }
+            seasons.push((month_day(&s.from)?, month_day(&s.to)?, segments));
+        }
+        Ok(Office {
+            rules: Rules {
+                grace_min: c.grace_min,
+                absent_after_min: c.absent_after_min,
+                missing,
+            },
+            seasons,
+        })
+    }
+
+    /// The schedule in force on `date`.
+    pub fn schedule_on(&self, date: NaiveDate) -> Option<Schedule> {
+        let md = (chrono::Datelike::month(&date), chrono::Datelike::day(&date));
+        self.seasons
+            .iter()
+            .find(|(from, to, _)| {
+                if from <= to {
+                    *from <= md && md <= *to
+                } else {
+                    md >= *from || md <= *to
+                }
+            })
+            .map(|(_, _, segments)| Schedule {
+                valid_from: date,
+                valid_to: date,
+                segments: segments.clone(),
+            })
+    }
+}
+
 /// 空岗: nobody at the window for a segment — neither its A-role holder nor its B-role substitute.
 pub fn vacant(a: Verdict, b: Option<Verdict>) -> bool {
     a != Verdict::NotRequired && !a.present() && !b.is_some_and(Verdict::present)

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
 
+pub mod attendance;
 pub mod cases;
 pub mod complaints;
 pub mod items;
@@ -74,6 +75,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
     conn.execute_batch(SCHEMA).map_err(db_err(path))?;
     for schema in [
         cases::SCHEMA,
+        attendance::SCHEMA,
         notices::SCHEMA,
         letters::SCHEMA,
         ratings::SCHEMA,
