@@ -58,6 +58,13 @@ fn a_gbk_export_is_imported_once_and_reaches_the_hub_masked() {
     agent.start();
     let client = http::Client::new();
     let file = gbk_export();
+    let openapi = client
+        .get_json(&format!(
+            "http://127.0.0.1:{}/api/v1/openapi.json",
+            agent.intake
+        ))
+        .expect("the box serves its OpenAPI document");
+    assert!(openapi["paths"]["/api/v1/import"]["post"].is_object());
 
     let (status, first) = import(&client, &agent, &file);
     assert_eq!(status, 201, "{first}");
