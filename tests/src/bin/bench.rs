@@ -480,11 +480,12 @@ fn oversight_store(dir: &std::path::Path) {
     std::fs::create_dir_all(dir).expect("dir");
     let path = dir.join("hub.db");
     let today0 = NaiveDate::from_ymd_opt(2026, 11, 13).expect("date");
-    let sup = Supervision {
-        calendar: Arc::new(Calendar::official().expect("calendar")),
-        clock: HubClock::fixed(today0),
-        config: Arc::new(HubConfig::default()),
-    };
+    let sup = Supervision::new(
+        Arc::new(Calendar::official().expect("calendar")),
+        HubClock::fixed(today0),
+        Arc::new(HubConfig::default()),
+    )
+    .expect("supervision");
     let start = NaiveDate::from_ymd_opt(2026, 10, 9).expect("date");
     let limits = [0u32, 3, 5, 10, 20, 40];
     let n = 1_000_000usize;

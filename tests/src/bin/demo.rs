@@ -41,6 +41,23 @@ const ITEMS: [(&str, &str, &str, &str, u32); 5] = [
     ("SY-004", "食品经营许可证地址变更", "市场监管所", "W4", 7),
 ];
 
+/// Contacts for the demo; without a webhook the hub writes each message to its log.
+const DEMO_CONFIG: &str = r#"
+[[contacts]]
+role = "unit_chief"
+name = "民政办主任"
+to = "13800000002"
+unit = "民政办"
+[[contacts]]
+role = "supervisor"
+name = "县电子监察室"
+to = "13800000003"
+[[contacts]]
+role = "leadership"
+name = "分管副县长"
+to = "13800000004"
+"#;
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -64,6 +81,19 @@ fn main() {
     // Prefer the familiar port 8080 for the API when it is free.
     if std::net::TcpListener::bind("127.0.0.1:8080").is_ok() {
         hub.http = 8080;
+    }
+    // The demo item catalog and who is told at each warning step (messages go to the hub's log).
+    let imported = std::process::Command::new(sunlight_tests::bin("sunlight-hub"))
+        .args(["items", "import", "--demo", "--data-dir"])
+        .arg(&hub.dir)
+        .output();
+    if !imported.is_ok_and(|o| o.status.success()) {
+        println!("  (could not import the demo item catalog)");
+    }
+    let config = hub.dir.join("hub.toml");
+    let written = std::fs::write(&config, DEMO_CONFIG);
+    if written.is_ok() {
+        hub.extra_args = vec!["--config".into(), config.display().to_string()];
     }
     hub.start();
     let api = format!("http://127.0.0.1:{}", hub.http);
@@ -97,6 +127,16 @@ fn main() {
     println!(
         "  curl -s '{api}/api/v1/cases'             # open cases with their light or card and due day"
     );
+    println!("  curl -s '{api}/api/v1/cases?view=doing'  # 在办 (also todo 待办, done 已办)");
+    println!(
+        "  curl -s {api}/api/v1/rates               # on-time, early, satisfaction rates per unit"
+    );
+    println!(
+        "  curl -s {api}/api/v1/letters             # supervision letters; /api/v1/letters/ID prints one"
+    );
+    println!("  curl -s {api}/api/v1/work-orders         # bad ratings followed up");
+    println!("  curl -s {api}/api/v1/complaints          # the complaints queue");
+    println!("  curl -s {api}/api/v1/notifications       # who was told what (see hub/hub.log)");
     println!("  curl -s {api}/metrics                    # ingest counters");
     println!("  logs and databases under {}\n", dir.display());
 
@@ -157,7 +197,7 @@ fn simulate(t: &Township, n: u64) -> Value {
             ];
             let mut body = json!({"case_no": format!("{}-{:05}", t.site.rsplit('-').next().unwrap_or("x"), case_idx), "item_code": code,
                 "item_name": name, "unit": unit, "window": window, "stage": stages[step], "staff_id": staff,
-                "kind": if days == 0 { "immediate" } else { "promised" }, "applicant_phone": "138****5678"});
+                "kind": if days == 0 { "immediate" } else { "promised" }, "applicant_phone": "13812345678"});
             if days > 0 {
                 body["limit_days"] = json!(days);
                 body["limit_unit"] = json!("working");
@@ -170,6 +210,17 @@ fn simulate(t: &Township, n: u64) -> Value {
                 event["at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false));
             }
             event
+        }
+        // Right after a case completes, its applicant rates it: every third one 不满意 (a work order).
+        3 if n / 25 % 2 == 0 && n / 5 % 5 == 4 => {
+            let case_idx = n / 25;
+            json!({"kind": "rating", "body": {"case_no": format!("{}-{:05}", t.site.rsplit('-').next().unwrap_or("x"), case_idx),
+                "level": if case_idx % 3 == 0 { 2 } else { 5 }, "channel": "pad", "comment": if case_idx % 3 == 0 { "等候时间太长" } else { "" }}})
+        }
+        // Now and then a complaint from the 12345 hotline.
+        4 if n % 60 == 4 => {
+            json!({"kind": "complaint", "body": {"complaint_no": format!("TS-{}-{n}", t.site.rsplit('-').next().unwrap_or("x")),
+                "channel": "12345", "about": {"unit": "民政办", "window": "W1"}, "text": "窗口上班时间无人", "contact": "13900001111"}})
         }
         _ => rating(staff, n),
     }
@@ -196,9 +247,17 @@ fn describe(_t: &Township, e: &Value) -> String {
             b["stage"].as_str().unwrap_or("?")
         ),
         Some("rating") => format!(
-            "rating {} of 5 at window {}",
+            "rating {} of 5 for {}",
             b["level"],
-            b["window"].as_str().unwrap_or("?")
+            b["case_no"]
+                .as_str()
+                .or(b["window"].as_str())
+                .unwrap_or("?")
+        ),
+        Some("complaint") => format!(
+            "complaint {} via {}",
+            b["complaint_no"].as_str().unwrap_or("?"),
+            b["channel"].as_str().unwrap_or("?")
         ),
         _ => "event".into(),
     }
@@ -249,5 +308,17 @@ fn print_hub(hub: &Hub) {
             }
         );
     }
+    let count = |path: &str, key: &str| {
+        hub.get(path)
+            .and_then(|v| v[key].as_array().map(Vec::len))
+            .unwrap_or(0)
+    };
+    println!(
+        "    supervision letters {}, work orders {}, complaints {}, messages {}",
+        count("/api/v1/letters", "letters"),
+        count("/api/v1/work-orders", "work_orders"),
+        count("/api/v1/complaints", "complaints"),
+        count("/api/v1/notifications?limit=1000", "notifications")
+    );
     println!();
 }
