@@ -15,7 +15,7 @@ use sunlight_protocol::event::bodies::{Duty, DutyType, Patrol, Punch};
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS staff (
     site TEXT NOT NULL, staff_id TEXT NOT NULL, name TEXT NOT NULL, unit TEXT NOT NULL,
-    window TEXT NOT NULL, role TEXT NOT NULL, pin_hash TEXT, updated_ms INTEGER NOT NULL,
+    window TEXT NOT NULL, role TEXT NOT NULL, pin_hash TEXT, card_no TEXT, updated_ms INTEGER NOT NULL,
     PRIMARY KEY (site, staff_id));
 CREATE TABLE IF NOT EXISTS punches (
     id INTEGER PRIMARY KEY, site TEXT NOT NULL, staff_id TEXT NOT NULL, day TEXT NOT NULL,
@@ -59,6 +59,9 @@ pub struct StaffEntry {
     /// The kiosk PIN, hashed with argon2 on import and never stored in clear.
     #[serde(default)]
     pub pin: Option<String>,
+    /// The number a USB card reader types for this clerk's card.
+    #[serde(default)]
+    pub card_no: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,10 +113,10 @@ pub fn hash_pin(pin: &str) -> Result<String, String> {
 pub fn upsert_staff(conn: &Connection, staff: &[StaffEntry]) -> Result<usize, String> {
     let mut stmt = conn
         .prepare_cached(
-            "INSERT INTO staff (site, staff_id, name, unit, window, role, pin_hash, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO staff (site, staff_id, name, unit, window, role, pin_hash, updated_ms, card_no)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (site, staff_id) DO UPDATE SET name = ?3, unit = ?4, window = ?5, role = ?6,
-                 pin_hash = COALESCE(?7, pin_hash), updated_ms = ?8",
+                 pin_hash = COALESCE(?7, pin_hash), updated_ms = ?8, card_no = COALESCE(?9, card_no)",
         )
         .map_err(|e| e.to_string())?;
     for s in staff {
@@ -126,7 +129,8 @@ pub fn upsert_staff(conn: &Connection, staff: &[StaffEntry]) -> Result<usize, St
             s.window,
             s.role,
             hash,
-            super::now_ms()
+            super::now_ms(),
+            s.card_no
         ])
         .map_err(|e| e.to_string())?;
     }
@@ -144,6 +148,8 @@ pub struct StaffView {
     /// The argon2 hash the box checks kiosk PINs against (for the roster sent to boxes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card_no: Option<String>,
 }
 
 /// The roster of a site (or of all sites), with PIN hashes only when `with_hashes`.
@@ -153,7 +159,7 @@ pub fn roster(
     with_hashes: bool,
 ) -> rusqlite::Result<Vec<StaffView>> {
     conn.prepare_cached(
-        "SELECT site, staff_id, name, unit, window, role, pin_hash FROM staff
+        "SELECT site, staff_id, name, unit, window, role, pin_hash, card_no FROM staff
          WHERE (?1 IS NULL OR site = ?1) ORDER BY site, unit, window, role, staff_id",
     )?
     .query_map([site], |r| {
@@ -165,6 +171,7 @@ pub fn roster(
             window: r.get(4)?,
             role: r.get(5)?,
             pin_hash: if with_hashes { r.get(6)? } else { None },
+            card_no: if with_hashes { r.get(7)? } else { None },
         })
     })?
     .collect()
