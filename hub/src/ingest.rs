@@ -300,6 +300,9 @@ fn apply_one(
                 store::tx::insert_event(tx, state.id, e, received_ms, state.clock_offset_ms)?;
                 match kind {
                     Kind::Health => store::tx::record_health(tx, state.id, e.body())?,
+                    Kind::CmdResult => {
+                        store::commands::apply_result(tx, site.as_str(), device.as_str(), e.body())?
+                    }
                     Kind::Case => store::cases::apply_event(
                         tx,
                         site.as_str(),
@@ -379,7 +382,46 @@ pub struct BrokerLink {
 }
 
 /// Runs ingest until the process ends: MQTT in, one ingest thread, acks out.
-pub async fn run(link: BrokerLink, ingest: Ingest) -> Result<(), crate::Error> {
+/// How often an unanswered command is published again.
+const COMMAND_RESEND_MS: i64 = 60_000;
+
+/// Publishes recorded commands that wait for their answer (see [`store::commands`]).
+async fn publish_commands(client: AsyncClient, store: Arc<std::sync::Mutex<Writer>>) {
+    loop {
+        let store2 = store.clone();
+        let due = tokio::task::spawn_blocking(move || {
+            let w = store2.lock().ok()?;
+            store::commands::due(w.conn(), store::now_ms(), COMMAND_RESEND_MS).ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        for p in due {
+            if client
+                .publish(p.topic, QoS::AtLeastOnce, false, p.payload)
+                .await
+                .is_err()
+            {
+                break;
+            }
+            let store2 = store.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(w) = store2.lock() {
+                    let _ = store::commands::mark_published(w.conn(), &p.cmd_id, store::now_ms());
+                }
+            })
+            .await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+pub async fn run(
+    link: BrokerLink,
+    ingest: Ingest,
+    commands: Arc<std::sync::Mutex<Writer>>,
+) -> Result<(), crate::Error> {
     // Accept anything the broker forwards: a message over rumqttc's limit would drop the connection,
     // and with a persistent session the broker would hand the same message back forever. Oversized
     // batches are read and dead-lettered instead. Brokers cap messages themselves (the embedded one
@@ -425,6 +467,8 @@ pub async fn run(link: BrokerLink, ingest: Ingest) -> Result<(), crate::Error> {
             }
         })
         .map_err(|e| crate::Error::io("starting the ingest thread", e))?;
+
+    tokio::spawn(publish_commands(client.clone(), commands));
 
     // Acks out, never from the polling task (rumqttc would deadlock).
     let ack_client = client.clone();

@@ -340,9 +340,10 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         metrics.clone(),
         sup.clone(),
     );
+    let api_writer = Arc::new(Mutex::new(Writer::open(&path)?));
     let api = web::router(web::ApiState {
         reader: Arc::new(Mutex::new(Reader::open(&path)?)),
-        writer: Arc::new(Mutex::new(Writer::open(&path)?)),
+        writer: api_writer.clone(),
         metrics,
         sup,
     });
@@ -359,7 +360,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         })?;
     tracing::info!(http = %args.http, store = %path.display(), broker = %format!("{}:{}", link.host, link.port), "hub started");
     tokio::select! {
-        r = ingest::run(link, ingest) => r,
+        r = ingest::run(link, ingest, api_writer) => r,
         r = axum::serve(listener, api) => r.map_err(|e| Error::io("HTTP server", e)),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }

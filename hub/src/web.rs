@@ -54,6 +54,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/notifications", get(notifications))
         .route("/api/v1/items", get(items))
         .route("/api/v1/roster", get(roster))
+        .route("/api/v1/roster/push", axum::routing::post(roster_push))
+        .route("/api/v1/commands", get(commands))
         .route("/api/v1/attendance/board", get(attendance_board))
         .route(
             "/api/v1/attendance/staff/{site}/{staff_id}",
@@ -723,4 +725,67 @@ async fn violation(State(state): State<ApiState>, body: Bytes) -> Response {
     })
     .await;
     request_result(result, true)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    site: String,
+    by: String,
+    /// How long the boxes have to pick it up (default 7 days: a box may be offline for days).
+    #[serde(default)]
+    ttl_hours: Option<u32>,
+}
+
+/// `{"site", "by"}`: sends the site's roster (with PIN hashes and card numbers) to its boxes as a
+/// `set_roster` command; each box caches it for offline punching and answers once.
+async fn roster_push(State(state): State<ApiState>, body: Bytes) -> Response {
+    let p: PushBody = match parse_body(&body) {
+        Ok(p) => p,
+        Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+    };
+    let ttl_ms = i64::from(p.ttl_hours.unwrap_or(24 * 7).clamp(1, 24 * 90)) * 3_600_000;
+    let result = write(&state, move |tx| {
+        let staff = store::attendance::roster(tx, Some(&p.site), true)?;
+        if staff.is_empty() {
+            return Ok(Err(format!(
+                "no roster for {}: import one with sunlight-hub roster import",
+                p.site
+            )));
+        }
+        let args = json!({ "site": p.site, "staff": staff });
+        let ids =
+            store::commands::create_for_site(tx, &p.site, "set_roster", &args, ttl_ms, &p.by)?;
+        if ids.is_empty() {
+            return Ok(Err(format!("no box is registered for {}", p.site)));
+        }
+        store::audit(
+            tx,
+            &p.by,
+            "roster.push",
+            &p.site,
+            &format!("{} staff", staff.len()),
+        )?;
+        Ok::<_, rusqlite::Error>(Ok(ids))
+    })
+    .await;
+    match result {
+        Ok(Ok(Ok(ids))) => {
+            (StatusCode::ACCEPTED, axum::Json(json!({ "commands": ids }))).into_response()
+        }
+        Ok(Ok(Err(m))) => refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Ok(Err(e)) => fail(e),
+        Err(r) => r,
+    }
+}
+
+async fn commands(State(state): State<ApiState>, Query(q): Query<AttendanceQuery>) -> Response {
+    match read(&state, move |r| {
+        r.run(|c| store::commands::list(c, q.site.as_deref(), store::now_ms()))
+    })
+    .await
+    {
+        Ok(c) => axum::Json(json!({ "commands": c })).into_response(),
+        Err(r) => r,
+    }
 }

@@ -407,3 +407,68 @@ fn units_see_patrols_vacancies_and_bundled_deductions() {
     // (9 working days from 11-03 to 11-13, two segments a day).
     assert_eq!(mz.vacant_segments, 18);
 }
+
+#[test]
+fn commands_wait_for_their_answer_and_are_published_again_until_then() {
+    use sunlight_hub::store::commands;
+    let f = Fixture::new();
+    let key = sunlight_protocol::DeviceKey::generate().unwrap();
+    sunlight_hub::store::add_device(
+        &f.path,
+        &sunlight_protocol::SiteId::new(SITE).unwrap(),
+        &sunlight_protocol::DeviceId::new("box-01").unwrap(),
+        &key.public(),
+    )
+    .unwrap();
+    let ids = f
+        .writer()
+        .run(|tx| {
+            let staff = att::roster(tx, Some(SITE), true)?;
+            commands::create_for_site(
+                tx,
+                SITE,
+                "set_roster",
+                &serde_json::json!({ "site": SITE, "staff": staff }),
+                3_600_000,
+                "admin",
+            )
+        })
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    let w = f.writer();
+    let now = sunlight_hub::store::now_ms();
+    let due = commands::due(w.conn(), now, 60_000).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].topic, format!("sunlight/v1/{SITE}/box-01/down/cmd"));
+    let payload: serde_json::Value = serde_json::from_slice(&due[0].payload).unwrap();
+    assert_eq!(payload["kind"], "set_roster");
+    let staff = payload["args"]["staff"].as_array().unwrap();
+    assert_eq!(staff.len(), 4);
+    let li = staff.iter().find(|s| s["staff_id"] == "0451").unwrap();
+    assert!(li["pin_hash"].as_str().unwrap().starts_with("$argon2id$"));
+    commands::mark_published(w.conn(), &ids[0], now).unwrap();
+    assert!(
+        commands::due(w.conn(), now + 1_000, 60_000)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        commands::due(w.conn(), now + 61_000, 60_000).unwrap().len(),
+        1,
+        "published again"
+    );
+    let answer = serde_json::json!({"cmd_id": ids[0], "ok": true, "detail": "4 staff"}).to_string();
+    commands::apply_result(w.conn(), SITE, "box-01", &answer).unwrap();
+    // Another box cannot answer for it; an answered command is not published again.
+    commands::apply_result(w.conn(), SITE, "box-02", &answer).unwrap();
+    assert!(
+        commands::due(w.conn(), now + 61_000, 60_000)
+            .unwrap()
+            .is_empty()
+    );
+    let list = commands::list(w.conn(), Some(SITE), now).unwrap();
+    assert_eq!(
+        (list[0].state, list[0].detail.as_deref()),
+        ("done", Some("4 staff"))
+    );
+}

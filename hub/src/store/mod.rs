@@ -14,6 +14,7 @@ use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
 
 pub mod attendance;
 pub mod cases;
+pub mod commands;
 pub mod complaints;
 pub mod items;
 pub mod letters;
@@ -76,6 +77,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
     for schema in [
         cases::SCHEMA,
         attendance::SCHEMA,
+        commands::SCHEMA,
         notices::SCHEMA,
         letters::SCHEMA,
         ratings::SCHEMA,
