@@ -443,6 +443,8 @@ mod tests {
         assert!(config.notify.webhook.is_some());
         assert!(!config.contacts.is_empty());
         assert_eq!(config.ratings.unrated_after_days, 7);
+        assert_eq!(config.attendance.schedules.len(), 2);
+        assert_eq!(config.pauses.limit_for("鉴定"), 30);
     }
 
     #[test]
@@ -463,6 +465,13 @@ mod tests {
     fn mistakes_name_the_key() {
         let e = HubConfig::parse("[ratings]\nfix_working_days = 30").unwrap_err();
         assert!(e.contains("fix_working_days"), "{e}");
+        let e = HubConfig::parse(
+            "[[attendance.schedules]]\nfrom = \"01-01\"\nto = \"12-31\"\nsegments = [{ start = \"8:3x\", end = \"12:00\", check_in = [\"07:30\", \"10:00\"], check_out = [\"11:00\", \"13:00\"] }]",
+        )
+        .unwrap_err();
+        assert!(e.contains("8:3x"), "{e}");
+        let e = HubConfig::parse("[attendance]\nmissing = \"ignore\"").unwrap_err();
+        assert!(e.contains("attendance.missing"), "{e}");
         let e = HubConfig::parse("[notify]\nwebhok = 1").unwrap_err();
         assert!(e.contains("webhok"), "{e}");
         let e = HubConfig::parse("[[contacts]]\nrole = \"handler\"\nname = \"王\"\nto = \"1\"")
