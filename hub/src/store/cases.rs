@@ -28,6 +28,8 @@ CREATE INDEX IF NOT EXISTS cases_by_view ON cases (view, site);
 CREATE TABLE IF NOT EXISTS case_warnings (
     id INTEGER PRIMARY KEY, site TEXT NOT NULL, case_no TEXT NOT NULL, level TEXT NOT NULL,
     on_day TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS case_warnings_by_case ON case_warnings (site, case_no);
+CREATE INDEX IF NOT EXISTS case_warnings_by_day ON case_warnings (on_day);
 CREATE TRIGGER IF NOT EXISTS case_warnings_append_only BEFORE UPDATE ON case_warnings
     BEGIN SELECT RAISE(ABORT, 'warnings are append-only'); END;
 ";
@@ -278,7 +280,7 @@ fn check_pause(
     }
     let key = format!("case:{site}:{}:pause:{from}", state.case_no);
     let recorded: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM notifications WHERE substr(key, 1, length(?1)) = ?1)",
+        "SELECT EXISTS (SELECT 1 FROM notifications WHERE key >= ?1 AND key < ?1 || char(1114111))",
         [&key],
         |r| r.get(0),
     )?;

@@ -15,6 +15,7 @@ CREATE TABLE IF NOT EXISTS letters (
     staff_id TEXT NOT NULL, item_name TEXT NOT NULL, due TEXT, issued_day TEXT NOT NULL,
     overdue_days INTEGER NOT NULL, issuer TEXT NOT NULL, document TEXT NOT NULL, created_ms INTEGER NOT NULL,
     UNIQUE (site, case_no));
+CREATE INDEX IF NOT EXISTS letters_serial ON letters (year, serial);
 CREATE TRIGGER IF NOT EXISTS letters_no_update BEFORE UPDATE ON letters
     BEGIN SELECT RAISE(ABORT, 'an issued supervision letter is never changed'); END;
 CREATE TRIGGER IF NOT EXISTS letters_no_delete BEFORE DELETE ON letters

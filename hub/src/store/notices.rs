@@ -209,7 +209,8 @@ pub fn list(
 ) -> rusqlite::Result<Vec<NoticeView>> {
     conn.prepare_cached(
         "SELECT id, key, day, site, role, to_addr, to_name, subject, text, status, attempts, last_error, sent_ms, channel, digest_id
-         FROM notifications WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR substr(key, 1, length(?2)) = ?2)
+         FROM notifications WHERE (?1 IS NULL OR status = ?1)
+           AND (?2 IS NULL OR (key >= ?2 AND key < ?2 || char(1114111)))
          ORDER BY id DESC LIMIT ?3",
     )?
     .query_map(params![status, key_prefix, limit.clamp(1, 1000)], |r| {

@@ -12,7 +12,7 @@ use sunlight_tests::*;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "oversight-store" | "attendance" | "footprint"
+    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "oversight-store" | "attendance" | "attendance-store" | "footprint"
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,7 +30,12 @@ fn main() {
     let mut baseline_small = 0.0;
     if !matches!(
         which.as_str(),
-        "latency" | "footprint" | "oversight" | "oversight-store" | "attendance"
+        "latency"
+            | "footprint"
+            | "oversight"
+            | "oversight-store"
+            | "attendance"
+            | "attendance-store"
     ) {
         let line = |name: &str, small: &Pipe, big: &Pipe, huge: &Pipe| {
             println!(
@@ -112,6 +117,9 @@ fn main() {
     }
     if which == "all" || which == "attendance" {
         attendance();
+    }
+    if which == "all" || which == "attendance-store" {
+        attendance_store(&dir.join("attendance-store"));
     }
     if which == "all" || which == "footprint" {
         footprint(&dir.join("footprint"));
@@ -595,5 +603,109 @@ fn attendance() {
     let secs = start.elapsed().as_secs_f64();
     println!(
         "attendance: a month for 2,000 staff × 31 days × 4 punches judged in {secs:.3} s ({late} late and {absent} absent half-days found; target ≤ 1 s)"
+    );
+}
+
+/// A month of attendance through the hub's store: 2,000 clerks at 20 townships, four punches a
+/// working day for October 2025 stored as ingest stores them, then the API's queries timed: a
+/// township's day board, a clerk's month, and a township's per-unit month (100 clerks).
+fn attendance_store(dir: &std::path::Path) {
+    use chrono::NaiveDate;
+    use sunlight_hub::clock::HubClock;
+    use sunlight_hub::config::HubConfig;
+    use sunlight_hub::oversight::calendar::Calendar;
+    use sunlight_hub::store::{Reader, Writer, attendance as att};
+    use sunlight_hub::supervise::Supervision;
+    std::fs::create_dir_all(dir).expect("dir");
+    let path = dir.join("hub.db");
+    let sup = Supervision::new(
+        Arc::new(Calendar::official().expect("calendar")),
+        HubClock::fixed(NaiveDate::from_ymd_opt(2025, 10, 31).expect("date")),
+        Arc::new(HubConfig::default()),
+    )
+    .expect("supervision");
+    let mut writer = Writer::open(&path).expect("store");
+    let staff: Vec<att::StaffEntry> = (0..2000)
+        .map(|i| att::StaffEntry {
+            site: format!("site-{:02}", i / 100),
+            staff_id: format!("S{i:04}"),
+            name: format!("clerk {i}"),
+            unit: format!("unit-{}", i % 100 / 10),
+            window: format!("W{}", i % 100 / 2),
+            role: if i % 2 == 0 { "A" } else { "B" }.into(),
+            pin: None,
+            card_no: None,
+        })
+        .collect();
+    let tx = writer.transaction().expect("tx");
+    att::upsert_staff(&tx, &staff).expect("roster");
+    tx.commit().expect("commit");
+    let t = Instant::now();
+    let mut n = 0u64;
+    for day in 1..=31u32 {
+        let date = NaiveDate::from_ymd_opt(2025, 10, day).expect("date");
+        if !sup.calendar.is_workday(date).unwrap_or(false) {
+            continue;
+        }
+        writer
+            .run(|tx| {
+                for (i, s) in staff.iter().enumerate() {
+                    if i % 50 == 7 {
+                        continue; // an absent clerk now and then
+                    }
+                    for (h, m) in [(8, 20 + i as u32 % 16), (12, 1), (14, 0), (17, 2)] {
+                        let body = json!({"staff_id": s.staff_id, "direction": "unspecified", "method": "card", "source": "zk"});
+                        att::apply_punch(tx, &s.site, &format!("{date}T{h:02}:{m:02}:00+08:00"), &body.to_string(), Some(40))?;
+                        n += 1;
+                    }
+                }
+                Ok(())
+            })
+            .expect("punches");
+    }
+    let stored = t.elapsed().as_secs_f64();
+    let reader = Reader::open(&path).expect("reader");
+    let day = NaiveDate::from_ymd_opt(2025, 10, 15).expect("date");
+    let today = NaiveDate::from_ymd_opt(2025, 10, 31).expect("date");
+    let time = |f: &dyn Fn() -> usize| {
+        let t = Instant::now();
+        let k = f();
+        (t.elapsed().as_secs_f64() * 1000.0, k)
+    };
+    let (board_ms, windows) = time(&|| {
+        reader
+            .run(|c| att::board(c, &sup.office, &sup.calendar, "site-07", day))
+            .map(|b| b.len())
+            .unwrap_or(0)
+    });
+    let (staff_ms, days) = time(&|| {
+        reader
+            .run(|c| {
+                att::staff_month(
+                    c,
+                    &sup.office,
+                    &sup.calendar,
+                    "site-07",
+                    "S0702",
+                    "2025-10",
+                    today,
+                )
+            })
+            .ok()
+            .flatten()
+            .map(|m| m.days.len())
+            .unwrap_or(0)
+    });
+    let (units_ms, units) = time(&|| {
+        reader
+            .run(|c| att::units_month(c, &sup.office, &sup.calendar, "site-07", "2025-10", today))
+            .ok()
+            .flatten()
+            .map(|u| u.len())
+            .unwrap_or(0)
+    });
+    println!(
+        "attendance through the store: {n} punches of 2,000 clerks stored in {stored:.1} s ({:.0}/s); board of a township {board_ms:.1} ms ({windows} windows), a clerk's month {staff_ms:.1} ms ({days} days), a township's units for the month {units_ms:.1} ms ({units} units, 100 clerks)",
+        n as f64 / stored
     );
 }
