@@ -1,16 +1,20 @@
 //! `sunlight-agent`: the box at a township office.
 //!
-//! Data flows one way through the modules: `capture/*` accepts events (today the LAN intake API;
-//! terminals, kiosk and cameras come next) → [`outbox`] makes each one durable and chains it →
-//! [`sync`] sends signed batches over MQTT and deletes only what the hub acknowledged.
-//! [`health`] reports the box itself through the same outbox. Only `sync` talks to the hub.
+//! Data flows one way through the modules: `capture/*` accepts events (the LAN intake API, ZKTeco
+//! terminals, the kiosk page; cameras come next) → [`outbox`] makes each one durable and chains it
+//! → [`sync`] sends signed batches over MQTT and deletes only what the hub acknowledged.
+//! [`health`] reports the box itself through the same outbox. Only `sync` talks to the hub; the
+//! hub's commands go from `sync` to [`commands`], which answers each once through the outbox and
+//! keeps the [`roster`] the kiosk checks punches against.
 
 pub mod capture;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod outbox;
+pub mod roster;
 pub mod run;
 pub mod sync;
 

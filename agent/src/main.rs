@@ -27,6 +27,23 @@ enum Command {
     Run,
     /// Show the link, backlog and last ack of the running agent (or of its outbox if it is stopped).
     Status,
+    /// The roster the kiosk checks punches against (normally sent by the hub).
+    Roster {
+        #[command(subcommand)]
+        action: RosterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RosterAction {
+    /// Replace the roster with a file exported at the hub (sunlight-hub roster export --site S),
+    /// e.g. from a USB stick at a site without a link. A running agent uses it at the next punch.
+    Load {
+        /// The exported roster JSON.
+        file: PathBuf,
+    },
+    /// Print the roster cached on this box (PIN hashes are never printed).
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -70,7 +87,62 @@ fn run(cli: Cli) -> Result<(), sunlight_agent::Error> {
             rt.block_on(sunlight_agent::run::run(config))
         }
         Command::Status => status(&config),
+        Command::Roster {
+            action: RosterAction::Load { file },
+        } => {
+            let (roster, version) = sunlight_agent::roster::load_file(
+                &config.outbox_path(),
+                config.site.as_str(),
+                &file,
+            )?;
+            let with_pin = roster.staff.iter().filter(|s| s.pin_hash.is_some()).count();
+            let with_card = roster.staff.iter().filter(|s| s.card_no.is_some()).count();
+            println!(
+                "roster of {} loaded from {}: {} staff, {with_pin} with a PIN, {with_card} with a card (version {version}); the kiosk uses it from the next punch",
+                roster.site,
+                file.display(),
+                roster.staff.len()
+            );
+            Ok(())
+        }
+        Command::Roster {
+            action: RosterAction::Show,
+        } => roster_show(&config),
     }
+}
+
+fn roster_show(config: &AgentConfig) -> Result<(), sunlight_agent::Error> {
+    let Some(r) = sunlight_agent::roster::show(&config.outbox_path())? else {
+        println!(
+            "no roster on this box yet: the hub sends it (roster push), or load an export with 'sunlight-agent roster load FILE'.\nUntil then kiosk punches are kept and flagged unknown_staff."
+        );
+        return Ok(());
+    };
+    println!(
+        "roster     {} — {} staff (version {}, stored {}, from {})",
+        r.roster().site,
+        r.roster().staff.len(),
+        r.version,
+        fmt_ms(Some(r.loaded_ms)),
+        r.source
+    );
+    println!(
+        "{:<10} {:<12} {:<12} {:<8} {:<4} {:<5} card",
+        "staff_id", "name", "unit", "window", "role", "PIN"
+    );
+    for s in &r.roster().staff {
+        println!(
+            "{:<10} {:<12} {:<12} {:<8} {:<4} {:<5} {}",
+            s.staff_id,
+            s.name,
+            s.unit,
+            s.window,
+            s.role,
+            if s.pin_hash.is_some() { "set" } else { "-" },
+            s.card_no.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
 }
 
 fn status(config: &AgentConfig) -> Result<(), sunlight_agent::Error> {

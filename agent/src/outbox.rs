@@ -7,8 +7,13 @@
 //! inside that transaction, from a chain head that is kept in the same database. Acks delete rows in
 //! the same serial order. Readers (sync, status) use their own connection; WAL lets them read while
 //! the writer writes. Memory is bounded by the channel and the batch size, never by the backlog.
+//!
+//! Hub commands are recorded here too ([`Outbox::record_command`]): the executed `cmd_id`, what the
+//! command changes (the roster) and its `cmd_result` event are written in one transaction, so a
+//! crash can neither execute a command twice nor answer it twice.
 
 use crate::error::Error;
+use crate::roster::Roster;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -59,12 +64,29 @@ pub struct Keyed {
     pub draft: EventDraft,
 }
 
+/// A hub command as executed: its id, its answer (a `cmd_result` draft) and what it changes.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    pub cmd_id: String,
+    /// The command's kind as the hub sent it (kept with the id, for the record).
+    pub kind: String,
+    pub ok: bool,
+    /// The `cmd_result` event answering it.
+    pub result: EventDraft,
+    /// A roster that replaces the cached one, with where it came from.
+    pub roster: Option<(Roster, String)>,
+}
+
 enum Request {
     Append(
         Vec<Keyed>,
         oneshot::Sender<Result<Vec<Option<Appended>>, Error>>,
     ),
     Ack(u64, oneshot::Sender<Result<(), Error>>),
+    Command(
+        Box<CommandOutcome>,
+        oneshot::Sender<Result<Option<Appended>, Error>>,
+    ),
 }
 
 /// Handle to the outbox; cheap to clone.
@@ -90,7 +112,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn open(path: &Path) -> Result<Connection, Error> {
+/// A connection to the outbox database with the outbox's settings (WAL, `synchronous=FULL`).
+pub(crate) fn connect(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open(path).map_err(db_err(path))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(db_err(path))?;
@@ -111,6 +134,9 @@ CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WI
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, prev BLOB NOT NULL, hash BLOB NOT NULL, kind TEXT NOT NULL,
     created_ms INTEGER NOT NULL, canonical BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (
+    cmd_id TEXT PRIMARY KEY, kind TEXT NOT NULL, ok INTEGER NOT NULL, seq INTEGER NOT NULL,
+    executed_ms INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
 struct Head {
@@ -139,8 +165,11 @@ fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
 impl Outbox {
     /// Opens (or creates) the outbox of `site`/`device` at `path` and starts its writer thread.
     pub fn open(path: &Path, site: &SiteId, device: &DeviceId) -> Result<Outbox, Error> {
-        let writer = open(path)?;
+        let writer = connect(path)?;
         writer.execute_batch(SCHEMA).map_err(db_err(path))?;
+        writer
+            .execute_batch(crate::roster::SCHEMA)
+            .map_err(db_err(path))?;
         let owner: Option<(String, String)> = writer
             .query_row("SELECT site, device FROM identity WHERE id = 1", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -166,7 +195,7 @@ impl Outbox {
             }
         }
         let head = read_head(&writer).map_err(db_err(path))?;
-        let reader = open(path)?;
+        let reader = connect(path)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let appended = Arc::new(Notify::new());
         let notify = appended.clone();
@@ -220,6 +249,28 @@ impl Outbox {
     pub async fn append_one(&self, draft: EventDraft) -> Result<Appended, Error> {
         let mut done = self.append(vec![draft]).await?;
         done.pop().ok_or(Error::Closed)
+    }
+
+    /// Records a hub command as executed, applies what it changes and appends its answer, all in one
+    /// transaction. `None`: this `cmd_id` was executed before, and nothing was done now.
+    pub async fn record_command(&self, outcome: CommandOutcome) -> Result<Option<Appended>, Error> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Command(Box::new(outcome), reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Whether a command with this id was executed already. Blocking: call from a blocking context.
+    pub fn command_executed(&self, cmd_id: &str) -> Result<bool, Error> {
+        let conn = self.reader.lock().map_err(|_| Error::Closed)?;
+        conn.query_row("SELECT 1 FROM commands WHERE cmd_id = ?1", [cmd_id], |_| {
+            Ok(())
+        })
+        .optional()
+        .map(|found| found.is_some())
+        .map_err(db_err(&self.path))
     }
 
     /// The hub committed everything up to `through_seq`: forget it.
@@ -347,15 +398,20 @@ impl Writer {
         let result = self.write(&group);
         let added = self.head.seq > before.seq;
         match result {
-            Ok(mut appended) => {
+            Ok(appended) => {
+                // One result per appended item or command, in group order.
+                let mut results = appended.into_iter();
                 for req in group {
                     match req {
                         Request::Append(items, reply) => {
-                            let rest = appended.split_off(items.len().min(appended.len()));
-                            let _ = reply.send(Ok(std::mem::replace(&mut appended, rest)));
+                            let mine = results.by_ref().take(items.len()).collect();
+                            let _ = reply.send(Ok(mine));
                         }
                         Request::Ack(_, reply) => {
                             let _ = reply.send(Ok(()));
+                        }
+                        Request::Command(_, reply) => {
+                            let _ = reply.send(Ok(results.next().flatten()));
                         }
                     }
                 }
@@ -373,6 +429,9 @@ impl Writer {
                             let _ = reply.send(Err(err));
                         }
                         Request::Ack(_, reply) => {
+                            let _ = reply.send(Err(err));
+                        }
+                        Request::Command(_, reply) => {
                             let _ = reply.send(Err(err));
                         }
                     }
@@ -395,6 +454,9 @@ impl Writer {
                 .prepare_cached("DELETE FROM events WHERE seq <= ?1 RETURNING length(canonical)")?;
             let mut dedup =
                 tx.prepare_cached("INSERT OR IGNORE INTO dedup (key, seq) VALUES (?1, ?2)")?;
+            let mut executed = tx.prepare_cached(
+                "INSERT OR IGNORE INTO commands (cmd_id, kind, ok, seq, executed_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for req in group {
                 match req {
                     Request::Append(items, _) => {
@@ -406,21 +468,24 @@ impl Writer {
                                     continue;
                                 }
                             }
-                            let canonical = draft.canonical(seq);
-                            let hash = EventHash::next(&self.head.hash, &canonical);
-                            insert.execute(params![
-                                seq as i64,
-                                &self.head.hash.0[..],
-                                &hash.0[..],
-                                draft.kind().as_str(),
-                                now,
-                                &canonical
-                            ])?;
-                            self.head.bytes += canonical.len() as u64;
-                            self.head.seq = seq;
-                            self.head.hash = hash;
-                            appended.push(Some(Appended { seq, hash }));
+                            let done = insert_event(&mut insert, &mut self.head, draft, now)?;
+                            appended.push(Some(done));
                         }
+                    }
+                    Request::Command(c, _) => {
+                        let seq = self.head.seq + 1;
+                        let first = executed
+                            .execute(params![c.cmd_id, c.kind, c.ok, seq as i64, now])?
+                            == 1;
+                        if !first {
+                            appended.push(None);
+                            continue;
+                        }
+                        if let Some((roster, source)) = &c.roster {
+                            crate::roster::store(&tx, roster, source)?;
+                        }
+                        let done = insert_event(&mut insert, &mut self.head, &c.result, now)?;
+                        appended.push(Some(done));
                     }
                     Request::Ack(through, _) => {
                         let through = (*through).min(self.head.seq);
@@ -451,10 +516,34 @@ impl Writer {
     }
 }
 
+/// Inserts one event after the chain head and moves the head.
+fn insert_event(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    head: &mut Head,
+    draft: &EventDraft,
+    now: i64,
+) -> rusqlite::Result<Appended> {
+    let seq = head.seq + 1;
+    let canonical = draft.canonical(seq);
+    let hash = EventHash::next(&head.hash, &canonical);
+    insert.execute(params![
+        seq as i64,
+        &head.hash.0[..],
+        &hash.0[..],
+        draft.kind().as_str(),
+        now,
+        &canonical
+    ])?;
+    head.bytes += canonical.len() as u64;
+    head.seq = seq;
+    head.hash = hash;
+    Ok(Appended { seq, hash })
+}
+
 fn group_events(req: &Request) -> usize {
     match req {
         Request::Append(items, _) => items.len(),
-        Request::Ack(..) => 1,
+        Request::Ack(..) | Request::Command(..) => 1,
     }
 }
 

@@ -5,10 +5,14 @@
 //! disconnected, an ack — to the *sender* task. The sender owns the [`window::Window`]: it reads
 //! batches of consecutive events from the outbox, signs and publishes them, deletes events only
 //! when an ack says the hub committed them, and rewinds to the last ack whenever in doubt.
+//! Commands (`down/cmd`) are handed to a third task, the [`Executor`], through a bounded channel: the
+//! poll task never waits for the disk, and a command dropped because the channel is full is simply
+//! published again by the hub.
 
 pub mod window;
 
 use crate::clock::Clock;
+use crate::commands::Executor;
 use crate::config::{AgentConfig, broker_address};
 use crate::error::Error;
 use crate::outbox::Outbox;
@@ -91,6 +95,9 @@ fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
     Ok(opts)
 }
 
+/// Commands waiting for the executor, at most; more are dropped (the hub sends them again).
+const COMMAND_QUEUE: usize = 16;
+
 /// A jittered exponential back-off: `min · 2^attempt`, capped, then ±50%.
 pub fn backoff(attempt: u32, min_ms: u64, max_ms: u64) -> Duration {
     let base = min_ms
@@ -123,6 +130,17 @@ impl Sync {
             .lock()
             .map(|mut l| l.broker = self.config.hub.broker.clone())
             .ok();
+
+        // The command executor.
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Vec<u8>>(COMMAND_QUEUE);
+        tokio::spawn(
+            Executor {
+                outbox: self.outbox.clone(),
+                clock: self.clock.clone(),
+                site: site.to_string(),
+            }
+            .run(cmd_rx),
+        );
 
         // The connection task: poll, reconnect with back-off, forward.
         let conn_client = client.clone();
@@ -160,8 +178,16 @@ impl Sync {
                             }
                         }
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
+                        match cmd_tx.try_send(p.payload.to_vec()) {
+                            Ok(()) => tracing::debug!("command received"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "command dropped (executor busy or stopped); the hub sends it again")
+                            }
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        tracing::info!(topic = %p.topic, "command received; commands are not executed by this version yet");
+                        tracing::info!(topic = %p.topic, "ignoring a message on a topic this box does not use");
                     }
                     Ok(_) => {}
                     Err(e) => {

@@ -1,0 +1,397 @@
+//! Commands from the hub (`down/cmd`), each executed at most once and answered with one
+//! `cmd_result` event through the outbox (PROTOCOL.md, "Commands").
+//!
+//! The hub publishes a command again and again until it sees the answer, and MQTT may deliver it
+//! twice, so a repeat must change nothing. [`decide`] is the pure part: the payload, this box's site
+//! and the time in, the answer (and the roster to install) out. [`Executor`] is the shell: it skips
+//! ids already executed and hands the decision to [`Outbox::record_command`], which records the id,
+//! replaces the roster and appends the answer in one transaction. It runs on its own task, fed by
+//! the MQTT poll task through a channel, so the link never waits for the disk.
+
+use crate::clock::Clock;
+use crate::outbox::{CommandOutcome, Outbox};
+use crate::roster::Roster;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use sunlight_protocol::{Command, CommandKind, EventDraft};
+use tokio::sync::mpsc;
+
+/// Longest command id kept; a longer one is not a command of our hub.
+pub const MAX_CMD_ID: usize = 200;
+
+/// What to do with a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub cmd_id: String,
+    /// The kind as sent (`set_roster`, ...).
+    pub kind: String,
+    pub ok: bool,
+    pub detail: String,
+    /// The roster that replaces the cached one (a valid `set_roster`).
+    pub roster: Option<Roster>,
+}
+
+impl Decision {
+    fn answer(cmd_id: &str, kind: &str, ok: bool, detail: impl Into<String>) -> Decision {
+        Decision {
+            cmd_id: cmd_id.to_owned(),
+            kind: kind.to_owned(),
+            ok,
+            detail: detail.into(),
+            roster: None,
+        }
+    }
+}
+
+/// Decides the answer to a `down/cmd` payload. `Err`: not even a command id could be read, so
+/// there is nobody to answer (the reason is for the log).
+pub fn decide(payload: &[u8], site: &str, now: DateTime<Utc>) -> Result<Decision, String> {
+    let value: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("the command is not JSON: {e}"))?;
+    let cmd_id = match value.get("cmd_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() && id.len() <= MAX_CMD_ID => id.to_owned(),
+        Some(_) => return Err(format!("cmd_id must have 1 to {MAX_CMD_ID} bytes")),
+        None => return Err("the command has no cmd_id".into()),
+    };
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let command: Command = match serde_json::from_value(value) {
+        Ok(c) => c,
+        Err(e) => {
+            let detail = if serde_json::from_value::<CommandKind>(json!(kind)).is_err() {
+                format!("unknown command kind {kind:?}; not supported by this box")
+            } else {
+                format!("the command is malformed: {e}")
+            };
+            return Ok(Decision::answer(&cmd_id, &kind, false, detail));
+        }
+    };
+    if let Some(expires) = &command.expires {
+        match DateTime::parse_from_rfc3339(expires) {
+            Ok(t) if t.with_timezone(&Utc) <= now => {
+                return Ok(Decision::answer(&cmd_id, &kind, false, "expired"));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Ok(Decision::answer(
+                    &cmd_id,
+                    &kind,
+                    false,
+                    format!("expires {expires:?} is not an RFC 3339 time"),
+                ));
+            }
+        }
+    }
+    Ok(match command.kind {
+        CommandKind::SetRoster => match Roster::from_value(command.args, site) {
+            Ok(roster) => {
+                let with_pin = roster.staff.iter().filter(|s| s.pin_hash.is_some()).count();
+                let with_card = roster.staff.iter().filter(|s| s.card_no.is_some()).count();
+                Decision {
+                    detail: format!(
+                        "roster of {site} cached: {} staff, {with_pin} with a PIN, {with_card} with a card",
+                        roster.staff.len()
+                    ),
+                    roster: Some(roster),
+                    ..Decision::answer(&cmd_id, &kind, true, "")
+                }
+            }
+            Err(reason) => Decision::answer(
+                &cmd_id,
+                &kind,
+                false,
+                format!("roster refused, the cached one is kept: {reason}"),
+            ),
+        },
+        CommandKind::Snapshot
+        | CommandKind::ReloadConfig
+        | CommandKind::Update
+        | CommandKind::Restart
+        | CommandKind::UploadLogs => Decision::answer(&cmd_id, &kind, false, "not supported yet"),
+    })
+}
+
+/// Executes commands from the MQTT task, one at a time.
+#[derive(Clone)]
+pub struct Executor {
+    pub outbox: Outbox,
+    pub clock: Clock,
+    pub site: String,
+}
+
+impl Executor {
+    /// Takes payloads until the channel closes.
+    pub async fn run(self, mut payloads: mpsc::Receiver<Vec<u8>>) {
+        while let Some(payload) = payloads.recv().await {
+            self.execute(&payload).await;
+        }
+    }
+
+    /// Executes one payload at most once; everything it does is logged.
+    pub async fn execute(&self, payload: &[u8]) {
+        // A repeat is dropped before any work (the transaction below is what guarantees it).
+        if let Some(cmd_id) = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| v.get("cmd_id").and_then(Value::as_str).map(str::to_owned))
+        {
+            let outbox = self.outbox.clone();
+            let id = cmd_id.clone();
+            match tokio::task::spawn_blocking(move || outbox.command_executed(&id)).await {
+                Ok(Ok(true)) => {
+                    tracing::info!(%cmd_id, "command already executed and answered; repeat ignored");
+                    return;
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(%cmd_id, error = %e, "could not look up the command"),
+                Err(e) => tracing::warn!(%cmd_id, error = %e, "could not look up the command"),
+            }
+        }
+        let decision = match decide(payload, &self.site, Utc::now()) {
+            Ok(d) => d,
+            Err(reason) => {
+                tracing::warn!(%reason, "ignoring a command that cannot be answered");
+                return;
+            }
+        };
+        let body = json!({"cmd_id": decision.cmd_id, "ok": decision.ok, "detail": decision.detail});
+        let result = match EventDraft::new("cmd_result", &self.clock.now_rfc3339(), &body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(cmd_id = %decision.cmd_id, error = %e, "could not build the command's answer");
+                return;
+            }
+        };
+        let source = format!("command {}", decision.cmd_id);
+        let outcome = CommandOutcome {
+            cmd_id: decision.cmd_id.clone(),
+            kind: decision.kind.clone(),
+            ok: decision.ok,
+            result,
+            roster: decision.roster.map(|r| (r, source)),
+        };
+        match self.outbox.record_command(outcome).await {
+            Ok(Some(appended)) => {
+                tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, detail = %decision.detail, seq = appended.seq, "command executed and answered")
+            }
+            Ok(None) => {
+                tracing::info!(cmd_id = %decision.cmd_id, "command already executed and answered; repeat ignored")
+            }
+            // Nothing was executed: the hub publishes the command again until it sees an answer.
+            Err(e) => {
+                tracing::warn!(cmd_id = %decision.cmd_id, error = %e, "could not record the command; it will run when the hub sends it again")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::tests::{SITE, roster_json};
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-23T01:00:00Z".parse().unwrap()
+    }
+
+    fn payload(kind: &str, args: Value, expires: &str) -> Vec<u8> {
+        json!({"cmd_id": "roster-suixian-shangshi-1", "kind": kind, "args": args, "expires": expires})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_valid_set_roster_carries_the_roster() {
+        let d = decide(
+            &payload("set_roster", roster_json(), "2026-11-30T09:00:00+08:00"),
+            SITE,
+            now(),
+        )
+        .unwrap();
+        assert!(d.ok, "{d:?}");
+        assert_eq!(d.roster.as_ref().map(|r| r.staff.len()), Some(3));
+        assert!(
+            d.detail.contains("3 staff, 2 with a PIN, 1 with a card"),
+            "{}",
+            d.detail
+        );
+    }
+
+    #[test]
+    fn refusals_are_answers_with_the_reason() {
+        let mut other_site = roster_json();
+        other_site["site"] = json!("suixian-lishan");
+        let cases = [
+            (
+                payload("set_roster", roster_json(), "2026-11-23T08:59:59+08:00"),
+                "expired",
+            ),
+            (
+                payload("set_roster", other_site, "2026-11-30T09:00:00+08:00"),
+                "this box is at",
+            ),
+            (
+                payload(
+                    "set_roster",
+                    json!({"site": SITE, "staff": [{"staff_id": "1", "role": "X"}]}),
+                    "2026-11-30T09:00:00+08:00",
+                ),
+                "role",
+            ),
+            (
+                payload("restart", json!({}), "2026-11-30T09:00:00+08:00"),
+                "not supported yet",
+            ),
+            (
+                payload("snapshot", json!({}), "2026-11-30T09:00:00+08:00"),
+                "not supported yet",
+            ),
+            (
+                payload("teleport", json!({}), "2026-11-30T09:00:00+08:00"),
+                "unknown command kind",
+            ),
+            (
+                payload("set_roster", roster_json(), "next week"),
+                "RFC 3339",
+            ),
+        ];
+        for (p, expected) in cases {
+            let d = decide(&p, SITE, now()).unwrap();
+            assert!(!d.ok && d.roster.is_none(), "{d:?}");
+            assert!(
+                d.detail.contains(expected),
+                "{} should contain {expected}",
+                d.detail
+            );
+            assert_eq!(d.cmd_id, "roster-suixian-shangshi-1");
+        }
+        // Without an expiry a command does not expire.
+        let forever = json!({"cmd_id": "c", "kind": "set_roster", "args": roster_json()});
+        assert!(
+            decide(forever.to_string().as_bytes(), SITE, now())
+                .unwrap()
+                .ok
+        );
+    }
+
+    #[test]
+    fn without_an_id_there_is_nobody_to_answer() {
+        for p in [
+            &b"{oops"[..],
+            b"[]",
+            br#"{"kind":"set_roster"}"#,
+            br#"{"cmd_id":""}"#,
+        ] {
+            assert!(decide(p, SITE, now()).is_err());
+        }
+        let long = json!({"cmd_id": "x".repeat(MAX_CMD_ID + 1), "kind": "restart"});
+        assert!(decide(long.to_string().as_bytes(), SITE, now()).is_err());
+    }
+
+    fn outbox(dir: &tempfile::TempDir) -> Outbox {
+        Outbox::open(
+            &dir.path().join("outbox.db"),
+            &sunlight_protocol::SiteId::new(SITE).unwrap(),
+            &sunlight_protocol::DeviceId::new("box-01").unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn answers(outbox: &Outbox) -> Vec<Value> {
+        outbox
+            .read_from(1, 100, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| serde_json::from_slice::<Value>(&e.canonical).unwrap())
+            .filter(|e| e["kind"] == "cmd_result")
+            .map(|e| e["body"].clone())
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_command_runs_once_even_when_sent_again_or_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = payload("set_roster", roster_json(), "2099-01-01T00:00:00+08:00");
+        {
+            let executor = Executor {
+                outbox: outbox(&dir),
+                clock: Clock::new(chrono_tz::Asia::Shanghai),
+                site: SITE.into(),
+            };
+            // Twice in a row, and twice at once (both past the early check).
+            executor.execute(&cmd).await;
+            executor.execute(&cmd).await;
+            let (a, b) = (executor.clone(), executor.clone());
+            let other = payload("restart", json!({}), "2099-01-01T00:00:00+08:00");
+            let other = String::from_utf8(other)
+                .unwrap()
+                .replace("roster-suixian-shangshi-1", "r2");
+            tokio::join!(a.execute(other.as_bytes()), b.execute(other.as_bytes()));
+            let got = answers(&executor.outbox);
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert_eq!(got[0]["ok"], true);
+            assert_eq!(
+                (got[1]["cmd_id"].as_str(), got[1]["ok"].as_bool()),
+                (Some("r2"), Some(false))
+            );
+        }
+        // After a restart the id is still known.
+        let outbox = outbox(&dir);
+        let executor = Executor {
+            outbox: outbox.clone(),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            site: SITE.into(),
+        };
+        executor.execute(&cmd).await;
+        assert_eq!(answers(&outbox).len(), 2);
+        let roster = crate::roster::RosterCache::open(&dir.path().join("outbox.db"))
+            .unwrap()
+            .current()
+            .unwrap()
+            .unwrap();
+        assert_eq!(roster.version, 1, "installed once");
+        assert_eq!(roster.source, "command roster-suixian-shangshi-1");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_roster_keeps_the_old_one_and_is_answered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = outbox(&dir);
+        let executor = Executor {
+            outbox: outbox.clone(),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            site: SITE.into(),
+        };
+        executor
+            .execute(&payload(
+                "set_roster",
+                roster_json(),
+                "2099-01-01T00:00:00+08:00",
+            ))
+            .await;
+        let mut bad = roster_json();
+        bad["staff"][0]["role"] = json!("boss");
+        let bad = json!({"cmd_id": "r2", "kind": "set_roster", "args": bad}).to_string();
+        executor.execute(bad.as_bytes()).await;
+        executor.execute(bad.as_bytes()).await;
+        let got = answers(&outbox);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1]["ok"], false);
+        assert!(
+            got[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("cached one is kept")
+        );
+        let roster = crate::roster::RosterCache::open(&dir.path().join("outbox.db"))
+            .unwrap()
+            .current()
+            .unwrap()
+            .unwrap();
+        assert_eq!((roster.version, roster.roster().staff.len()), (1, 3));
+    }
+}
