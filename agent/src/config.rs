@@ -27,6 +27,9 @@ pub struct AgentConfig {
     pub sync: SyncConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    /// The kiosk page on the intake listener (`/kiosk`), for offices without a terminal.
+    #[serde(default)]
+    pub kiosk: KioskConfig,
     /// ZKTeco terminals that push to this box (PUSH/ADMS protocol); absent: no terminal server.
     pub zkteco: Option<ZktecoConfig>,
     /// A directory of exported files to import; absent: files come only through the intake API.
@@ -60,6 +63,39 @@ pub struct ZktecoConfig {
 }
 
 fn default_future() -> i64 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KioskConfig {
+    /// Serve `/kiosk` and `/kiosk/punch` on the intake listener.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Wrong PINs for one staff number within `lockout_secs`, at most; then it is locked that long.
+    #[serde(default = "default_wrong_pins")]
+    pub max_wrong_pins: u32,
+    #[serde(default = "default_lockout")]
+    pub lockout_secs: u64,
+}
+
+impl Default for KioskConfig {
+    fn default() -> Self {
+        KioskConfig {
+            enabled: true,
+            max_wrong_pins: default_wrong_pins(),
+            lockout_secs: default_lockout(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_wrong_pins() -> u32 {
+    5
+}
+fn default_lockout() -> u64 {
     300
 }
 
@@ -222,6 +258,11 @@ impl AgentConfig {
             .is_some_and(|z| z.terminals.is_empty())
         {
             return Err(bad("zkteco.terminals is empty: list the serial number (SN) of every terminal, e.g. [\"CDQ9190960040\"]".into()));
+        }
+        if config.kiosk.max_wrong_pins == 0 || config.kiosk.lockout_secs == 0 {
+            return Err(bad(
+                "kiosk.max_wrong_pins and kiosk.lockout_secs must be at least 1".into(),
+            ));
         }
         if config.import.as_ref().is_some_and(|i| i.poll_secs == 0) {
             return Err(bad("import.poll_secs must be at least 1".into()));

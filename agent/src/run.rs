@@ -2,10 +2,12 @@
 //! health, and stop cleanly on SIGTERM or Ctrl-C (nothing is lost either way: the outbox is durable).
 
 use crate::capture::intake_api::{self, IntakeState};
+use crate::capture::kiosk::{self, KioskState};
 use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::error::Error;
 use crate::outbox::Outbox;
+use crate::roster::RosterCache;
 use crate::sync::{LinkState, Sync};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -81,13 +83,23 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
                 e,
             )
         })?;
-    let intake = intake_api::router(IntakeState {
+    let mut intake = intake_api::router(IntakeState {
         outbox: outbox.clone(),
         clock: clock.clone(),
         link: link.clone(),
         site: config.site.to_string(),
         device: config.device.to_string(),
     });
+    if config.kiosk.enabled {
+        let roster = Arc::new(RosterCache::open(&config.outbox_path())?);
+        intake = intake.merge(kiosk::router(KioskState::new(
+            outbox.clone(),
+            clock.clone(),
+            roster,
+            &config.kiosk,
+        )));
+        tracing::info!(page = %format!("http://{}/kiosk", config.intake.listen), "kiosk page served");
+    }
     tracing::info!(site = %config.site, device = %config.device, intake = %config.intake.listen, broker = %config.hub.broker, "agent started");
     let server = tokio::spawn(async move { axum::serve(listener, intake).await });
 

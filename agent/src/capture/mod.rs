@@ -1,11 +1,12 @@
 //! Capture sources: each accepts events from one kind of source and writes them only to the outbox.
 //! A source never blocks another. Today: the LAN intake API (with its file import and import
-//! directory) and ZKTeco terminals; the kiosk page and cameras come with their own issues.
+//! directory), ZKTeco terminals and the kiosk page; cameras come with their own issue.
 //! Every source masks personal data ([`mask`]) before an event becomes a draft.
 
 pub mod import;
 pub mod import_dir;
 pub mod intake_api;
+pub mod kiosk;
 pub mod mask;
 pub mod table;
 pub mod zkteco_push;
