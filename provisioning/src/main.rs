@@ -1,21 +1,479 @@
-//! `sunlight-provision`: the field technician's tool. Not built yet (issue 7): it says what is coming
-//! and what to use until then, and exits with an error so no script mistakes it for the real thing.
+//! `sunlight-provision`: the county CA, box certificates, the broker's config and revocation.
+//! A thin shell over the library: it parses arguments, calls one function, and prints what was
+//! made and what the technician does next. Errors go to stderr with exit status 1.
 
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use sunlight_protocol::{DeviceId, SiteId};
+use sunlight_provisioning::broker::{self, BrokerPlan, DeviceSource, MosquittoSettings};
+use sunlight_provisioning::ca::{self, CaDir, KeySource};
+use sunlight_provisioning::{Error, files};
 
-const COMING: &str = "\
-sunlight-provision is not built yet (tracked in issue 7). It will:
-  init                 create the county CA, the hub certificate and a hub config skeleton
-  site add/device add  register a site or box and print a one-time enrollment token
-  broker-config        write a Mosquitto config with mTLS and per-device ACLs
-  revoke               refuse a device at the hub and the broker
-  check                the on-site pass/fail report (cameras, hub, broker, clock, disk)
+const NOT_YET: &str = "\
+Not built yet (issue 7): enrollment over the network ('site add', 'device add' with one-time \
+tokens and 'sunlight-agent enroll'), the on-site 'check', packages and updates. Until then a box \
+gets its certificate here ('device cert', with --csr when the box makes its own key) and its \
+signing key with 'sunlight-agent init' on the box, registered with 'sunlight-hub device add'. \
+See docs/provisioning.md.";
 
-Until then, enroll a box by hand:
-  on the box:  sunlight-agent init --site SITE --device DEVICE --data-dir /var/lib/sunlight
-  at the hub:  sunlight-hub device add --site SITE --device DEVICE --pubkey <printed key>";
+#[derive(Parser)]
+#[command(
+    name = "sunlight-provision",
+    version,
+    about = "The county CA, box certificates, the broker's config and revocation for Sunlight.",
+    after_help = NOT_YET
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the county CA, the broker/hub server certificate, the hub's client certificate
+    /// and a hub config skeleton in --dir.
+    Init {
+        /// The CA directory (keep it on the county's offline machine or an encrypted stick).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The county's name, e.g. 随县.
+        #[arg(long)]
+        county: String,
+        /// Names and addresses boxes use to reach the broker, comma-separated
+        /// (e.g. hub.suixian.gov.cn,10.20.0.5).
+        #[arg(long = "hub-host", value_delimiter = ',', required = true)]
+        hub_hosts: Vec<String>,
+        /// Replace an existing CA (moved to a replaced-<time>/ folder): every box then needs a
+        /// new certificate.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Box certificates.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Generate a broker's configuration.
+    #[command(subcommand)]
+    BrokerConfig(BrokerCommand),
+    /// Revoke a box's certificates: recorded in --dir, written to the CRL, and the broker config
+    /// generated again without it.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        /// Why, for the record (stolen, replaced, decommissioned...).
+        #[arg(long, default_value = "revoked by the county")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Issue a box's client certificate (CN <site>.<device>) signed by the county CA.
+    Cert {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        /// Where to write box.pem (and box.key), ca.pem and agent-hub.toml; default
+        /// DIR/devices/<site>/<device>.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Sign this certificate request made on the box (its key never leaves the box) instead
+        /// of generating a key here.
+        #[arg(long)]
+        csr: Option<PathBuf>,
+        /// Issue another certificate for a box that has one (the earlier one stays valid).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the certificates issued from --dir, and which are revoked.
+    List {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BrokerCommand {
+    /// Mosquitto: mTLS listener, per-box ACL, CRL.
+    Mosquitto(MosquittoArgs),
+}
+
+#[derive(Args)]
+struct MosquittoArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    /// A TOML file listing the boxes ([[devices]] with site and device).
+    #[arg(
+        long,
+        conflicts_with = "hub_data",
+        required_unless_present = "hub_data"
+    )]
+    devices: Option<PathBuf>,
+    /// The hub's data directory: its registered boxes are the list.
+    #[arg(long)]
+    hub_data: Option<PathBuf>,
+    /// Where to write the config and the broker's files; default DIR/broker.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The boxes' mTLS listener.
+    #[arg(long, default_value = "0.0.0.0:8883")]
+    listen: SocketAddr,
+    /// Also a plain loopback listener for the hub on the broker's host (e.g. 127.0.0.1:1883),
+    /// for as long as the hub does not connect over mTLS.
+    #[arg(long)]
+    hub_listener: Option<SocketAddr>,
+    #[arg(long, default_value = "/var/lib/mosquitto")]
+    persistence_dir: PathBuf,
+    /// Where the broker will read the files from, if not from --out (e.g. /etc/mosquitto/sunlight
+    /// when --out is a stick).
+    #[arg(long)]
+    install_dir: Option<PathBuf>,
+    /// The agents' sync.max_batch_bytes.
+    #[arg(long, default_value_t = sunlight_protocol::DEFAULT_MAX_BATCH_BYTES)]
+    max_batch_bytes: usize,
+}
 
 fn main() -> ExitCode {
-    eprintln!("{COMING}");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Init {
+            dir,
+            county,
+            hub_hosts,
+            force,
+        } => init(&CaDir::new(&dir), &county, &hub_hosts, force),
+        Command::Device(DeviceCommand::Cert {
+            dir,
+            site,
+            device,
+            out,
+            csr,
+            force,
+        }) => device_cert(&CaDir::new(&dir), &site, &device, out, csr, force),
+        Command::Device(DeviceCommand::List { dir }) => device_list(&CaDir::new(&dir)),
+        Command::BrokerConfig(BrokerCommand::Mosquitto(args)) => mosquitto(args),
+        Command::Revoke {
+            dir,
+            site,
+            device,
+            reason,
+        } => revoke(&CaDir::new(&dir), &site, &device, &reason),
+    }
+}
+
+fn init(dir: &CaDir, county: &str, hosts: &[String], force: bool) -> Result<(), Error> {
+    let report = ca::init(dir, county, hosts, force)?;
+    if let Some(old) = &report.replaced {
+        println!(
+            "The earlier CA and everything issued from it were moved to {}.\n\
+             Certificates from it no longer match this CA: every box needs a new one.\n",
+            old.display()
+        );
+    }
+    println!(
+        "County CA for {county} created in {}:",
+        dir.root().display()
+    );
+    for (path, what) in &report.made {
+        println!("  {:<28} {what}", rel(dir.root(), path));
+    }
+    let d = dir.root().display();
+    next_steps(&[
+        format!(
+            "Back up {d} (above all ca.key) to a second offline medium: whoever has ca.key\n\
+             can make certificates that every box and the broker trust."
+        ),
+        format!(
+            "For each box: sunlight-provision device cert --dir {d} --site SITE --device DEVICE\n\
+             (add --csr FILE to sign a request made on the box, so its key never leaves it)."
+        ),
+        format!(
+            "Register the boxes at the hub (sunlight-hub device add ...), then write the broker's config:\n\
+             sunlight-provision broker-config mosquitto --dir {d} --hub-data /var/lib/sunlight-hub \\\n\
+             \x20   --hub-listener 127.0.0.1:1883"
+        ),
+        "Copy hub/hub.toml to the hub as /etc/sunlight/hub.toml and fill it in (hub/hub.example.toml\n\
+         in the Sunlight source lists every key); check it with: sunlight-hub check-config FILE"
+            .to_string(),
+    ]);
+    Ok(())
+}
+
+fn device_cert(
+    dir: &CaDir,
+    site: &SiteId,
+    device: &DeviceId,
+    out: Option<PathBuf>,
+    csr: Option<PathBuf>,
+    force: bool,
+) -> Result<(), Error> {
+    let key = match csr {
+        Some(path) => KeySource::Csr(path),
+        None => KeySource::GenerateHere,
+    };
+    let r = ca::issue_device(dir, site, device, &key, out.as_deref(), force)?;
+    if !r.replaced_serials.is_empty() {
+        println!(
+            "Note: the earlier certificate(s) of {site}/{device} (serial {}) stay valid until revoked.\n",
+            r.replaced_serials.join(", ")
+        );
+    }
+    println!(
+        "Certificate for {site}/{device} issued: CN {}, serial {}, valid until {}.\nIn {}:",
+        r.cn,
+        r.serial,
+        r.not_after,
+        r.out.display()
+    );
+    println!("  box.pem         the box's certificate");
+    match &r.key {
+        Some(_) => println!(
+            "  box.key         its private key (0600), made on this computer: it travels to the box on\n\
+             \x20                 a stick and is deleted here afterwards (use --csr when the box can make its own)"
+        ),
+        None => println!("  (no key here: it stays on the box that made the request)"),
+    }
+    println!("  ca.pem          the county CA the box checks the broker against");
+    println!("  agent-hub.toml  the [hub] lines for the box's agent.toml");
+    let d = dir.root().display();
+    let copy = if r.key.is_some() {
+        "box.pem, box.key and ca.pem"
+    } else {
+        "box.pem and ca.pem"
+    };
+    next_steps(&[
+        format!(
+            "Copy {copy} to /etc/sunlight/ on the box\n\
+             (box.key: chmod 600, owned by the user the agent runs as)."
+        ),
+        "Put the lines of agent-hub.toml into the [hub] section of /etc/sunlight/agent.toml."
+            .into(),
+        format!(
+            "If the box is new: run 'sunlight-agent init' on the box, then at the hub:\n\
+             sunlight-hub device add --site {site} --device {device} --pubkey <printed key>"
+        ),
+        format!(
+            "Let the broker in on it: sunlight-provision broker-config mosquitto --dir {d} ...\n\
+             (the box must be in the device list), copy the output to the broker and restart it."
+        ),
+    ]);
+    Ok(())
+}
+
+fn device_list(dir: &CaDir) -> Result<(), Error> {
+    let county = dir.county()?;
+    let issued = dir.issued()?;
+    let revoked = dir.revoked()?;
+    println!(
+        "Certificates issued by the {} CA in {}:",
+        county.county,
+        dir.root().display()
+    );
+    println!(
+        "  {:<8} {:<40} {:<32} {:<20} state",
+        "role", "CN", "serial", "valid until"
+    );
+    for c in &issued.cert {
+        let state = match revoked
+            .revoked
+            .iter()
+            .find(|r| r.serials.contains(&c.serial))
+        {
+            Some(r) => format!("revoked {} ({})", r.at, r.reason),
+            None => "valid".to_string(),
+        };
+        let role = format!("{:?}", c.role).to_lowercase();
+        println!(
+            "  {role:<8} {:<40} {:<32} {:<20} {state}",
+            c.cn, c.serial, c.not_after
+        );
+    }
+    Ok(())
+}
+
+fn mosquitto(args: MosquittoArgs) -> Result<(), Error> {
+    let dir = CaDir::new(&args.dir);
+    dir.county()?;
+    let source = match (args.devices, args.hub_data) {
+        (Some(f), _) => DeviceSource::File(files::absolute(&f)),
+        (None, Some(h)) => DeviceSource::HubData(files::absolute(&h)),
+        (None, None) => {
+            return Err(Error::Refused(
+                "name the boxes: --hub-data /var/lib/sunlight-hub (the hub's registered boxes) or --devices FILE".into(),
+            ));
+        }
+    };
+    let out = files::absolute(&args.out.unwrap_or_else(|| dir.root().join("broker")));
+    let plan = BrokerPlan {
+        source,
+        mosquitto: MosquittoSettings {
+            listen: args.listen,
+            hub_listener: args.hub_listener,
+            persistence_dir: files::absolute(&args.persistence_dir),
+            install_dir: args
+                .install_dir
+                .map(|p| files::absolute(&p))
+                .unwrap_or_else(|| out.clone()),
+            max_batch_bytes: args.max_batch_bytes,
+        },
+        out,
+    };
+    println!("Reading {}...", plan.source.describe());
+    let report = broker::generate(&dir, &plan)?;
+    print_broker(&dir, &plan, &report);
+    let m = &plan.mosquitto;
+    let mut steps = vec![
+        format!(
+            "Copy {} to {} on the broker's host (or pass --install-dir to name another place)\n\
+             and give server.key to the mosquitto user: chown mosquitto: server.key (it stays 0600).",
+            plan.out.display(),
+            m.install_dir.display()
+        ),
+        format!(
+            "Restart Mosquitto with it: mosquitto -c {}/mosquitto.conf\n\
+             (or install it as /etc/mosquitto/mosquitto.conf and run 'systemctl restart mosquitto').",
+            m.install_dir.display()
+        ),
+        format!(
+            "Boxes connect to mqtts://<hub host>:{} with their certificate.",
+            m.listen.port()
+        ),
+    ];
+    if let Some(l) = m.hub_listener {
+        steps.push(format!(
+            "Run the hub on the broker's host with --broker mqtt://{l}."
+        ));
+    }
+    steps.push(
+        "Run this again after registering or revoking a box ('revoke' does it by itself).".into(),
+    );
+    next_steps(&steps);
+    Ok(())
+}
+
+fn print_broker(dir: &CaDir, plan: &BrokerPlan, r: &broker::BrokerReport) {
+    println!(
+        "Mosquitto config for {} written to {}:",
+        boxes(r.allowed.len()),
+        plan.out.display()
+    );
+    for f in &r.files {
+        println!("  {}", rel(&plan.out, f));
+    }
+    for d in &r.left_out_revoked {
+        println!(
+            "Left out: {}/{} is revoked (see {}).",
+            d.site,
+            d.device,
+            dir.revoked_file().display()
+        );
+    }
+    for d in &r.without_certificate {
+        println!(
+            "Warning: {}/{} is listed but has no certificate from this CA yet: it cannot connect \
+             until you run 'sunlight-provision device cert --dir {} --site {} --device {}'.",
+            d.site,
+            d.device,
+            dir.root().display(),
+            d.site,
+            d.device
+        );
+    }
+}
+
+fn revoke(dir: &CaDir, site: &SiteId, device: &DeviceId, reason: &str) -> Result<(), Error> {
+    let r = ca::revoke(dir, site, device, reason)?;
+    match &r.already {
+        Some(at) => println!(
+            "{site}/{device} was already revoked on {at} (serial {}); the CRL was written again.",
+            r.serials.join(", ")
+        ),
+        None => println!(
+            "{site}/{device} revoked: certificate serial {} (CN {}) recorded in {} and listed in {}.",
+            r.serials.join(", "),
+            r.cn,
+            dir.revoked_file().display(),
+            dir.crl().display()
+        ),
+    }
+    match BrokerPlan::load(dir)? {
+        Some(plan) => {
+            println!(
+                "Generating the broker config again from {}...",
+                plan.source.describe()
+            );
+            let report = broker::generate(dir, &plan)?;
+            print_broker(dir, &plan, &report);
+            next_steps(&[
+                format!(
+                    "Copy {} to {} on the broker's host and restart Mosquitto.\n\
+                     Until it restarts the box may stay connected; after, its certificate is refused\n\
+                     (crl.pem) and the ACL gives it no rights.",
+                    plan.out.display(),
+                    plan.mosquitto.install_dir.display()
+                ),
+                "The hub still accepts batches signed with this box's key until the hub refuses\n\
+                 revoked boxes (not built yet, issue 7)."
+                    .into(),
+                "A replacement box gets a new device id: register it at the hub and run\n\
+                 'sunlight-provision device cert' for it."
+                    .into(),
+            ]);
+        }
+        None => println!(
+            "\nNo broker config was generated from {} yet; when you generate one, the box is left out:\n  \
+             sunlight-provision broker-config mosquitto --dir {} --hub-data /var/lib/sunlight-hub\n\
+             The hub still accepts batches signed with this box's key until the hub refuses revoked\n\
+             boxes (not built yet, issue 7).",
+            dir.root().display(),
+            dir.root().display()
+        ),
+    }
+    Ok(())
+}
+
+/// Prints numbered next steps; a step's further lines are indented under its first.
+fn next_steps(steps: &[String]) {
+    println!("\nNext:");
+    for (i, step) in steps.iter().enumerate() {
+        let mut lines = step.lines();
+        println!("{}. {}", i + 1, lines.next().unwrap_or_default());
+        for line in lines {
+            println!("   {line}");
+        }
+    }
+}
+
+fn boxes(n: usize) -> String {
+    if n == 1 {
+        "1 box".into()
+    } else {
+        format!("{n} boxes")
+    }
+}
+
+/// `path` relative to `base` when it is inside it.
+fn rel(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
