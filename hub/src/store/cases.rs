@@ -58,11 +58,8 @@ pub fn apply_event(
         return Ok(());
     };
     let existing: Option<String> = conn
-        .query_row(
-            "SELECT events FROM cases WHERE site = ?1 AND case_no = ?2",
-            params![site, event.case_no],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT events FROM cases WHERE site = ?1 AND case_no = ?2")?
+        .query_row(params![site, event.case_no], |r| r.get(0))
         .optional()?;
     let mut events: Vec<(String, serde_json::Value)> = existing
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -90,13 +87,14 @@ pub fn apply_event(
         return Ok(());
     };
     check_against_catalog(conn, &mut state)?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO cases (site, case_no, events, state, unit, window, open, view, accepted, completed, rated, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9,
                  EXISTS (SELECT 1 FROM ratings WHERE site = ?1 AND case_no = ?2), ?10)
          ON CONFLICT (site, case_no) DO UPDATE SET events = ?3, state = ?4, unit = ?5, window = ?6, view = ?7,
              accepted = ?8, completed = ?9, updated_ms = ?10",
-        params![
+    )?
+    .execute(params![
             site,
             state.case_no,
             serde_json::to_string(&events).unwrap_or_default(),
@@ -107,13 +105,12 @@ pub fn apply_event(
             state.accepted.map(|d| d.to_string()),
             state.completed.map(|d| d.to_string()),
             super::now_ms()
-        ],
-    )?;
+    ])?;
     // Ratings that arrived before their case learn its unit and window.
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE ratings SET unit = ?3, window = ?4 WHERE site = ?1 AND case_no = ?2 AND unit = ''",
-        params![site, state.case_no, state.unit, state.window],
-    )?;
+    )?
+    .execute(params![site, state.case_no, state.unit, state.window])?;
     evaluate(conn, site, &state, sup, today)
 }
 
@@ -168,15 +165,24 @@ fn evaluate(
     sup: &Supervision,
     today: NaiveDate,
 ) -> rusqlite::Result<()> {
-    let cal = &*sup.calendar;
     let stored: Option<Option<String>> = conn
-        .query_row(
-            "SELECT level FROM cases WHERE site = ?1 AND case_no = ?2",
-            params![site, state.case_no],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT level FROM cases WHERE site = ?1 AND case_no = ?2")?
+        .query_row(params![site, state.case_no], |r| r.get(0))
         .optional()?;
     let stored = stored.flatten().as_deref().and_then(WarningLevel::parse);
+    evaluate_from(conn, site, state, stored, sup, today)
+}
+
+/// [`evaluate`] with the stored level already read (the tick reads it with the state).
+fn evaluate_from(
+    conn: &Connection,
+    site: &str,
+    state: &CaseState,
+    stored: Option<WarningLevel>,
+    sup: &Supervision,
+    today: NaiveDate,
+) -> rusqlite::Result<()> {
+    let cal = &*sup.calendar;
     let Some(clock) = state.clock() else {
         let open = state.accepted.is_none() && state.closed.is_none();
         conn.execute(
@@ -197,13 +203,11 @@ fn evaluate(
         Ok((due, level, next, completion, overdue)) => {
             let open = state.completed.is_none();
             if let Some(new) = escalate(stored, level) {
-                conn.execute(
+                conn.prepare_cached(
                     "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![site, state.case_no, new.as_str(), today.to_string(), super::now_ms()],
-                )?;
-                if new >= WarningLevel::YellowCard {
-                    tracing::warn!(site, case_no = %state.case_no, level = new.as_str(), "case overdue");
-                }
+                )?
+                .execute(params![site, state.case_no, new.as_str(), today.to_string(), super::now_ms()])?;
+                tracing::debug!(site, case_no = %state.case_no, level = new.as_str(), "case escalated");
                 announce(conn, sup, site, state, new, due, today, overdue)?;
             }
             let pause_check = check_pause(conn, sup, site, state, today)?;
@@ -211,30 +215,29 @@ fn evaluate(
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            conn.execute(
-                "UPDATE cases SET on_time = ?3, early = ?4 WHERE site = ?1 AND case_no = ?2",
-                params![
-                    site,
-                    state.case_no,
-                    completion.map(|c| c.on_time),
-                    completion.map(|c| c.early)
-                ],
-            )?;
             let kept = match (stored, level) {
                 (Some(s), Some(l)) => Some(s.max(l)),
                 (s, l) => l.or(s),
             };
-            conn.execute(
-                "UPDATE cases SET level = ?3, due = ?4, next_check = ?5, open = ?6, problem = NULL WHERE site = ?1 AND case_no = ?2",
-                params![
-                    site,
-                    state.case_no,
-                    kept.map(WarningLevel::as_str),
-                    due.map(|d| d.to_string()),
-                    if open { next.map(|d| d.to_string()) } else { None },
-                    open
-                ],
-            )?;
+            conn.prepare_cached(
+                "UPDATE cases SET level = ?3, due = ?4, next_check = ?5, open = ?6, problem = NULL,
+                     on_time = ?7, early = ?8
+                 WHERE site = ?1 AND case_no = ?2",
+            )?
+            .execute(params![
+                site,
+                state.case_no,
+                kept.map(WarningLevel::as_str),
+                due.map(|d| d.to_string()),
+                if open {
+                    next.map(|d| d.to_string())
+                } else {
+                    None
+                },
+                open,
+                completion.map(|c| c.on_time),
+                completion.map(|c| c.early)
+            ])?;
         }
         Err(e) => {
             // Without the calendar there is no light to show; a completed case is still closed, and
@@ -373,18 +376,22 @@ fn announce(
 /// The timer tick: re-evaluates only the open cases whose next change is due by `today`, and gives
 /// completed cases left unrated their default rating. Returns how many cases it looked at.
 pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite::Result<usize> {
-    let due: Vec<(String, String)> = {
-        let mut stmt = conn
-            .prepare_cached("SELECT site, state FROM cases WHERE open = 1 AND next_check <= ?1")?;
-        stmt.query_map([today.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
+    let due: Vec<(String, String, Option<String>)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT site, state, level FROM cases WHERE open = 1 AND next_check <= ?1",
+        )?;
+        stmt.query_map([today.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?
     };
     let mut n = 0;
-    for (site, state) in due {
+    for (site, state, level) in due {
         let Ok(state) = serde_json::from_str::<CaseState>(&state) else {
             continue;
         };
-        evaluate(conn, &site, &state, sup, today)?;
+        let stored = level.as_deref().and_then(WarningLevel::parse);
+        evaluate_from(conn, &site, &state, stored, sup, today)?;
         n += 1;
     }
     n += super::ratings::default_unrated(conn, &sup.config, today)?;

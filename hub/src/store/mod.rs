@@ -73,6 +73,9 @@ fn open(path: &Path) -> Result<Connection, Error> {
         .map_err(db_err(path))?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(db_err(path))?;
+    // 64 MiB of page cache per connection: oversight touches indexes across a large file.
+    conn.pragma_update(None, "cache_size", -65536)
+        .map_err(db_err(path))?;
     conn.execute_batch(SCHEMA).map_err(db_err(path))?;
     for schema in [
         cases::SCHEMA,

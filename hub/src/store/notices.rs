@@ -39,7 +39,8 @@ pub struct Notice<'a> {
 }
 
 /// Records the messages of `notice`, one per recipient; a role with no contact is recorded as
-/// `no_contact` so the admin sees who is missing. Returns how many new rows were written.
+/// `no_contact` (once a day per role and unit, or handler) so the admin sees who is missing.
+/// Returns how many new rows were written.
 pub fn enqueue(
     conn: &Connection,
     config: &HubConfig,
@@ -69,8 +70,19 @@ pub fn enqueue(
             ])?;
         }
         if !any {
+            // One row per missing contact and day, not one per message: the admin's to-do list.
+            let who = if role == Role::Handler {
+                notice.staff_id
+            } else {
+                notice.unit
+            };
             n += insert.execute(params![
-                format!("{}:{}:-", notice.key, role.as_str()),
+                format!(
+                    "no_contact:{}:{}:{}:{who}",
+                    notice.day,
+                    role.as_str(),
+                    notice.site
+                ),
                 super::now_ms(),
                 notice.day.to_string(),
                 notice.site,
