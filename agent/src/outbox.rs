@@ -674,6 +674,71 @@ mod tests {
         );
     }
 
+    fn command(id: &str) -> CommandOutcome {
+        let body = json!({"cmd_id": id, "ok": false, "detail": "not supported yet"});
+        CommandOutcome {
+            cmd_id: id.into(),
+            kind: "restart".into(),
+            ok: false,
+            result: EventDraft::new("cmd_result", "2026-11-23T08:29:01.120+08:00", &body).unwrap(),
+            roster: None,
+        }
+    }
+
+    /// Commands share group commits with appends: each caller gets its own result, a repeated id
+    /// appends nothing, and the chain stays gap-free.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_and_appends_in_one_group_get_their_own_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let (site, device) = ids();
+        let outbox = Outbox::open(&dir.path().join("o.db"), &site, &device).unwrap();
+        let appends: Vec<_> = (0..50)
+            .map(|n| {
+                let o = outbox.clone();
+                tokio::spawn(async move { o.append(vec![punch(n), punch(n)]).await.unwrap() })
+            })
+            .collect();
+        let commands: Vec<_> = (0..20)
+            .map(|n| {
+                let o = outbox.clone();
+                let id = format!("c{}", n % 5);
+                tokio::spawn(
+                    async move { (id.clone(), o.record_command(command(&id)).await.unwrap()) },
+                )
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for t in appends {
+            let got = t.await.unwrap();
+            assert_eq!(got.len(), 2);
+            assert_eq!(
+                got[1].seq,
+                got[0].seq + 1,
+                "one request's events stay together"
+            );
+            seqs.extend(got.iter().map(|a| a.seq));
+        }
+        let mut executed = std::collections::BTreeMap::new();
+        for t in commands {
+            let (id, got) = t.await.unwrap();
+            if let Some(a) = got {
+                assert!(executed.insert(id, a.seq).is_none(), "executed twice");
+                seqs.push(a.seq);
+            }
+        }
+        assert_eq!(executed.len(), 5);
+        seqs.sort();
+        assert_eq!(seqs, (1..=105).collect::<Vec<_>>());
+        for (id, seq) in &executed {
+            assert!(outbox.command_executed(id).unwrap());
+            let row = outbox.read_from(*seq, 1, usize::MAX).unwrap();
+            let text = String::from_utf8(row[0].canonical.clone()).unwrap();
+            assert!(text.contains("cmd_result") && text.contains(&format!("\"cmd_id\":\"{id}\"")));
+        }
+        assert!(!outbox.command_executed("c9").unwrap());
+        assert_eq!(outbox.integrity_check().unwrap(), "ok");
+    }
+
     #[test]
     fn another_boxs_outbox_is_refused() {
         let dir = tempfile::tempdir().unwrap();
