@@ -980,6 +980,42 @@ mod tests {
     }
 
     #[test]
+    fn a_box_request_cannot_ask_for_more_than_a_box_certificate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CaDir::new(tmp.path());
+        init(&dir, "随县", &["localhost".into()], false).unwrap();
+        // The request asks to be a CA, for a server name, and for server authentication.
+        let key = KeyPair::generate().unwrap();
+        let mut asked = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        asked.distinguished_name = rcgen::DistinguishedName::new();
+        asked
+            .distinguished_name
+            .push(DnType::CommonName, "suixian-shangshi.box-02");
+        asked.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        asked.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let csr = tmp.path().join("box.csr");
+        std::fs::write(&csr, asked.serialize_request(&key).unwrap().pem().unwrap()).unwrap();
+        let (s, d) = ids("suixian-shangshi", "box-02");
+        let rep = issue_device(&dir, &s, &d, &KeySource::Csr(csr), None, false).unwrap();
+        assert!(rep.key.is_none());
+
+        let pem = std::fs::read_to_string(&rep.cert).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        assert!(!cert.is_ca());
+        assert!(cert.subject_alternative_name().unwrap().is_none());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), "suixian-shangshi.box-02");
+        // The certificate holds the box's public key, not one made here.
+        assert_eq!(
+            cert.public_key().subject_public_key.data.as_ref(),
+            key.public_key_raw()
+        );
+    }
+
+    #[test]
     fn init_issue_revoke_in_a_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = CaDir::new(tmp.path());
