@@ -36,6 +36,33 @@ impl Supervision {
     }
 }
 
+/// Cases re-evaluated per transaction: short transactions leave the write lock to ingest.
+pub const TICK_CHUNK: u32 = 5_000;
+
+/// One tick: every case due by `today`, in transactions of at most `chunk` cases, then the default
+/// ratings of cases left unrated. Returns how many cases were looked at.
+pub fn run_tick(
+    writer: &mut Writer,
+    sup: &Supervision,
+    today: chrono::NaiveDate,
+    chunk: u32,
+) -> rusqlite::Result<usize> {
+    let mut total = 0;
+    loop {
+        let tx = writer.transaction()?;
+        let n = cases::tick_chunk(&tx, sup, today, chunk)?;
+        tx.commit()?;
+        total += n;
+        if n < chunk as usize {
+            break;
+        }
+    }
+    let tx = writer.transaction()?;
+    total += crate::store::ratings::default_unrated(&tx, &sup.config, today)?;
+    tx.commit()?;
+    Ok(total)
+}
+
 /// Runs the tick on its own thread with its own write connection, forever.
 pub fn spawn(mut writer: Writer, sup: Supervision, every: Duration) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -43,12 +70,7 @@ pub fn spawn(mut writer: Writer, sup: Supervision, every: Duration) -> std::io::
         .spawn(move || {
             loop {
                 let today = sup.clock.today();
-                // One transaction per tick: one fsync however many cases escalate.
-                let result = writer.transaction().and_then(|tx| {
-                    let n = cases::tick(&tx, &sup, today)?;
-                    tx.commit().map(|()| n)
-                });
-                match result {
+                match run_tick(&mut writer, &sup, today, TICK_CHUNK) {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(cases = n, %today, "oversight tick re-evaluated cases"),
                     Err(e) => {

@@ -746,3 +746,29 @@ fn a_pause_past_its_sub_limit_is_flagged_once() {
         .collect();
     assert_eq!(levels, ["blue", "pause_overdue"]);
 }
+
+#[test]
+fn the_tick_covers_every_due_case_in_short_transactions() {
+    let f = Fixture::new();
+    for i in 0..7 {
+        f.case(
+            "2025-11-03",
+            "2025-11-03T09:00:00+08:00",
+            stage(&format!("C-{i}"), "accepted", 3),
+        );
+    }
+    // Due Thursday 11-06: on Wednesday every case turns yellow, two cases per transaction.
+    let sup = f.sup("2025-11-05");
+    let n = sunlight_hub::supervise::run_tick(&mut f.writer(), &sup, d("2025-11-05"), 2).unwrap();
+    assert_eq!(n, 7);
+    let cases = f.reader().cases(&CaseFilter::default()).unwrap();
+    assert!(
+        cases
+            .iter()
+            .all(|c| c.level.as_deref() == Some("yellow_light"))
+    );
+    // Nothing is due again the same day.
+    let again =
+        sunlight_hub::supervise::run_tick(&mut f.writer(), &sup, d("2025-11-05"), 2).unwrap();
+    assert_eq!(again, 0);
+}

@@ -376,11 +376,26 @@ fn announce(
 /// The timer tick: re-evaluates only the open cases whose next change is due by `today`, and gives
 /// completed cases left unrated their default rating. Returns how many cases it looked at.
 pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite::Result<usize> {
+    let n = tick_chunk(conn, sup, today, u32::MAX)?;
+    Ok(n + super::ratings::default_unrated(conn, &sup.config, today)?)
+}
+
+/// Re-evaluates at most `limit` of the open cases whose next change is due by `today`, earliest
+/// first. Each evaluated case moves its `next_check` past `today`, so calling this in short
+/// transactions until it returns less than `limit` covers them all without holding the store's
+/// write lock (which ingest needs) for long.
+pub fn tick_chunk(
+    conn: &Connection,
+    sup: &Supervision,
+    today: NaiveDate,
+    limit: u32,
+) -> rusqlite::Result<usize> {
     let due: Vec<(String, String, Option<String>)> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT site, state, level FROM cases WHERE open = 1 AND next_check <= ?1",
+            "SELECT site, state, level FROM cases WHERE open = 1 AND next_check <= ?1
+             ORDER BY next_check LIMIT ?2",
         )?;
-        stmt.query_map([today.to_string()], |r| {
+        stmt.query_map(params![today.to_string(), limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?
@@ -394,7 +409,6 @@ pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite:
         evaluate_from(conn, &site, &state, stored, sup, today)?;
         n += 1;
     }
-    n += super::ratings::default_unrated(conn, &sup.config, today)?;
     Ok(n)
 }
 
