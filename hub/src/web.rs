@@ -63,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/attendance/units", get(attendance_units))
         .route("/api/v1/attendance/patrols", get(attendance_patrols))
+        .route("/api/v1/attendance/leave", get(attendance_leave))
         .route(
             "/api/v1/attendance/makeups",
             get(makeups).post(makeup_request),
@@ -786,6 +787,28 @@ async fn commands(State(state): State<ApiState>, Query(q): Query<AttendanceQuery
     .await
     {
         Ok(c) => axum::Json(json!({ "commands": c })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Leave and out-of-office registrations in a month, flagged where a stamped note is missing.
+async fn attendance_leave(
+    State(state): State<ApiState>,
+    Query(q): Query<AttendanceQuery>,
+) -> Response {
+    let site = match q.site() {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let month = q.month(state.sup.clock.today());
+    let (m, cal) = (month.clone(), state.sup.calendar.clone());
+    match read(&state, move |r| {
+        r.run(|c| store::attendance::leave_month(c, &cal, &site, &m))
+    })
+    .await
+    {
+        Ok(Some(l)) => axum::Json(json!({ "month": month, "leave": l })).into_response(),
+        Ok(None) => bad_month(&month),
         Err(r) => r,
     }
 }

@@ -342,6 +342,16 @@ fn leave_over_a_day_without_a_stamped_note_is_listed() {
         month.leave_needing_note
     );
     assert_eq!(month.leave_needing_note[0]["working_days"], 2);
+    let listed = f
+        .reader()
+        .run(|c| att::leave_month(c, &f.sup.calendar, SITE, "2025-11"))
+        .unwrap()
+        .unwrap();
+    let flags: Vec<_> = listed
+        .iter()
+        .map(|l| l["needs_stamped_note"].as_bool())
+        .collect();
+    assert_eq!(flags, [Some(true), Some(false)]);
     // The leave covers both segments of both days.
     let monday = month.days.iter().find(|x| x.day == "2025-11-03").unwrap();
     assert!(

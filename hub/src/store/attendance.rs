@@ -1091,3 +1091,67 @@ pub fn patrols_month(
             .collect(),
     }))
 }
+
+/// Leave and out-of-office registrations of a site in a month, each with whether the stamped-note
+/// rule asks for a note it lacks.
+pub fn leave_month(
+    conn: &Connection,
+    cal: &Calendar,
+    site: &str,
+    month: &str,
+) -> rusqlite::Result<Option<Vec<serde_json::Value>>> {
+    let Some((first, last)) = month_range(month) else {
+        return Ok(None);
+    };
+    let rows: Vec<(
+        String,
+        String,
+        Option<String>,
+        String,
+        String,
+        Option<String>,
+    )> = conn
+        .prepare_cached(
+            "SELECT staff_id, duty_type, leave_type, from_at, to_at, note_ref FROM duties
+             WHERE site = ?1 AND duty_type != 'return' AND from_at <= ?3 AND to_at >= ?2
+             ORDER BY from_at",
+        )?
+        .query_map(
+            params![
+                site,
+                format!("{first} 00:00:00"),
+                format!("{last} 23:59:59")
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut needing: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    let staff: BTreeSet<&String> = rows.iter().map(|r| &r.0).collect();
+    for s in staff {
+        needing.insert(
+            s.clone(),
+            leave_needing_note(conn, cal, site, s, first, last)?,
+        );
+    }
+    Ok(Some(
+        rows.iter()
+            .map(|(staff, kind, leave_type, from, to, note)| {
+                let needs_note = needing.get(staff).is_some_and(|n| {
+                    n.iter()
+                        .any(|x| x["from"] == from.as_str() && x["to"] == to.as_str())
+                });
+                serde_json::json!({ "staff_id": staff, "type": kind, "leave_type": leave_type,
+                    "from": from, "to": to, "note_ref": note, "needs_stamped_note": needs_note })
+            })
+            .collect(),
+    ))
+}
