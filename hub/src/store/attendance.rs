@@ -1103,14 +1103,16 @@ pub fn leave_month(
     let Some((first, last)) = month_range(month) else {
         return Ok(None);
     };
-    let rows: Vec<(
+    // (staff, type, leave type, from, to, note)
+    type Row = (
         String,
         String,
         Option<String>,
         String,
         String,
         Option<String>,
-    )> = conn
+    );
+    let rows: Vec<Row> = conn
         .prepare_cached(
             "SELECT staff_id, duty_type, leave_type, from_at, to_at, note_ref FROM duties
              WHERE site = ?1 AND duty_type != 'return' AND from_at <= ?3 AND to_at >= ?2
