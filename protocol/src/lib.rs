@@ -6,6 +6,7 @@
 //! envelope ([`batch`]), and the hub's replies and commands ([`message`]). Nothing here does I/O.
 
 pub mod batch;
+pub mod blob;
 pub mod chain;
 pub mod error;
 pub mod event;
