@@ -16,6 +16,34 @@ pub struct HubConfig {
     pub letters: LetterConfig,
     pub pauses: PauseRules,
     pub attendance: AttendanceConfig,
+    pub blobs: BlobConfig,
+}
+
+/// Snapshot images at the hub: how long they are kept (seeds 002/003: 10–30 days).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobConfig {
+    pub retention_days: u32,
+    /// Site id → days, for sites kept longer or shorter.
+    pub retention_by_site: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for BlobConfig {
+    fn default() -> Self {
+        BlobConfig {
+            retention_days: 30,
+            retention_by_site: Default::default(),
+        }
+    }
+}
+
+impl BlobConfig {
+    pub fn days_for(&self, site: &str) -> u32 {
+        self.retention_by_site
+            .get(site)
+            .copied()
+            .unwrap_or(self.retention_days)
+    }
 }
 
 /// Attendance rules (OVERSIGHT.md §3) and the office hours.

@@ -303,6 +303,9 @@ fn apply_one(
                     Kind::CmdResult => {
                         store::commands::apply_result(tx, site.as_str(), device.as_str(), e.body())?
                     }
+                    Kind::Snapshot => {
+                        crate::blobs::apply_snapshot(tx, site.as_str(), device.as_str(), e.body())?
+                    }
                     Kind::Case => store::cases::apply_event(
                         tx,
                         site.as_str(),

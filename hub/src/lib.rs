@@ -5,6 +5,7 @@
 //! (the append-only event store and device registry) → [`web`] (the HTTP API). Oversight engines,
 //! notifications and reports build on the store in later steps.
 
+pub mod blobs;
 pub mod broker;
 pub mod clock;
 pub mod config;

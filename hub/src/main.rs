@@ -340,12 +340,19 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         metrics.clone(),
         sup.clone(),
     );
+    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = Arc::new(
+        sunlight_hub::blobs::LocalDir::new(args.data_dir.join("blobs"))
+            .map_err(|e| Error::io("creating the blob directory", e))?,
+    );
+    sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config.clone())
+        .map_err(|e| Error::io("starting the blob cleaner", e))?;
     let api_writer = Arc::new(Mutex::new(Writer::open(&path)?));
     let api = web::router(web::ApiState {
         reader: Arc::new(Mutex::new(Reader::open(&path)?)),
         writer: api_writer.clone(),
         metrics,
         sup,
+        blobs,
     });
     let listener = tokio::net::TcpListener::bind(args.http)
         .await

@@ -26,6 +26,7 @@ pub struct ApiState {
     pub writer: Arc<Mutex<Writer>>,
     pub metrics: Arc<Metrics>,
     pub sup: Supervision,
+    pub blobs: Arc<dyn crate::blobs::BlobStore>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -76,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/attendance/violations",
             axum::routing::post(violation),
         )
+        .merge(crate::blobs::router())
         .with_state(state)
 }
 

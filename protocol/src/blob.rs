@@ -23,7 +23,10 @@ pub fn put_message(sha256: &str, site: &str, device: &str, time: &str) -> Vec<u8
 
 /// Whether `text` is a lowercase hex SHA-256.
 pub fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

@@ -216,8 +216,8 @@ pub fn apply_punch(
     let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     conn.prepare_cached(
         "INSERT INTO punches (site, staff_id, day, time, at, direction, method, source, terminal_time, box_time,
-                              clock_offset_ms, flags, received_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                              clock_offset_ms, flags, received_ms, photo)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         site,
@@ -232,7 +232,10 @@ pub fn apply_punch(
         raw["box_time"].as_str(),
         clock_offset_ms,
         raw.get("flags").map(|f| f.to_string()),
-        super::now_ms()
+        super::now_ms(),
+        p.photo
+            .as_deref()
+            .filter(|s| sunlight_protocol::blob::is_sha256_hex(s))
     ])?;
     Ok(())
 }
@@ -556,6 +559,8 @@ pub struct PunchView {
     pub flags: Option<serde_json::Value>,
     /// Set for an approved make-up punch (补卡).
     pub makeup: bool,
+    /// The punch photo (拍照刷卡考勤), when the box took one: `/api/v1/blobs/<sha256>`.
+    pub photo: Option<String>,
 }
 
 /// What one clerk did on one day.
@@ -584,7 +589,7 @@ struct Facts {
 fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusqlite::Result<Facts> {
     let mut punches: BTreeMap<(String, NaiveDate), Vec<PunchView>> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT staff_id, day, time, direction, method, clock_offset_ms, received_ms, flags FROM punches
+        "SELECT staff_id, day, time, direction, method, clock_offset_ms, received_ms, flags, photo FROM punches
          WHERE site = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, time",
     )?;
     let mut rows = stmt.query(params![site, from.to_string(), to.to_string()])?;
@@ -604,6 +609,9 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
                 received_at: super::fmt_ms(r.get(6)?),
                 flags: flags.and_then(|f| serde_json::from_str(&f).ok()),
                 makeup: false,
+                photo: r
+                    .get::<_, Option<String>>(8)?
+                    .map(|sha| format!("/api/v1/blobs/{sha}")),
             });
     }
     let mut stmt = conn.prepare_cached(
@@ -624,6 +632,7 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
             received_at: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
             flags: None,
             makeup: true,
+            photo: None,
         });
         list.sort_by(|a, b| a.time.cmp(&b.time));
     }

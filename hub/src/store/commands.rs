@@ -23,9 +23,25 @@ pub fn create_for_site(
     ttl_ms: i64,
     by: &str,
 ) -> rusqlite::Result<Vec<String>> {
+    create(conn, site, None, kind, args, ttl_ms, by)
+}
+
+/// Records a command for one box of `site`, or for each of its registered boxes when `device` is
+/// `None`. Returns the command ids (none when no such box is registered).
+pub fn create(
+    conn: &Connection,
+    site: &str,
+    device: Option<&str>,
+    kind: &str,
+    args: &serde_json::Value,
+    ttl_ms: i64,
+    by: &str,
+) -> rusqlite::Result<Vec<String>> {
     let devices: Vec<String> = conn
-        .prepare_cached("SELECT device FROM devices WHERE site = ?1 ORDER BY device")?
-        .query_map([site], |r| r.get(0))?
+        .prepare_cached(
+            "SELECT device FROM devices WHERE site = ?1 AND (?2 IS NULL OR device = ?2) ORDER BY device",
+        )?
+        .query_map(params![site, device], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let now = super::now_ms();
     let mut ids = Vec::new();

@@ -81,6 +81,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         cases::SCHEMA,
         attendance::SCHEMA,
         commands::SCHEMA,
+        crate::blobs::SCHEMA,
         notices::SCHEMA,
         letters::SCHEMA,
         ratings::SCHEMA,

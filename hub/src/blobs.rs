@@ -1,0 +1,660 @@
+//! Snapshot images at the hub (issue 5): a content-addressed blob store behind a trait (a local
+//! directory by default; an S3-compatible store is the scale option, see docs/cameras.md), the
+//! signed upload `PUT /api/v1/blobs/{sha256}` (PROTOCOL.md "Blobs", `sunlight_protocol::blob`), the
+//! camera API, the "snapshot now" round trip, and retention.
+
+// The HTTP helpers here return the refusal itself as their error: an axum `Response` (large, but
+// built once per refused request, on a path where its size does not matter).
+#![allow(clippy::result_large_err)]
+
+use crate::store::{self, Reader, Writer};
+use crate::web::ApiState;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use sunlight_protocol::blob as wire;
+
+/// Where image bytes live. Keys are lowercase hex SHA-256 of the bytes.
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` under `sha256`; `false` if it was already there.
+    fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<bool>;
+    fn get(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>>;
+    fn has(&self, sha256: &str) -> bool;
+    /// Removes a blob; `false` if it was not there.
+    fn remove(&self, sha256: &str) -> std::io::Result<bool>;
+}
+
+/// Blobs as files: `<root>/ab/<sha256>.jpg`, written to a temporary file, synced, then renamed.
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(root: PathBuf) -> std::io::Result<LocalDir> {
+        std::fs::create_dir_all(&root)?;
+        Ok(LocalDir { root })
+    }
+
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.root.join(&sha256[..2]).join(format!("{sha256}.jpg"))
+    }
+}
+
+impl BlobStore for LocalDir {
+    fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<bool> {
+        let path = self.path(sha256);
+        if path.exists() {
+            return Ok(false);
+        }
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(true)
+    }
+
+    fn get(&self, sha256: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.path(sha256)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn has(&self, sha256: &str) -> bool {
+        self.path(sha256).exists()
+    }
+
+    fn remove(&self, sha256: &str) -> std::io::Result<bool> {
+        match std::fs::remove_file(self.path(sha256)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, site TEXT NOT NULL, device TEXT NOT NULL, bytes INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL, removed_ms INTEGER);
+CREATE INDEX IF NOT EXISTS blobs_by_age ON blobs (site, received_ms) WHERE removed_ms IS NULL;
+CREATE TABLE IF NOT EXISTS snapshots (
+    id INTEGER PRIMARY KEY, site TEXT NOT NULL, device TEXT NOT NULL, camera_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    taken_at TEXT NOT NULL, taken_ms INTEGER NOT NULL, trigger TEXT NOT NULL, received_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS snapshots_by_camera ON snapshots (site, camera_id, taken_ms);
+CREATE TABLE IF NOT EXISTS blob_cleanups (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, site TEXT NOT NULL, removed INTEGER NOT NULL,
+    bytes INTEGER NOT NULL, older_than_days INTEGER NOT NULL);
+";
+
+/// Records a `snapshot` event (the image may arrive before or after it).
+pub fn apply_snapshot(
+    conn: &Connection,
+    site: &str,
+    device: &str,
+    body: &str,
+) -> rusqlite::Result<()> {
+    let Ok(s) = serde_json::from_str::<sunlight_protocol::event::bodies::Snapshot>(body) else {
+        return Ok(());
+    };
+    let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let taken_ms = chrono::DateTime::parse_from_rfc3339(&s.taken_at)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|_| store::now_ms());
+    conn.prepare_cached(
+        "INSERT INTO snapshots (site, device, camera_id, sha256, bytes, width, height, taken_at, taken_ms, trigger, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        site,
+        device,
+        s.camera_id,
+        s.sha256.to_ascii_lowercase(),
+        s.bytes as i64,
+        s.width,
+        s.height,
+        s.taken_at,
+        taken_ms,
+        raw["trigger"].as_str().unwrap_or(""),
+        store::now_ms()
+    ])?;
+    Ok(())
+}
+
+/// A snapshot as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotView {
+    pub site: String,
+    pub device: String,
+    pub camera_id: String,
+    pub sha256: String,
+    pub bytes: i64,
+    pub width: u32,
+    pub height: u32,
+    pub taken_at: String,
+    pub trigger: String,
+    /// Seconds since it was taken (by the hub's clock).
+    pub age_secs: i64,
+    /// `uploaded` when the image is at the hub, `uploading` while only its event has arrived,
+    /// `removed` after retention.
+    pub image: &'static str,
+    /// Where to fetch the image once uploaded.
+    pub url: String,
+}
+
+fn snapshot_row(now_ms: i64) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<SnapshotView> {
+    move |r| {
+        let sha: String = r.get(3)?;
+        let present: Option<i64> = r.get(10)?;
+        let removed: Option<i64> = r.get(11)?;
+        Ok(SnapshotView {
+            site: r.get(0)?,
+            device: r.get(1)?,
+            camera_id: r.get(2)?,
+            url: format!("/api/v1/blobs/{sha}"),
+            sha256: sha,
+            bytes: r.get(4)?,
+            width: r.get(5)?,
+            height: r.get(6)?,
+            taken_at: r.get(7)?,
+            age_secs: (now_ms - r.get::<_, i64>(8)?) / 1000,
+            trigger: r.get(9)?,
+            image: match (present, removed) {
+                (Some(_), None) => "uploaded",
+                (Some(_), Some(_)) => "removed",
+                (None, _) => "uploading",
+            },
+        })
+    }
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "s.site, s.device, s.camera_id, s.sha256, s.bytes, s.width, s.height, s.taken_at,
+    s.taken_ms, s.trigger, b.received_ms, b.removed_ms";
+
+/// The latest snapshot of every camera (of one site, or all).
+pub fn latest(conn: &Connection, site: Option<&str>) -> rusqlite::Result<Vec<SnapshotView>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM snapshots s LEFT JOIN blobs b ON b.sha256 = s.sha256
+         WHERE s.id IN (SELECT max(id) FROM snapshots WHERE (?1 IS NULL OR site = ?1) GROUP BY site, camera_id)
+         ORDER BY s.site, s.camera_id"
+    ))?
+    .query_map([site], snapshot_row(store::now_ms()))?
+    .collect()
+}
+
+/// A camera's snapshots between two times (ms since the epoch), newest first.
+pub fn history(
+    conn: &Connection,
+    site: &str,
+    camera: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> rusqlite::Result<Vec<SnapshotView>> {
+    conn.prepare_cached(&format!(
+        "SELECT {SNAPSHOT_COLUMNS} FROM snapshots s LEFT JOIN blobs b ON b.sha256 = s.sha256
+         WHERE s.site = ?1 AND s.camera_id = ?2 AND s.taken_ms BETWEEN ?3 AND ?4
+         ORDER BY s.taken_ms DESC LIMIT 500"
+    ))?
+    .query_map(
+        params![site, camera, from_ms, to_ms],
+        snapshot_row(store::now_ms()),
+    )?
+    .collect()
+}
+
+/// Removes images older than the retention of their site; records and returns what was removed
+/// per site. Snapshot events stay (they are facts); their image shows as `removed`.
+pub fn clean(
+    conn: &Connection,
+    blobs: &dyn BlobStore,
+    retention: &crate::config::BlobConfig,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<(String, u64, u64)>> {
+    let sites: Vec<String> = conn
+        .prepare_cached("SELECT DISTINCT site FROM blobs WHERE removed_ms IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut report = Vec::new();
+    for site in sites {
+        let days = retention.days_for(&site);
+        let cutoff = now_ms - i64::from(days) * 86_400_000;
+        let old: Vec<(String, i64)> = conn
+            .prepare_cached(
+                "SELECT sha256, bytes FROM blobs WHERE site = ?1 AND removed_ms IS NULL AND received_ms < ?2",
+            )?
+            .query_map(params![site, cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for (sha, size) in old {
+            match blobs.remove(&sha) {
+                Ok(_) => {
+                    conn.execute(
+                        "UPDATE blobs SET removed_ms = ?2 WHERE sha256 = ?1",
+                        params![sha, now_ms],
+                    )?;
+                    n += 1;
+                    bytes += size as u64;
+                }
+                Err(e) => tracing::error!(%sha, error = %e, "could not remove an expired image"),
+            }
+        }
+        if n > 0 {
+            conn.execute(
+                "INSERT INTO blob_cleanups (at_ms, site, removed, bytes, older_than_days) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now_ms, site, n as i64, bytes as i64, days],
+            )?;
+            tracing::info!(%site, removed = n, bytes, days, "expired snapshot images removed");
+            report.push((site, n, bytes));
+        }
+    }
+    Ok(report)
+}
+
+/// Runs the retention cleaner once an hour on its own thread.
+pub fn spawn_cleaner(
+    mut writer: Writer,
+    blobs: Arc<dyn BlobStore>,
+    config: Arc<crate::config::HubConfig>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("blob-cleaner".into())
+        .spawn(move || {
+            loop {
+                let result =
+                    writer.run(|tx| clean(tx, blobs.as_ref(), &config.blobs, store::now_ms()));
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "blob retention failed; retrying in an hour");
+                }
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/api/v1/blobs/{sha256}",
+            get(get_blob)
+                .put(put_blob)
+                .layer(DefaultBodyLimit::max(wire::MAX_BLOB_BYTES)),
+        )
+        .route("/api/v1/cameras", get(cameras))
+        .route(
+            "/api/v1/cameras/{site}/{camera_id}/snapshots",
+            get(camera_history),
+        )
+        .route(
+            "/api/v1/cameras/{site}/{camera_id}/snapshot",
+            post(snapshot_now),
+        )
+}
+
+fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// Checks the upload's signature against the registered key of the box it names.
+fn authenticate(
+    reader: &Reader,
+    headers: &HeaderMap,
+    sha256: &str,
+) -> Result<(String, String), Response> {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, format!("missing {name} header")))
+    };
+    let (site, device, time, sig) = (
+        h(wire::SITE_HEADER)?,
+        h(wire::DEVICE_HEADER)?,
+        h(wire::TIME_HEADER)?,
+        h(wire::SIGNATURE_HEADER)?,
+    );
+    let signed_at = chrono::DateTime::parse_from_rfc3339(&time)
+        .map_err(|_| refuse(StatusCode::UNAUTHORIZED, "x-sunlight-time is not RFC 3339"))?;
+    let skew = (chrono::Utc::now().timestamp() - signed_at.timestamp()).abs();
+    if skew > wire::MAX_SKEW_SECS {
+        return Err(refuse(
+            StatusCode::UNAUTHORIZED,
+            format!("signed {skew} s away from the hub's clock; fix the box's clock"),
+        ));
+    }
+    let key: Option<String> = reader
+        .run(|c| {
+            c.query_row(
+                "SELECT pubkey FROM devices WHERE site = ?1 AND device = ?2",
+                params![site, device],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let key = key
+        .and_then(|k| sunlight_protocol::PublicKey::from_base64(&k))
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                format!("{site}/{device} is not a registered box"),
+            )
+        })?;
+    let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig.as_bytes())
+        .map_err(|_| refuse(StatusCode::UNAUTHORIZED, "the signature is not base64"))?;
+    if !key.verify(&wire::put_message(sha256, &site, &device, &time), &sig) {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "bad signature"));
+    }
+    Ok((site, device))
+}
+
+async fn put_blob(
+    State(state): State<ApiState>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !wire::is_sha256_hex(&sha256) {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "the path must be the lowercase hex SHA-256 of the body",
+        );
+    }
+    let computed = hex::encode(Sha256::digest(&body));
+    if computed != sha256 {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body's SHA-256 is {computed}, not {sha256}: the upload was damaged, send it again"
+            ),
+        );
+    }
+    if !body.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body is not a JPEG image",
+        );
+    }
+    let (reader, writer, blobs) = (
+        state.reader.clone(),
+        state.writer.clone(),
+        state.blobs.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        let (site, device) = {
+            let r = reader.lock().map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "reader poisoned"))?;
+            authenticate(&r, &headers, &sha256)?
+        };
+        let created = blobs
+            .put(&sha256, &body)
+            .map_err(|e| refuse(StatusCode::INSUFFICIENT_STORAGE, format!("storing the image: {e}")))?;
+        let mut w = writer.lock().map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "writer poisoned"))?;
+        w.run(|tx| {
+            tx.execute(
+                "INSERT INTO blobs (sha256, site, device, bytes, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (sha256) DO UPDATE SET removed_ms = NULL",
+                params![sha256, site, device, body.len() as i64, store::now_ms()],
+            )
+        })
+        .map_err(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        Ok::<_, Response>(created)
+    })
+    .await;
+    match result {
+        Ok(Ok(true)) => {
+            (StatusCode::CREATED, axum::Json(json!({ "stored": true }))).into_response()
+        }
+        Ok(Ok(false)) => (
+            StatusCode::OK,
+            axum::Json(json!({ "stored": true, "already": true })),
+        )
+            .into_response(),
+        Ok(Err(r)) => r,
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// The image (HEAD answers whether the hub has it).
+async fn get_blob(State(state): State<ApiState>, Path(sha256): Path<String>) -> Response {
+    if !wire::is_sha256_hex(&sha256) {
+        return refuse(StatusCode::BAD_REQUEST, "not a SHA-256");
+    }
+    let blobs = state.blobs.clone();
+    match tokio::task::spawn_blocking(move || blobs.get(&sha256)).await {
+        Ok(Ok(Some(bytes))) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (
+                    header::CACHE_CONTROL,
+                    "private, max-age=31536000, immutable",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Ok(None)) => refuse(
+            StatusCode::NOT_FOUND,
+            "no such image (not uploaded yet, or removed after retention)",
+        ),
+        Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CameraQuery {
+    site: Option<String>,
+    /// RFC 3339; default a day ago.
+    from: Option<String>,
+    /// RFC 3339; default now.
+    to: Option<String>,
+    /// Seconds `POST .../snapshot` waits for the new image (default 15, at most 60).
+    wait: Option<u64>,
+}
+
+fn ms(text: Option<&str>, default: i64) -> Result<i64, Response> {
+    match text {
+        None => Ok(default),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.timestamp_millis())
+            .map_err(|_| {
+                refuse(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{t:?} is not an RFC 3339 time"),
+                )
+            }),
+    }
+}
+
+async fn read<T: Send + 'static>(
+    state: &ApiState,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    let reader = state.reader.clone();
+    match tokio::task::spawn_blocking(move || {
+        reader
+            .lock()
+            .map_err(|_| crate::Error::Closed)
+            .and_then(|r| r.run(f))
+    })
+    .await
+    {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
+}
+
+/// The latest image of every camera, with its age and whether it is uploaded yet.
+async fn cameras(State(state): State<ApiState>, Query(q): Query<CameraQuery>) -> Response {
+    match read(&state, move |c| latest(c, q.site.as_deref())).await {
+        Ok(s) => axum::Json(json!({ "cameras": s })).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn camera_history(
+    State(state): State<ApiState>,
+    Path((site, camera)): Path<(String, String)>,
+    Query(q): Query<CameraQuery>,
+) -> Response {
+    let now = store::now_ms();
+    let (from, to) = match (
+        ms(q.from.as_deref(), now - 86_400_000),
+        ms(q.to.as_deref(), now),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match read(&state, move |c| history(c, &site, &camera, from, to)).await {
+        Ok(s) => axum::Json(json!({ "snapshots": s })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Sends `snapshot` to the box that has this camera and waits for the new image: 200 with it, or
+/// 202 with the command when it has not arrived in time (the box may be offline; the command waits
+/// for it an hour).
+async fn snapshot_now(
+    State(state): State<ApiState>,
+    Path((site, camera)): Path<(String, String)>,
+    Query(q): Query<CameraQuery>,
+) -> Response {
+    let asked = store::now_ms();
+    let (s, c) = (site.clone(), camera.clone());
+    let writer = state.writer.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let mut w = writer.lock().map_err(|_| crate::Error::Closed)?;
+        w.run(|tx| {
+            let device: Option<String> = tx
+                .query_row(
+                    "SELECT device FROM snapshots WHERE site = ?1 AND camera_id = ?2 ORDER BY id DESC LIMIT 1",
+                    params![s, c],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            store::commands::create(
+                tx,
+                &s,
+                device.as_deref(),
+                "snapshot",
+                &json!({ "camera_id": c }),
+                3_600_000,
+                "api",
+            )
+        })
+    })
+    .await;
+    let ids = match created {
+        Ok(Ok(ids)) if !ids.is_empty() => ids,
+        Ok(Ok(_)) => {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                format!("no box is registered for {site}"),
+            );
+        }
+        Ok(Err(e)) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(15).min(60));
+    loop {
+        let (s, c) = (site.clone(), camera.clone());
+        let fresh = read(&state, move |conn| {
+            Ok(history(conn, &s, &c, asked - 5_000, i64::MAX)?
+                .into_iter()
+                .find(|v| v.image == "uploaded" && v.trigger == "command"))
+        })
+        .await;
+        match fresh {
+            Ok(Some(v)) => {
+                return axum::Json(json!({ "snapshot": v, "commands": ids })).into_response();
+            }
+            Ok(None) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
+            Ok(None) => {
+                return (
+                    StatusCode::ACCEPTED,
+                    axum::Json(json!({ "commands": ids, "state": "waiting for the box" })),
+                )
+                    .into_response();
+            }
+            Err(r) => return r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_store_is_idempotent_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path().to_path_buf()).unwrap();
+        let sha = hex::encode(Sha256::digest(b"x"));
+        assert!(store.put(&sha, b"x").unwrap());
+        assert!(!store.put(&sha, b"x").unwrap());
+        assert_eq!(store.get(&sha).unwrap().as_deref(), Some(&b"x"[..]));
+        assert!(store.remove(&sha).unwrap());
+        assert!(!store.has(&sha));
+        assert_eq!(store.get(&sha).unwrap(), None);
+    }
+
+    #[test]
+    fn retention_removes_old_images_per_site_and_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalDir::new(dir.path().join("blobs")).unwrap();
+        let mut w = Writer::open(&dir.path().join("hub.db")).unwrap();
+        let now = store::now_ms();
+        let day = 86_400_000;
+        let mut put = |site: &str, age_days: i64, content: &[u8]| {
+            let sha = hex::encode(Sha256::digest(content));
+            blobs.put(&sha, content).unwrap();
+            w.run(|tx| {
+                tx.execute(
+                    "INSERT INTO blobs (sha256, site, device, bytes, received_ms) VALUES (?1, ?2, 'box-01', ?3, ?4)",
+                    params![sha, site, content.len() as i64, now - age_days * day],
+                )
+            })
+            .unwrap();
+            sha
+        };
+        let old_a = put("a", 31, b"old a");
+        let new_a = put("a", 29, b"new a");
+        let old_b = put("b", 31, b"old b"); // site b keeps 60 days
+        let config = crate::config::BlobConfig {
+            retention_days: 30,
+            retention_by_site: [("b".to_owned(), 60)].into_iter().collect(),
+        };
+        let report = w.run(|tx| clean(tx, &blobs, &config, now)).unwrap();
+        assert_eq!(report, vec![("a".to_owned(), 1, 5)]);
+        assert!(!blobs.has(&old_a) && blobs.has(&new_a) && blobs.has(&old_b));
+        let again = w.run(|tx| clean(tx, &blobs, &config, now)).unwrap();
+        assert!(again.is_empty());
+    }
+}

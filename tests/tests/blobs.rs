@@ -1,0 +1,217 @@
+//! Snapshot images at the hub over real HTTP: a `snapshot` event arrives through a box and shows as
+//! "uploading"; the signed upload stores the image once (idempotent), refusing unsigned, forged,
+//! damaged, oversized and non-JPEG uploads; the camera list and history then show it "uploaded";
+//! "snapshot now" records a command for the box and answers 202 while it has not answered.
+
+use base64::Engine;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use sunlight_protocol::{DeviceKey, blob};
+use sunlight_tests::*;
+
+const SITE: &str = "suixian-shangshi";
+
+struct Put {
+    status: u16,
+    body: String,
+}
+
+fn put(hub: &Hub, sha: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Put {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/api/v1/blobs/{sha}", hub.http))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await.expect("put");
+        Put {
+            status: r.status().as_u16(),
+            body: r.text().await.unwrap_or_default(),
+        }
+    })
+}
+
+fn signed(key: &DeviceKey, sha: &str, device: &str) -> Vec<(&'static str, String)> {
+    let time = chrono::Utc::now().to_rfc3339();
+    let sig = key.sign(&blob::put_message(sha, SITE, device, &time));
+    vec![
+        (blob::SITE_HEADER, SITE.to_owned()),
+        (blob::DEVICE_HEADER, device.to_owned()),
+        (blob::TIME_HEADER, time),
+        (
+            blob::SIGNATURE_HEADER,
+            base64::engine::general_purpose::STANDARD.encode(sig),
+        ),
+    ]
+}
+
+fn jpeg(seed: u8) -> Vec<u8> {
+    let mut b = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
+    ];
+    b.extend(std::iter::repeat_n(seed, 2000));
+    b.extend([0xFF, 0xD9]);
+    b
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[test]
+fn images_upload_signed_once_and_show_per_camera() {
+    let dir = scratch("blobs");
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    let mut agent = Agent::new(
+        &dir.join("agent"),
+        SITE,
+        "box-01",
+        hub.mqtt_port(),
+        &hub,
+        "",
+    );
+    agent.start();
+    hub.start();
+    let key_hex = std::fs::read_to_string(dir.join("agent").join("data").join("device.key"))
+        .expect("device key");
+    let key = DeviceKey::from_hex(key_hex.trim()).expect("key");
+    let image = jpeg(7);
+    let digest = sha(&image);
+    let event = json!({"kind": "snapshot", "body": {"camera_id": "cam-w1", "sha256": digest, "bytes": image.len(),
+        "width": 640, "height": 480, "taken_at": chrono::Utc::now().to_rfc3339(), "trigger": "schedule"}});
+    assert_eq!(agent.post(&event).expect("post").0, 201);
+    let cam = wait_for(Duration::from_secs(30), "the snapshot event", || {
+        hub.get(&format!("/api/v1/cameras?site={SITE}"))?["cameras"]
+            .as_array()?
+            .first()
+            .cloned()
+    });
+    assert_eq!(
+        (cam["camera_id"].as_str(), cam["image"].as_str()),
+        (Some("cam-w1"), Some("uploading"))
+    );
+
+    // Refusals, each with a reason, none storing anything.
+    let p = put(&hub, &digest, image.clone(), &[]);
+    assert_eq!(p.status, 401, "{}", p.body);
+    let other = DeviceKey::generate().expect("key");
+    let p = put(
+        &hub,
+        &digest,
+        image.clone(),
+        &signed(&other, &digest, "box-01"),
+    );
+    assert_eq!(p.status, 401, "forged: {}", p.body);
+    let p = put(
+        &hub,
+        &digest,
+        image.clone(),
+        &signed(&key, &digest, "box-99"),
+    );
+    assert_eq!(p.status, 401, "unknown box: {}", p.body);
+    let mut damaged = image.clone();
+    damaged[100] ^= 1;
+    let p = put(&hub, &digest, damaged, &signed(&key, &digest, "box-01"));
+    assert_eq!(p.status, 400, "{}", p.body);
+    let html = b"<html>login</html>".to_vec();
+    let p = put(
+        &hub,
+        &sha(&html),
+        html.clone(),
+        &signed(&key, &sha(&html), "box-01"),
+    );
+    assert_eq!(p.status, 415, "{}", p.body);
+    let huge = vec![0xFF; blob::MAX_BLOB_BYTES + 1];
+    let p = put(
+        &hub,
+        &sha(&huge),
+        huge.clone(),
+        &signed(&key, &sha(&huge), "box-01"),
+    );
+    assert_eq!(p.status, 413, "{}", p.body);
+    let p = put(
+        &hub,
+        "../../etc/passwd",
+        image.clone(),
+        &signed(&key, &digest, "box-01"),
+    );
+    assert!(
+        p.status == 400 || p.status == 404,
+        "{} {}",
+        p.status,
+        p.body
+    );
+
+    // The real upload, then a repeat (a box resuming after a restart).
+    let p = put(
+        &hub,
+        &digest,
+        image.clone(),
+        &signed(&key, &digest, "box-01"),
+    );
+    assert_eq!(p.status, 201, "{}", p.body);
+    let p = put(
+        &hub,
+        &digest,
+        image.clone(),
+        &signed(&key, &digest, "box-01"),
+    );
+    assert_eq!(p.status, 200, "{}", p.body);
+    let cams = hub
+        .get(&format!("/api/v1/cameras?site={SITE}"))
+        .expect("cameras");
+    assert_eq!(cams["cameras"][0]["image"], "uploaded");
+    let client = reqwest::blocking_get(&format!(
+        "http://127.0.0.1:{}/api/v1/blobs/{digest}",
+        hub.http
+    ));
+    assert_eq!(client, Some(image.clone()));
+    let history = hub
+        .get(&format!("/api/v1/cameras/{SITE}/cam-w1/snapshots"))
+        .expect("history");
+    assert_eq!(history["snapshots"].as_array().map(Vec::len), Some(1));
+
+    // "Snapshot now": a command for the box that has this camera; without an answer in time, 202.
+    let (status, body) = hub
+        .post(
+            &format!("/api/v1/cameras/{SITE}/cam-w1/snapshot?wait=1"),
+            &json!({}),
+        )
+        .expect("snapshot now");
+    assert_eq!(status, 202, "{body}");
+    let cmds = hub
+        .get(&format!("/api/v1/commands?site={SITE}"))
+        .expect("commands");
+    assert!(
+        cmds["commands"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["kind"] == "snapshot" && c["device"] == "box-01")),
+        "{cmds}"
+    );
+    assert_eq!(hub.integrity(), "ok");
+}
+
+mod reqwest {
+    pub use ::reqwest::*;
+
+    /// GET the bytes of a URL (200 only).
+    pub fn blocking_get(url: &str) -> Option<Vec<u8>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let r = ::reqwest::get(url).await.ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.bytes().await.ok().map(|b| b.to_vec())
+        })
+    }
+}
