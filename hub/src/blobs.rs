@@ -348,7 +348,7 @@ fn authenticate(
     let key: Option<String> = reader
         .run(|c| {
             c.query_row(
-                "SELECT pubkey FROM devices WHERE site = ?1 AND device = ?2",
+                "SELECT pubkey FROM devices WHERE site = ?1 AND device = ?2 AND revoked_ms IS NULL",
                 params![site, device],
                 |r| r.get(0),
             )

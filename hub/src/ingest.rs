@@ -57,6 +57,9 @@ pub use crate::supervise::Supervision;
 pub struct Ingest {
     writer: Writer,
     devices: HashMap<DeviceKey, DeviceState>,
+    /// Revoked boxes, re-read every few seconds (a revocation is made by another process).
+    revoked: std::collections::HashSet<(String, String)>,
+    revoked_read: Option<std::time::Instant>,
     config: IngestConfig,
     metrics: Arc<Metrics>,
     supervision: Supervision,
@@ -85,6 +88,8 @@ impl Ingest {
         Ingest {
             writer,
             devices: HashMap::new(),
+            revoked: Default::default(),
+            revoked_read: None,
             config,
             metrics,
             supervision,
@@ -98,6 +103,13 @@ impl Ingest {
         let mut staged: HashMap<DeviceKey, DeviceState> = HashMap::new();
         let mut acks: Vec<(DeviceKey, u64, Vec<Rejected>)> = Vec::new();
         let result = (|| -> rusqlite::Result<()> {
+            if self
+                .revoked_read
+                .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(3))
+            {
+                self.revoked = store::revoked(self.writer.conn())?;
+                self.revoked_read = Some(std::time::Instant::now());
+            }
             // Look devices up before the transaction borrows the connection.
             for m in group {
                 if let Some((site, device, Channel::Batch)) = topics::parse(&m.topic) {
@@ -111,6 +123,7 @@ impl Ingest {
             }
             let devices = &self.devices;
             let ctx = Context {
+                revoked: &self.revoked,
                 config: &self.config,
                 metrics: &self.metrics,
                 supervision: &self.supervision,
@@ -192,6 +205,7 @@ fn coalesce(acks: Vec<(DeviceKey, u64, Vec<Rejected>)>) -> Vec<Outgoing> {
 
 /// What applying one message reads besides the message.
 struct Context<'a> {
+    revoked: &'a std::collections::HashSet<(String, String)>,
     config: &'a IngestConfig,
     metrics: &'a Metrics,
     supervision: &'a Supervision,
@@ -246,6 +260,15 @@ fn apply_one(
             ack: Some((key.clone(), current, rejected(&reason))),
         })
     };
+    if ctx
+        .revoked
+        .contains(&(site.to_string(), device.to_string()))
+    {
+        return refuse(BatchError::Revoked {
+            site: site.to_string(),
+            device: device.to_string(),
+        });
+    }
     let batch = match ReceivedBatch::parse(&m.payload, config.max_batch_bytes) {
         Ok(b) => b,
         Err(e) => return refuse(e),

@@ -118,6 +118,21 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum DeviceCommand {
+    /// Revoke a box (lost, stolen, replaced): its batches and uploads are refused from now on, also
+    /// by a running hub. Regenerate the broker config too (`sunlight-provision revoke`).
+    Revoke {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        /// Why (recorded in the audit log and the alarm).
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
     /// Register a box with the public key that `sunlight-agent init` printed.
     Add {
         #[arg(long, default_value = "/var/lib/sunlight-hub")]
@@ -173,6 +188,33 @@ fn run(cli: Cli) -> Result<(), Error> {
                 }
             );
             Ok(())
+        }
+        Command::Device(DeviceCommand::Revoke {
+            data_dir,
+            site,
+            device,
+            reason,
+            by,
+        }) => {
+            if store::revoke_device(
+                &store_path(&data_dir)?,
+                site.as_str(),
+                device.as_str(),
+                &by,
+                &reason,
+            )? {
+                println!(
+                    "{site}/{device} revoked: its batches and uploads are refused from now on."
+                );
+                println!(
+                    "Next: regenerate the broker config without it (sunlight-provision revoke) and restart the broker."
+                );
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!(
+                    "{site}/{device} is not registered at this hub or was already revoked (see GET /api/v1/devices)"
+                )))
+            }
         }
         Command::Items(ItemsCommand::Import {
             data_dir,

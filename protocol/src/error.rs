@@ -46,6 +46,10 @@ pub enum BatchError {
         "unknown device {site}/{device}: register it with 'sunlight-hub device add --site {site} --device {device} --pubkey <key>'"
     )]
     UnknownDevice { site: String, device: String },
+    #[error(
+        "device {site}/{device} was revoked at the hub: its batches are refused; a replaced box enrolls with a new device id"
+    )]
+    Revoked { site: String, device: String },
     #[error("bad signature: the batch was not signed by the registered key of this device")]
     BadSignature,
     #[error("batch is empty")]

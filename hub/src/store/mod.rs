@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS devices (
     last_seq INTEGER NOT NULL DEFAULT 0, last_hash BLOB NOT NULL,
     last_seen_ms INTEGER, online INTEGER NOT NULL DEFAULT 0, status_ms INTEGER, version TEXT,
     clock_offset_ms INTEGER, backlog_events INTEGER, backlog_bytes INTEGER, health TEXT,
+    revoked_ms INTEGER,
     UNIQUE (site, device));
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -91,7 +92,77 @@ fn open(path: &Path) -> Result<Connection, Error> {
     ] {
         conn.execute_batch(schema).map_err(db_err(path))?;
     }
+    migrate(&conn).map_err(db_err(path))?;
     Ok(conn)
+}
+
+/// Columns added after a table was first created: added to an older store when it is opened (SQLite's
+/// `CREATE TABLE IF NOT EXISTS` leaves an existing table as it was).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("devices", "revoked_ms", "INTEGER"),
+    ("cases", "view", "TEXT NOT NULL DEFAULT 'todo'"),
+    ("cases", "accepted", "TEXT"),
+    ("cases", "completed", "TEXT"),
+    ("cases", "on_time", "INTEGER"),
+    ("cases", "early", "INTEGER"),
+    ("cases", "rated", "INTEGER NOT NULL DEFAULT 0"),
+    ("punches", "photo", "TEXT"),
+    ("staff", "card_no", "TEXT"),
+];
+
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Revokes a box: its batches and uploads are refused from now on. Returns false if it was not
+/// registered (or already revoked).
+pub fn revoke_device(
+    path: &Path,
+    site: &str,
+    device: &str,
+    by: &str,
+    reason: &str,
+) -> Result<bool, Error> {
+    let conn = open(path)?;
+    let n = conn
+        .execute(
+            "UPDATE devices SET revoked_ms = ?3 WHERE site = ?1 AND device = ?2 AND revoked_ms IS NULL",
+            params![site, device, now_ms()],
+        )
+        .map_err(db_err(path))?;
+    if n == 1 {
+        audit(
+            &conn,
+            by,
+            "device.revoke",
+            &format!("{site}/{device}"),
+            reason,
+        )
+        .map_err(db_err(path))?;
+        conn.execute(
+            "INSERT INTO alarms (at_ms, site, device, kind, detail) VALUES (?1, ?2, ?3, 'revoked', ?4)",
+            params![now_ms(), site, device, format!("revoked by {by}: {reason}")],
+        )
+        .map_err(db_err(path))?;
+    }
+    Ok(n == 1)
+}
+
+/// The boxes revoked so far.
+pub fn revoked(conn: &Connection) -> rusqlite::Result<std::collections::HashSet<(String, String)>> {
+    conn.prepare_cached("SELECT site, device FROM devices WHERE revoked_ms IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
 }
 
 /// What ingest needs to know about a registered device.
@@ -334,6 +405,8 @@ pub struct DeviceView {
     pub clock_offset_ms: Option<i64>,
     pub version: Option<String>,
     pub alarms: i64,
+    /// Set once the box was revoked (`sunlight-hub device revoke`).
+    pub revoked_at: Option<String>,
 }
 
 /// An event as the API shows it.
@@ -411,7 +484,8 @@ impl Reader {
             .prepare_cached(
                 "SELECT d.site, d.device, d.online, d.last_seen_ms, d.last_seq, d.backlog_events, d.backlog_bytes,
                         d.clock_offset_ms, d.version,
-                        (SELECT count(*) FROM alarms a WHERE a.site = d.site AND a.device = d.device)
+                        (SELECT count(*) FROM alarms a WHERE a.site = d.site AND a.device = d.device),
+                        d.revoked_ms
                  FROM devices d ORDER BY d.site, d.device",
             )
             .map_err(self.err())?;
@@ -428,6 +502,7 @@ impl Reader {
                     clock_offset_ms: r.get(7)?,
                     version: r.get(8)?,
                     alarms: r.get(9)?,
+                    revoked_at: r.get::<_, Option<i64>>(10)?.map(fmt_ms),
                 })
             })
             .map_err(self.err())?;
