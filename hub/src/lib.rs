@@ -9,6 +9,7 @@ pub mod blobs;
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

@@ -38,10 +38,45 @@ enum Command {
     /// Manage the roster: clerks, their windows, A/B roles and kiosk PINs.
     #[command(subcommand)]
     Roster(RosterCommand),
+    /// Manage dashboard accounts (supervisors, township heads, technicians, admins).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
         path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a dashboard account; the password is read from --password-file or the first line of
+    /// standard input (at least 10 characters), and stored as an argon2id hash.
+    Add {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// supervisor (every site), head (one site, optionally one unit), technician (fleet
+        /// page) or admin (everything, and the accounts page).
+        #[arg(long)]
+        role: String,
+        /// The site a head oversees.
+        #[arg(long)]
+        site: Option<String>,
+        /// The unit of that site, for a unit chief.
+        #[arg(long)]
+        unit: Option<String>,
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Who is adding it (recorded in the audit log).
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// List the accounts.
+    List {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
     },
 }
 
@@ -285,6 +320,92 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
+        Command::User(UserCommand::Add {
+            data_dir,
+            name,
+            role,
+            site,
+            unit,
+            password_file,
+            by,
+        }) => {
+            use sunlight_hub::dashboard::accounts;
+            let role = accounts::Role::parse(&role).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--role {role:?}: use supervisor, head, technician or admin"
+                ))
+            })?;
+            let password = match &password_file {
+                Some(f) => std::fs::read_to_string(f)
+                    .map_err(|e| Error::io(format!("reading {}", f.display()), e))?,
+                None => {
+                    use std::io::IsTerminal;
+                    if std::io::stdin().is_terminal() {
+                        eprint!("password for {name} (shown as typed): ");
+                    }
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .map_err(|e| Error::io("reading the password from standard input", e))?;
+                    line
+                }
+            };
+            let password = password.lines().next().unwrap_or("").to_owned();
+            let user = accounts::NewUser {
+                name,
+                role,
+                site,
+                unit,
+            };
+            let mut writer = Writer::open(&store_path(&data_dir)?)?;
+            accounts::ensure_schema(writer.conn()).map_err(|e| Error::Invalid(e.to_string()))?;
+            let tx = writer
+                .transaction()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let id = accounts::create(&tx, &user, &password, &by)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            store::audit(
+                &tx,
+                &by,
+                "user.add",
+                &format!("user:{id}:{}", user.name.trim()),
+                role.as_str(),
+            )
+            .and_then(|()| tx.commit())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+            println!(
+                "{} added as {}{}; sign in at the hub's /login",
+                user.name.trim(),
+                role.as_str(),
+                user.site
+                    .as_deref()
+                    .map(|s| format!(
+                        " of {s}{}",
+                        user.unit
+                            .as_deref()
+                            .map(|u| format!(" ({u})"))
+                            .unwrap_or_default()
+                    ))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::List { data_dir }) => {
+            use sunlight_hub::dashboard::accounts;
+            let writer = Writer::open(&store_path(&data_dir)?)?;
+            accounts::ensure_schema(writer.conn()).map_err(|e| Error::Invalid(e.to_string()))?;
+            for u in accounts::list(writer.conn()).map_err(|e| Error::Invalid(e.to_string()))? {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    u.name,
+                    u.role.as_str(),
+                    u.site.as_deref().unwrap_or("-"),
+                    u.unit.as_deref().unwrap_or("-"),
+                    if u.disabled { "\tdisabled" } else { "" }
+                );
+            }
+            Ok(())
+        }
         Command::CheckConfig { path } => {
             let config = HubConfig::load(&path)?;
             println!(
@@ -410,7 +531,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     tracing::info!(http = %args.http, store = %path.display(), broker = %format!("{}:{}", link.host, link.port), "hub started");
     tokio::select! {
         r = ingest::run(link, ingest, api_writer) => r,
-        r = axum::serve(listener, api) => r.map_err(|e| Error::io("HTTP server", e)),
+        r = axum::serve(listener, api.into_make_service_with_connect_info::<SocketAddr>()) => r.map_err(|e| Error::io("HTTP server", e)),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }

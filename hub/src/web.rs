@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(violation),
         )
         .merge(crate::blobs::router())
+        .merge(crate::dashboard::router(state.clone()))
         .with_state(state)
 }
 
@@ -94,7 +95,7 @@ fn fail(e: impl std::fmt::Display) -> Response {
 }
 
 /// Runs a read on the blocking pool with the shared reader connection.
-async fn read<T: Send + 'static>(
+pub(crate) async fn read<T: Send + 'static>(
     state: &ApiState,
     f: impl FnOnce(&Reader) -> Result<T, crate::Error> + Send + 'static,
 ) -> Result<T, Response> {
@@ -318,7 +319,7 @@ async fn work_order(State(state): State<ApiState>, Path(id): Path<i64>) -> Respo
 }
 
 /// Runs a write on the blocking pool with the API's write connection, in one transaction.
-async fn write<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+pub(crate) async fn write<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     state: &ApiState,
     f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E> + Send + 'static,
 ) -> Result<Result<T, E>, Response> {

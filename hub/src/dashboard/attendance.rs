@@ -1,0 +1,374 @@
+//! Attendance: a site's board for a day per window (`/attendance?site=&day=`: who is on duty in
+//! each segment, late, absent, vacant, A/B substitution, each clerk's punches with the box's clock
+//! offset), and the month per unit (`/attendance/month?site=&month=`), with patrol sign-ins.
+
+use super::html::{self, Lang, esc};
+use super::{Role, Viewer};
+use crate::oversight::attendance::Verdict;
+use crate::store::attendance;
+use crate::web::read;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{Datelike, NaiveDate};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+pub struct Filters {
+    pub site: Option<String>,
+    pub day: Option<String>,
+    pub month: Option<String>,
+}
+
+fn verdict(l: Lang, v: &Verdict) -> String {
+    match v {
+        Verdict::OnTime => format!("<span class=\"ok\">{}</span>", l.t("正常", "on time")),
+        Verdict::Late { minutes } => match l {
+            Lang::Zh => format!("<span class=\"bad\">迟到 {minutes} 分</span>"),
+            Lang::En => format!("<span class=\"bad\">late {minutes} min</span>"),
+        },
+        Verdict::LeftEarly { minutes } => match l {
+            Lang::Zh => format!("<span class=\"bad\">早退 {minutes} 分</span>"),
+            Lang::En => format!("<span class=\"bad\">left {minutes} min early</span>"),
+        },
+        Verdict::LateAndEarly { late, early } => match l {
+            Lang::Zh => format!("<span class=\"bad\">迟到 {late} 分，早退 {early} 分</span>"),
+            Lang::En => format!("<span class=\"bad\">late {late}, early {early} min</span>"),
+        },
+        Verdict::Absent => format!("<span class=\"bad\">{}</span>", l.t("旷工", "absent")),
+        Verdict::OnLeave => l.t("请假/外出", "on leave / out").to_owned(),
+        Verdict::NotRequired => {
+            format!("<span class=\"muted\">{}</span>", l.t("休息日", "day off"))
+        }
+    }
+}
+
+/// The site to show: the one asked for (in scope), the user's own, or the first there is.
+fn pick_site(
+    viewer: &Viewer,
+    asked: Option<&str>,
+    sites: &[String],
+) -> Result<Option<String>, Response> {
+    match viewer.scope().site_filter(asked) {
+        Ok(Some(s)) => Ok(Some(s)),
+        Ok(None) => Ok(sites.first().cloned()),
+        Err(_) => Err(viewer.forbidden()),
+    }
+}
+
+fn site_form(l: Lang, sites: &[String], site: &str, extra: &str) -> String {
+    let choices: Vec<(String, String)> = sites.iter().map(|s| (s.clone(), s.clone())).collect();
+    format!(
+        "<form class=\"filters\" method=\"get\"><label>{}<select name=\"site\">{}</select></label>{extra}\
+<button type=\"submit\">{}</button></form>",
+        l.t("乡镇", "Site"),
+        html::options(&choices, Some(site)),
+        l.t("查看", "Show")
+    )
+}
+
+pub async fn board(
+    State(state): State<super::DashState>,
+    viewer: Viewer,
+    Query(f): Query<Filters>,
+) -> Response {
+    if let Err(r) = viewer.require(&[Role::Supervisor, Role::Head, Role::Admin]) {
+        return r;
+    }
+    let l = viewer.lang;
+    let today = state.api.sup.clock.today();
+    let day = match f.day.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => today,
+        Some(d) => match d.parse::<NaiveDate>() {
+            Ok(d) => d,
+            Err(_) => {
+                return super::message_page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    l,
+                    &format!(
+                        "day {d:?}: {}",
+                        l.t("日期格式应为 YYYY-MM-DD", "use YYYY-MM-DD")
+                    ),
+                );
+            }
+        },
+    };
+    let scope = viewer.scope();
+    let sc = scope.clone();
+    let sites = match read(&state.api, move |r| {
+        r.run(|c| super::overview::sites(c, &sc))
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let site = match pick_site(&viewer, f.site.as_deref(), &sites) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return viewer.page(
+                "/attendance",
+                l.t("考勤", "Attendance").to_owned(),
+                None,
+                &format!("<p>{}</p>", l.t("还没有花名册。", "No roster yet.")),
+            );
+        }
+        Err(r) => return r,
+    };
+    let sup = state.api.sup.clone();
+    let s = site.clone();
+    let windows = match read(&state.api, move |r| {
+        r.run(|c| attendance::board(c, &sup.office, &sup.calendar, &s, day))
+    })
+    .await
+    {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let windows: Vec<_> = windows
+        .into_iter()
+        .filter(|w| scope.unit_allowed(&w.unit))
+        .collect();
+    let q = html::url(&site);
+    let (prev, next) = (day.pred_opt().unwrap_or(day), day.succ_opt().unwrap_or(day));
+    let mut body = site_form(
+        l,
+        &sites,
+        &site,
+        &format!(
+            "<label>{}<input name=\"day\" type=\"date\" value=\"{day}\"></label>",
+            l.t("日期", "Day")
+        ),
+    );
+    body.push_str(&format!(
+        "<p><a href=\"/attendance?site={q}&amp;day={prev}\">← {prev}</a> · <b>{day}</b> · <a href=\"/attendance?site={q}&amp;day={next}\">{next} →</a> · \
+<a href=\"/attendance/month?site={q}&amp;month={:04}-{:02}\">{}</a></p>",
+        day.year(),
+        day.month(),
+        l.t("本月按科室统计", "This month by unit")
+    ));
+    let vacant: usize = windows
+        .iter()
+        .map(|w| w.segments.iter().filter(|s| s.vacant).count())
+        .sum();
+    body.push_str(&format!(
+        "<p>{}: {}</p>",
+        l.t("空岗时段", "Vacant segments"),
+        if vacant == 0 {
+            "<span class=\"ok\">0</span>".to_owned()
+        } else {
+            format!("<span class=\"bad\">{vacant}</span>")
+        }
+    ));
+    if windows.is_empty() {
+        body.push_str(&format!(
+            "<p class=\"muted\">{}</p>",
+            l.t("没有窗口：请导入花名册。", "No windows: import a roster.")
+        ));
+    }
+    for w in &windows {
+        body.push_str(&format!(
+            "<h2>{} · {} {}</h2><table><tr><th>{}</th>",
+            esc(&w.unit),
+            l.t("窗口", "window"),
+            esc(&w.window),
+            l.t("时段", "Segment")
+        ));
+        for s in &w.segments {
+            body.push_str(&format!("<th>{}–{}</th>", esc(&s.start), esc(&s.end)));
+        }
+        body.push_str(&format!(
+            "<th>{}</th></tr><tr><td>{}</td>",
+            l.t("打卡记录", "Punches"),
+            l.t("在岗", "On duty")
+        ));
+        for s in &w.segments {
+            let cell = if s.vacant {
+                format!("<span class=\"bad\">{}</span>", l.t("空岗", "VACANT"))
+            } else if s.on_duty.is_empty() {
+                "—".to_owned()
+            } else {
+                let mut c = esc(&s.on_duty.join(", "));
+                if s.substituted {
+                    c.push_str(l.t("（B角替岗）", " (B-role substitute)"));
+                }
+                c
+            };
+            body.push_str(&format!("<td>{cell}</td>"));
+        }
+        body.push_str("<td></td></tr>");
+        for st in &w.staff {
+            body.push_str(&format!(
+                "<tr><td>{} {} <span class=\"muted\">{}{}</span></td>",
+                esc(&st.staff_id),
+                esc(&st.name),
+                esc(&st.role),
+                l.t("角", "-role")
+            ));
+            for v in &st.verdicts {
+                body.push_str(&format!("<td>{}</td>", verdict(l, &v.verdict)));
+            }
+            let punches: Vec<String> = st
+                .punches
+                .iter()
+                .map(|p| {
+                    let mut s = esc(&p.time);
+                    if p.makeup {
+                        s.push_str(l.t("（补卡）", " (make-up)"));
+                    }
+                    if let Some(o) = p.clock_offset_ms.filter(|o| o.abs() >= 1000) {
+                        s.push_str(&format!(
+                            " <span class=\"muted\">[{}]</span>",
+                            html::offset(Some(o))
+                        ));
+                    }
+                    s
+                })
+                .collect();
+            body.push_str(&format!("<td>{}</td></tr>", punches.join(", ")));
+        }
+        body.push_str("</table>");
+    }
+    let title = match l {
+        Lang::Zh => format!("考勤 · {site} · {day}"),
+        Lang::En => format!("Attendance · {site} · {day}"),
+    };
+    viewer.page("/attendance", title, None, &body)
+}
+
+pub async fn month(
+    State(state): State<super::DashState>,
+    viewer: Viewer,
+    Query(f): Query<Filters>,
+) -> Response {
+    if let Err(r) = viewer.require(&[Role::Supervisor, Role::Head, Role::Admin]) {
+        return r;
+    }
+    let l = viewer.lang;
+    let today = state.api.sup.clock.today();
+    let month = f
+        .month
+        .clone()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| format!("{:04}-{:02}", today.year(), today.month()));
+    if attendance::month_range(&month).is_none() {
+        return super::message_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            l,
+            &format!(
+                "month {month:?}: {}",
+                l.t("月份格式应为 YYYY-MM", "use YYYY-MM")
+            ),
+        );
+    }
+    let scope = viewer.scope();
+    let sc = scope.clone();
+    let sites = match read(&state.api, move |r| {
+        r.run(|c| super::overview::sites(c, &sc))
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let site = match pick_site(&viewer, f.site.as_deref(), &sites) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return viewer.page(
+                "/attendance",
+                l.t("考勤", "Attendance").to_owned(),
+                None,
+                &format!("<p>{}</p>", l.t("还没有花名册。", "No roster yet.")),
+            );
+        }
+        Err(r) => return r,
+    };
+    let sup = state.api.sup.clone();
+    let (s, m) = (site.clone(), month.clone());
+    let data = read(&state.api, move |r| {
+        r.run(|c| {
+            let units = attendance::units_month(c, &sup.office, &sup.calendar, &s, &m, today)?;
+            let patrols = attendance::patrols_month(c, &s, &m)?;
+            Ok((units.unwrap_or_default(), patrols))
+        })
+    })
+    .await;
+    let (units, patrols) = match data {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let units: Vec<_> = units
+        .into_iter()
+        .filter(|u| scope.unit_allowed(&u.unit))
+        .collect();
+    let mut body = site_form(
+        l,
+        &sites,
+        &site,
+        &format!(
+            "<label>{}<input name=\"month\" value=\"{}\" size=\"8\" placeholder=\"YYYY-MM\"></label>",
+            l.t("月份", "Month"),
+            esc(&month)
+        ),
+    );
+    body.push_str(&format!(
+        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        l.t("科室", "Unit"),
+        l.t("人数", "Staff"),
+        l.t("正常", "On time"),
+        l.t("迟到", "Late"),
+        l.t("早退", "Early"),
+        l.t("旷工(半天)", "Absent (half days)"),
+        l.t("请假/外出", "Leave / out"),
+        l.t("补卡", "Make-ups"),
+        l.t("空岗时段", "Vacant segments"),
+        l.t("AB角替岗", "B-role substitutions"),
+        l.t("巡查签到", "Patrols"),
+        l.t("违纪", "Violations"),
+        l.t("捆绑考核", "Bundled deductions"),
+    ));
+    for u in &units {
+        let t = &u.totals;
+        let bad = |n: u32| {
+            if n > 0 {
+                format!("<span class=\"bad\">{n}</span>")
+            } else {
+                "0".into()
+            }
+        };
+        body.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            esc(&u.unit), u.staff, t.on_time, bad(t.late), bad(t.left_early), bad(t.absent), t.on_leave, t.makeups,
+            bad(u.vacant_segments), u.substitutions,
+            if u.patrols == 0 { "<span class=\"bad\">0</span>".to_owned() } else { u.patrols.to_string() },
+            bad(u.violations), u.bundled.len()
+        ));
+    }
+    body.push_str("</table>");
+    if let Some(p) = patrols {
+        let without: Vec<&String> = p
+            .units_without
+            .iter()
+            .filter(|u| scope.unit_allowed(u))
+            .collect();
+        body.push_str(&format!(
+            "<h2>{}</h2>",
+            l.t("无巡查签到的科室", "Units without a patrol sign-in")
+        ));
+        if without.is_empty() {
+            body.push_str(&format!("<p class=\"ok\">{}</p>", l.t("无", "None")));
+        } else {
+            body.push_str("<ul>");
+            for u in without {
+                body.push_str(&format!("<li>{}</li>", esc(u)));
+            }
+            body.push_str("</ul>");
+        }
+    }
+    let title = match l {
+        Lang::Zh => format!("月度考勤 · {site} · {month}"),
+        Lang::En => format!("Attendance by unit · {site} · {month}"),
+    };
+    viewer.page("/attendance", title, None, &body)
+}

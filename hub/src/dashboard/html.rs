@@ -1,0 +1,313 @@
+//! The dashboard's HTML: one page frame (menu, language switch, sign-out form), escaping, and the
+//! few pieces every page uses. zh-CN first, English on request (the `lang` cookie). No scripts and
+//! no outside assets: the pages work on an office PC without internet and without JavaScript.
+
+use super::accounts::{Role, User};
+use crate::oversight::deadlines::WarningLevel;
+
+/// Escapes text for HTML content and attribute values (the letters' escaper: one way to do it).
+pub use crate::store::letters::escape as esc;
+
+/// The page language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+impl Lang {
+    /// Picks the Chinese or the English text.
+    pub fn t(self, zh: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Zh => zh,
+            Lang::En => en,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Zh => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// Percent-encodes a query-string value.
+pub fn url(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The menu entries: (path, zh, en, who sees it).
+const MENU: [(&str, &str, &str, &[Role]); 6] = [
+    (
+        "/",
+        "总览",
+        "Overview",
+        &[Role::Supervisor, Role::Head, Role::Admin],
+    ),
+    (
+        "/warnings",
+        "预警",
+        "Warnings",
+        &[Role::Supervisor, Role::Head, Role::Admin],
+    ),
+    (
+        "/cases",
+        "办件",
+        "Cases",
+        &[Role::Supervisor, Role::Head, Role::Admin],
+    ),
+    (
+        "/attendance",
+        "考勤",
+        "Attendance",
+        &[Role::Supervisor, Role::Head, Role::Admin],
+    ),
+    (
+        "/fleet",
+        "设备",
+        "Fleet",
+        &[Role::Supervisor, Role::Head, Role::Technician, Role::Admin],
+    ),
+    ("/admin/users", "账号", "Accounts", &[Role::Admin]),
+];
+
+const STYLE: &str = "
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.5 system-ui,'PingFang SC','Microsoft YaHei','Noto Sans CJK SC',sans-serif;color:#1f2328;background:#f6f7f9}
+header{background:#8b1a1a;color:#fff;padding:.4em 1em;display:flex;flex-wrap:wrap;gap:1em;align-items:center}
+header a{color:#fff;text-decoration:none;padding:.2em .5em;border-radius:3px}
+header a.on,header a:hover{background:rgba(255,255,255,.2)}
+header .brand{font-weight:bold;margin-right:1em}
+header .me{margin-left:auto;display:flex;gap:.6em;align-items:center}
+header form{margin:0}
+header button{background:none;border:1px solid #fff;color:#fff;border-radius:3px;cursor:pointer}
+main{padding:1em;max-width:1400px}
+h1{font-size:1.4em;margin:.2em 0 .6em}
+h2{font-size:1.15em;margin:1.2em 0 .4em}
+table{border-collapse:collapse;background:#fff;margin:.3em 0 1em;min-width:40%}
+th,td{border:1px solid #d0d7de;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#eef1f4}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:1em}
+.card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.6em 1em}
+.card h2{margin-top:.2em}
+.lv{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;white-space:nowrap}
+.lv-blue{background:#1f6feb}.lv-yellow_light{background:#d4a72c;color:#000}.lv-red_light{background:#cf222e}
+.lv-yellow_card{background:#bf8700;color:#000;outline:2px solid #000}.lv-red_card{background:#a40e26;outline:2px solid #000}
+.lv-supervision_letter{background:#3b0a0a}
+.ok{color:#1a7f37}.bad{color:#cf222e;font-weight:bold}.muted{color:#656d76}
+form.filters{display:flex;flex-wrap:wrap;gap:.6em;align-items:end;margin-bottom:1em}
+form.filters label{display:flex;flex-direction:column;font-size:.9em}
+input,select,button{font:inherit;padding:.2em .4em}
+.error{background:#ffebe9;border:1px solid #cf222e;padding:.5em 1em;border-radius:4px}
+.notice{background:#dafbe1;border:1px solid #1a7f37;padding:.5em 1em;border-radius:4px}
+.tabs a{margin-right:1em}.tabs a.on{font-weight:bold;text-decoration:none;color:#1f2328}
+@media print{header,form.filters{display:none}body{background:#fff}}
+";
+
+/// A whole page around `body`. `path` marks the menu entry; `refresh` adds a meta refresh.
+pub struct Frame<'a> {
+    pub lang: Lang,
+    pub user: &'a User,
+    pub csrf: &'a str,
+    pub path: &'a str,
+    /// The current path with its query, for the language switch to come back to.
+    pub here: &'a str,
+    pub title: String,
+    pub refresh_secs: Option<u32>,
+}
+
+impl Frame<'_> {
+    pub fn render(&self, body: &str) -> String {
+        let l = self.lang;
+        let mut menu = String::new();
+        for (path, zh, en, roles) in MENU {
+            if !roles.contains(&self.user.role) {
+                continue;
+            }
+            let on = if path == self.path {
+                " class=\"on\""
+            } else {
+                ""
+            };
+            menu.push_str(&format!("<a href=\"{path}\"{on}>{}</a>", l.t(zh, en)));
+        }
+        let scope = match (&self.user.site, &self.user.unit) {
+            (Some(s), Some(u)) => format!(" · {} {}", esc(s), esc(u)),
+            (Some(s), None) => format!(" · {}", esc(s)),
+            _ => String::new(),
+        };
+        let (other, other_name) = match l {
+            Lang::Zh => ("en", "English"),
+            Lang::En => ("zh", "中文"),
+        };
+        let refresh = self
+            .refresh_secs
+            .map(|s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"))
+            .unwrap_or_default();
+        format!(
+            "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">{refresh}\
+<title>{title} · {brand}</title><style>{STYLE}</style></head>\n<body>\
+<header><span class=\"brand\">☀ {brand}</span>{menu}\
+<span class=\"me\"><a href=\"/lang?to={other}&amp;back={back}\">{other_name}</a>\
+<span>{name} ({role}{scope})</span>\
+<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<button type=\"submit\">{logout}</button></form></span></header>\n<main>\n<h1>{title}</h1>\n{body}\n</main></body></html>\n",
+            lang = l.code(),
+            title = esc(&self.title),
+            brand = l.t("阳光政务监督", "Sunlight oversight"),
+            back = esc(&url(self.here)),
+            name = esc(&self.user.name),
+            role = l.t(self.user.role.zh(), self.user.role.as_str()),
+            csrf = esc(self.csrf),
+            logout = l.t("退出", "Sign out"),
+        )
+    }
+}
+
+/// A warning level as a coloured label.
+pub fn level_badge(lang: Lang, level: &str) -> String {
+    match WarningLevel::parse(level) {
+        Some(l) => format!(
+            "<span class=\"lv lv-{}\">{}</span>",
+            l.as_str(),
+            match lang {
+                Lang::Zh => l.zh(),
+                Lang::En => level_en(l),
+            }
+        ),
+        None => esc(level),
+    }
+}
+
+pub fn level_name(lang: Lang, l: WarningLevel) -> &'static str {
+    match lang {
+        Lang::Zh => l.zh(),
+        Lang::En => level_en(l),
+    }
+}
+
+fn level_en(l: WarningLevel) -> &'static str {
+    match l {
+        WarningLevel::Blue => "blue light",
+        WarningLevel::YellowLight => "yellow light",
+        WarningLevel::RedLight => "red light",
+        WarningLevel::YellowCard => "yellow card",
+        WarningLevel::RedCard => "red card",
+        WarningLevel::SupervisionLetter => "supervision letter",
+    }
+}
+
+/// A stage name (受理 accepted, ...).
+pub fn stage_name(lang: Lang, stage: &str) -> String {
+    let (zh, en) = match stage {
+        "received" => ("收件", "received"),
+        "accepted" => ("受理", "accepted"),
+        "undertaken" => ("承办", "undertaken"),
+        "reviewed" => ("审核", "reviewed"),
+        "approved" => ("批准", "approved"),
+        "completed" => ("办结", "completed"),
+        "rejected" => ("不予受理", "rejected"),
+        "paused" => ("暂停", "paused"),
+        "resumed" => ("恢复", "resumed"),
+        "extended" => ("延期", "extended"),
+        "withdrawn" => ("撤回", "withdrawn"),
+        other => return esc(other),
+    };
+    lang.t(zh, en).to_owned()
+}
+
+/// `<option>`s for a select, the current value selected.
+pub fn options(choices: &[(String, String)], current: Option<&str>) -> String {
+    choices
+        .iter()
+        .map(|(value, label)| {
+            format!(
+                "<option value=\"{}\"{}>{}</option>",
+                esc(value),
+                if current == Some(value.as_str()) {
+                    " selected"
+                } else {
+                    ""
+                },
+                esc(label)
+            )
+        })
+        .collect()
+}
+
+/// A milliseconds clock offset as people read it.
+pub fn offset(ms: Option<i64>) -> String {
+    match ms {
+        None => "—".into(),
+        Some(ms) if ms.abs() >= 120_000 => {
+            format!("<span class=\"bad\">{:+.1} s</span>", ms as f64 / 1000.0)
+        }
+        Some(ms) => format!("{:+.1} s", ms as f64 / 1000.0),
+    }
+}
+
+/// Epoch milliseconds as a China Standard Time timestamp.
+pub fn time_ms(ms: Option<i64>) -> String {
+    let cst = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| {
+            t.with_timezone(&cst)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "—".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            url("/cases?view=done&x=尚"),
+            "%2Fcases%3Fview%3Ddone%26x%3D%E5%B0%9A"
+        );
+        assert_eq!(url("a-b_c.d~"), "a-b_c.d~");
+    }
+
+    #[test]
+    fn the_frame_escapes_the_user_and_title() {
+        let user = User {
+            id: 1,
+            name: "<b>x</b>".into(),
+            role: Role::Head,
+            site: Some("s\"".into()),
+            unit: None,
+            disabled: false,
+        };
+        let page = Frame {
+            lang: Lang::Zh,
+            user: &user,
+            csrf: "tok",
+            path: "/",
+            here: "/",
+            title: "<script>".into(),
+            refresh_secs: None,
+        }
+        .render("");
+        assert!(!page.contains("<b>x</b>") && !page.contains("<script>"));
+        assert!(page.contains("&lt;b&gt;x&lt;/b&gt;") && page.contains("s&quot;"));
+        assert!(
+            !page.contains("/admin/users"),
+            "a head has no accounts menu"
+        );
+        assert!(page.contains("name=\"csrf\" value=\"tok\""));
+    }
+}
