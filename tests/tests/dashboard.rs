@@ -1,0 +1,530 @@
+//! The supervisors' dashboard over real HTTP against a real hub: sign-in (wrong password, throttling
+//! per name and per address, the sign-in form's own token), sessions and sign-out, CSRF on every
+//! form, every page for a supervisor, roles, and the scoped-user leak test — a head of township A
+//! never sees township B's case numbers, staff or boxes on any page or by a direct URL.
+
+mod dashboard_fixture;
+
+use dashboard_fixture::*;
+use sunlight_tests::scratch;
+
+/// Every page a supervisor has, with a text each must show.
+fn pages(letter_a: i64) -> Vec<(String, &'static str)> {
+    vec![
+        ("/".into(), "总览"),
+        ("/warnings".into(), "预警看板"),
+        (format!("/warnings?site={A}&level=yellow_card"), "SS-0001"),
+        ("/cases?view=todo".into(), "待办"),
+        ("/cases?view=doing".into(), "SS-0003"),
+        ("/cases?view=done".into(), "SS-0004"),
+        ("/cases?view=done&q=SS-00".into(), "SS-0004"),
+        (format!("/cases/{A}/SS-0001"), "黄牌"),
+        (format!("/letters/{letter_a}"), "监察建议书"),
+        (format!("/attendance?site={A}&day={TODAY}"), "空岗"),
+        (
+            format!("/attendance/month?site={A}&month=2025-11"),
+            "巡查签到",
+        ),
+        ("/fleet".into(), "box-shangshi"),
+    ]
+}
+
+/// The id of the letter issued for a case (read from the hub's store).
+fn letter_id(hub: &sunlight_tests::Hub, case_no: &str) -> i64 {
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
+    conn.query_row(
+        "SELECT id FROM letters WHERE case_no = ?1",
+        [case_no],
+        |r| r.get(0),
+    )
+    .expect("a letter for the case")
+}
+
+fn audit_actions(hub: &sunlight_tests::Hub) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
+    let mut stmt = conn
+        .prepare("SELECT who, action, target FROM audit ORDER BY id")
+        .expect("audit");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("audit")
+        .collect::<Result<_, _>>()
+        .expect("audit rows")
+}
+
+#[test]
+fn sign_in_is_required_throttled_and_protected() {
+    let dir = scratch("dashboard-signin");
+    let hub = hub_with_data(&dir);
+
+    // No session: every page sends the browser to the sign-in form, and back afterwards.
+    let mut b = Browser::new(&hub);
+    for path in ["/", "/warnings?level=red_card", "/fleet", "/admin/users"] {
+        let r = b.get(path);
+        assert_eq!(r.status, 303, "{path}");
+        assert!(
+            r.location().is_some_and(|l| l.starts_with("/login?next=")),
+            "{path}: {:?}",
+            r.location()
+        );
+    }
+    // A made-up session cookie is no session.
+    b.cookies.insert("sl_session".into(), "ab".repeat(32));
+    assert_eq!(b.get("/").status, 303);
+    b.cookies.clear();
+
+    // A wrong password: an error, and no session cookie.
+    let r = b.login("jiancha", "wrong-password-1");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("用户名或密码不正确"), "{}", r.body);
+    assert!(
+        !r.set_cookies().iter().any(|c| c.starts_with("sl_session=")),
+        "{:?}",
+        r.set_cookies()
+    );
+    assert!(!b.cookies.contains_key("sl_session"));
+    // An unknown name gets the very same answer.
+    let r = b.login("nobody", "wrong-password-1");
+    assert_eq!(r.status, 401);
+
+    // The sign-in form's token: without it (or with another), 403 and no session.
+    let mut other = Browser::new(&hub);
+    let r = other.post(
+        "/login",
+        &[("name", "jiancha"), ("password", PASSWORD), ("csrf", "x")],
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!other.cookies.contains_key("sl_session"));
+
+    // Five wrong passwords for a name block it, even with the right one, from any address.
+    let mut attacker = Browser::new(&hub);
+    attacker.extra = vec![("x-forwarded-for".into(), "203.0.113.7".into())];
+    for i in 0..5 {
+        let r = attacker.login("locked", &format!("guess-number-{i}"));
+        assert_eq!(r.status, 401, "guess {i}");
+    }
+    let r = attacker.login("locked", PASSWORD);
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.headers.get("retry-after").is_some());
+    assert!(r.body.contains("登录失败次数过多"), "{}", r.body);
+    assert!(!attacker.cookies.contains_key("sl_session"));
+    let mut elsewhere = Browser::new(&hub);
+    elsewhere.extra = vec![("x-forwarded-for".into(), "198.51.100.1".into())];
+    assert_eq!(
+        elsewhere.login("locked", PASSWORD).status,
+        429,
+        "the name is blocked everywhere"
+    );
+    // Another name from the same address still signs in (the address has used 5 of its 20).
+    assert_eq!(attacker.login("jiancha", PASSWORD).status, 303);
+
+    // An address trying many names is blocked too.
+    let mut sprayer = Browser::new(&hub);
+    sprayer.extra = vec![("x-forwarded-for".into(), "203.0.113.99".into())];
+    for i in 0..20 {
+        assert_eq!(
+            sprayer.login(&format!("user{i}"), "password-spray").status,
+            401,
+            "try {i}"
+        );
+    }
+    assert_eq!(sprayer.login("admin", PASSWORD).status, 429);
+
+    // A good sign-in: a session cookie that scripts cannot read and other sites do not send.
+    let mut sup = Browser::new(&hub);
+    let r = sup.login("jiancha", PASSWORD);
+    assert_eq!((r.status, r.location()), (303, Some("/")));
+    let cookie = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("sl_session="))
+        .expect("session cookie");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    assert_eq!(sup.cookies["sl_session"].len(), 64);
+    assert_eq!(sup.get("/").status, 200);
+    // Behind a TLS proxy the cookie is Secure.
+    let mut tls = Browser::new(&hub);
+    tls.extra = vec![("x-forwarded-proto".into(), "https".into())];
+    let r = tls.login("jiancha", PASSWORD);
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("sl_session=") && c.contains("; Secure"))
+    );
+
+    // Sign-out is a form: without the session's token it is refused and the session lives on.
+    let page = sup.get("/");
+    let token = page.csrf().expect("the page has the sign-out form");
+    let r = sup.post("/logout", &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = sup.post("/logout", &[("csrf", &"0".repeat(64))]);
+    assert_eq!(r.status, 403);
+    assert_eq!(sup.get("/").status, 200, "still signed in");
+    let stolen = sup.cookies["sl_session"].clone();
+    let r = sup.post("/logout", &[("csrf", &token)]);
+    assert_eq!((r.status, r.location()), (303, Some("/login")));
+    // The session is gone at the hub, not only in this browser.
+    let mut replay = Browser::new(&hub);
+    replay.cookies.insert("sl_session".into(), stolen);
+    assert_eq!(replay.get("/").status, 303);
+
+    // Pages carry no scripts and forbid framing and caching.
+    let mut s = Browser::signed_in(&hub, "jiancha");
+    let r = s.get("/warnings");
+    assert_eq!(
+        r.headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    assert_eq!(
+        r.headers
+            .get("x-frame-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("DENY")
+    );
+    assert!(!r.body.contains("<script"));
+    // Sign-ins are in the audit log.
+    assert!(
+        audit_actions(&hub)
+            .iter()
+            .any(|(who, action, _)| who == "jiancha" && action == "session.start")
+    );
+}
+
+#[test]
+fn a_supervisor_sees_every_page_of_both_townships() {
+    let dir = scratch("dashboard-pages");
+    let hub = hub_with_data(&dir);
+    let letter_a = letter_id(&hub, "SS-0002");
+    let letter_b = letter_id(&hub, "LS-SECRET-01");
+    let mut b = Browser::signed_in(&hub, "jiancha");
+    for (path, text) in pages(letter_a) {
+        let r = b.get(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(
+            r.body.contains(text),
+            "{path} should show {text:?}:\n{}",
+            r.body
+        );
+    }
+    // Both townships, their boxes and the ladder, on the overview.
+    let overview = b.get("/").body;
+    for text in [
+        A,
+        B,
+        "box-shangshi",
+        "box-lishan",
+        "在线",
+        "黄牌",
+        "监察建议书",
+    ] {
+        assert!(
+            overview.contains(text),
+            "overview lacks {text:?}:\n{overview}"
+        );
+    }
+    // W2 (林业站) nobody punched in at this morning: vacant.
+    assert!(overview.contains("林业站 W2 08:30–12:00"), "{overview}");
+    // The board, most serious first, with countdowns and the letters linked.
+    let board = b.get("/warnings").body;
+    let (letter, card, blue) = (
+        board.find("SS-0002").expect("letter case"),
+        board.find("SS-0001").expect("card case"),
+        board.find("SS-0003").expect("blue case"),
+    );
+    assert!(letter < card && card < blue, "ordered by level:\n{board}");
+    assert!(board.contains("LS-SECRET-01"));
+    assert!(
+        board.contains(&format!("/letters/{letter_a}"))
+            && board.contains(&format!("/letters/{letter_b}"))
+    );
+    assert!(
+        board.contains("超期 1 个工作日"),
+        "SS-0001 is one working day overdue:\n{board}"
+    );
+    assert!(
+        board.contains("剩 10 个工作日"),
+        "SS-0003 has ten days left:\n{board}"
+    );
+    assert!(board.contains("http-equiv=\"refresh\" content=\"30\""));
+    // Filters narrow it down.
+    let only_b = b.get(&format!("/warnings?site={B}")).body;
+    assert!(only_b.contains("LS-SECRET-01") && !only_b.contains("SS-0001"));
+    let only_forestry = b.get("/warnings?unit=林业站").body;
+    assert!(only_forestry.contains("SS-0002") && !only_forestry.contains("SS-0001"));
+    // (The letters listed under the board are not filtered by level.)
+    let only_cards = b.get("/warnings?level=yellow_card").body;
+    let table = only_cards.split("<h2>").next().unwrap_or("");
+    assert!(
+        table.contains("SS-0001") && !table.contains("SS-0002"),
+        "{only_cards}"
+    );
+    // A case's timeline: its stages at their own times, its warnings.
+    let case = b.get(&format!("/cases/{A}/SS-0003")).body;
+    assert!(
+        case.contains("受理")
+            && case.contains("承办")
+            && case.contains("2025-11-04T10:00:00+08:00"),
+        "{case}"
+    );
+    assert_eq!(b.get(&format!("/cases/{A}/NO-SUCH")).status, 404);
+    assert_eq!(b.get("/letters/999999").status, 404);
+    // The attendance board: punches with the box's clock offset, late, absent, vacant.
+    let att = b.get(&format!("/attendance?site={A}&day={TODAY}")).body;
+    for text in ["李明", "迟到 6 分", "旷工", "空岗", "08:36:00", "+4.0 s"] {
+        assert!(att.contains(text), "attendance lacks {text:?}:\n{att}");
+    }
+    // Bad input: a clear message.
+    let r = b.get(&format!("/attendance?site={A}&day=2025-13-45"));
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("YYYY-MM-DD"), "{}", r.body);
+    assert_eq!(
+        b.get(&format!("/attendance/month?site={A}&month=11-2025"))
+            .status,
+        422
+    );
+    // The fleet: health figures and the alarm.
+    let fleet = b.get("/fleet").body;
+    for text in [
+        "box-lishan",
+        "13%",
+        "800 MB",
+        "tamper",
+        "a forged batch from box-lishan",
+        "17",
+    ] {
+        assert!(fleet.contains(text), "fleet lacks {text:?}:\n{fleet}");
+    }
+    // English on request.
+    let r = b.get("/lang?to=en&back=%2Fwarnings");
+    assert_eq!((r.status, r.location()), (303, Some("/warnings")));
+    let en = b.get("/warnings").body;
+    assert!(
+        en.contains("Warnings board") && en.contains("yellow card") && en.contains("lang=\"en\""),
+        "{en}"
+    );
+    // The language switch goes back only to this site.
+    assert_eq!(
+        b.get("/lang?to=zh&back=%2F%2Fevil.example%2F").location(),
+        Some("/")
+    );
+    // A supervisor has no accounts page.
+    assert_eq!(b.get("/admin/users").status, 403);
+}
+
+/// Fails with the first B-only string found on a page of a user scoped to A.
+fn assert_no_leak(who: &str, path: &str, body: &str, forbidden: &[&str]) {
+    for s in forbidden {
+        assert!(!body.contains(s), "{who} sees {s:?} on {path}:\n{body}");
+    }
+}
+
+#[test]
+fn a_head_never_sees_another_township() {
+    let dir = scratch("dashboard-scope");
+    let hub = hub_with_data(&dir);
+    let letter_a = letter_id(&hub, "SS-0002");
+    let letter_b = letter_id(&hub, "LS-SECRET-01");
+    let mut head = Browser::signed_in(&hub, "shangshi");
+    for (path, text) in pages(letter_a) {
+        let r = head.get(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.body.contains(text), "{path} should show {text:?}");
+        assert_no_leak("the head of A", &path, &r.body, &B_ONLY);
+    }
+    for path in [
+        "/".to_owned(),
+        "/warnings?level=supervision_letter".into(),
+        "/cases?view=done&q=LS".into(),
+        "/attendance".into(),
+        "/attendance/month".into(),
+        "/lang?to=en&back=%2F".into(),
+        "/".into(),
+        "/fleet".into(),
+    ] {
+        let r = head.get(&path);
+        assert_no_leak("the head of A", &path, &r.body, &B_ONLY);
+    }
+    // Direct URLs into B: refused, and nothing of B in the answer.
+    for (path, status) in [
+        (format!("/warnings?site={B}"), 403),
+        (format!("/cases?view=done&site={B}"), 403),
+        (format!("/cases/{B}/LS-SECRET-01"), 404),
+        (format!("/cases/{B}/LS-SECRET-02"), 404),
+        (format!("/letters/{letter_b}"), 404),
+        (format!("/attendance?site={B}&day={TODAY}"), 403),
+        (format!("/attendance/month?site={B}&month=2025-11"), 403),
+        ("/admin/users".into(), 403),
+    ] {
+        let r = head.get(&path);
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        assert_no_leak("the head of A", &path, &r.body, &B_ONLY);
+    }
+    // The head's own township is all there.
+    let board = head.get("/warnings").body;
+    assert!(board.contains("SS-0001") && board.contains("SS-0002"));
+
+    // A unit chief of A's 民政办 sees neither B nor A's 林业站.
+    let mut chief = Browser::signed_in(&hub, "shangshi-mz");
+    let mut forbidden = B_ONLY.to_vec();
+    forbidden.extend(A_FORESTRY_ONLY);
+    for path in [
+        "/".to_owned(),
+        "/warnings".into(),
+        "/cases?view=todo".into(),
+        "/cases?view=doing".into(),
+        "/cases?view=done".into(),
+        format!("/attendance?site={A}&day={TODAY}"),
+        format!("/attendance/month?site={A}&month=2025-11"),
+        "/fleet".into(),
+    ] {
+        let r = chief.get(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_no_leak("the 民政办 chief of A", &path, &r.body, &forbidden);
+    }
+    assert!(chief.get("/warnings").body.contains("SS-0001"));
+    assert_eq!(chief.get(&format!("/cases/{A}/SS-0002")).status, 404);
+    assert_eq!(chief.get(&format!("/letters/{letter_a}")).status, 404);
+    assert_eq!(chief.get("/warnings?unit=林业站").status, 403);
+}
+
+#[test]
+fn roles_accounts_and_the_audit_log() {
+    let dir = scratch("dashboard-admin");
+    let hub = hub_with_data(&dir);
+
+    // The CLI refuses bad accounts with a reason.
+    let (ok, out) = add_user(&hub, "nosite", "head", None, None, PASSWORD);
+    assert!(!ok && out.contains("--site"), "{out}");
+    let (ok, out) = add_user(&hub, "short", "supervisor", None, None, "short");
+    assert!(!ok && out.contains("at least 10"), "{out}");
+    let (ok, out) = add_user(&hub, "jiancha", "supervisor", None, None, PASSWORD);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = add_user(&hub, "x", "boss", None, None, PASSWORD);
+    assert!(
+        !ok && out.contains("supervisor, head, technician or admin"),
+        "{out}"
+    );
+
+    // A technician sees the fleet, and nothing else.
+    let mut tech = Browser::signed_in(&hub, "yunwei");
+    assert_eq!(tech.get("/").location(), Some("/fleet"));
+    let fleet = tech.get("/fleet");
+    assert_eq!(fleet.status, 200);
+    assert!(fleet.body.contains("box-shangshi") && fleet.body.contains("box-lishan"));
+    for path in ["/warnings", "/cases", "/attendance", "/admin/users"] {
+        assert_eq!(tech.get(path).status, 403, "{path}");
+    }
+
+    // The admin adds an account through the form; without the token nothing happens.
+    let mut admin = Browser::signed_in(&hub, "admin");
+    let page = admin.get("/admin/users");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("shangshi-mz") && page.body.contains("民政办"));
+    let token = page.csrf().expect("token");
+    let fields = |csrf: &'static str| {
+        vec![
+            ("csrf", csrf),
+            ("name", "lishan"),
+            ("role", "head"),
+            ("site", B),
+            ("unit", ""),
+            ("password", "another-long-password"),
+        ]
+    };
+    let r = admin.post("/admin/users", &fields(""));
+    assert_eq!(r.status, 403, "{}", r.body);
+    let none: Vec<(String, String, String)> = audit_actions(&hub)
+        .into_iter()
+        .filter(|a| a.1 == "user.add" && a.2.ends_with(":lishan"))
+        .collect();
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(
+        Browser::new(&hub)
+            .login("lishan", "another-long-password")
+            .status,
+        401
+    );
+    // With the token: added, audited, and the new head sees B only.
+    let token: &'static str = Box::leak(token.into_boxed_str());
+    let r = admin.post("/admin/users", &fields(token));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("已添加账号 lishan"), "{}", r.body);
+    let mut lishan = Browser::new(&hub);
+    assert_eq!(lishan.login("lishan", "another-long-password").status, 303);
+    let board = lishan.get("/warnings").body;
+    assert!(board.contains("LS-SECRET-01") && !board.contains("SS-0001"));
+    // Bad form input: a message, nothing added.
+    let r = admin.post(
+        "/admin/users",
+        &[
+            ("csrf", token),
+            ("name", "bad name"),
+            ("role", "head"),
+            ("site", A),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("spaces"), "{}", r.body);
+    // A head cannot use the admin form even with a valid token of their own.
+    let mut head = Browser::signed_in(&hub, "shangshi");
+    let head_token = head.get("/").csrf().expect("token");
+    let r = head.post(
+        "/admin/users",
+        &[
+            ("csrf", &head_token),
+            ("name", "sneaky"),
+            ("role", "admin"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(r.status, 403);
+    // Disabling a user ends their sessions at once.
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
+    let id: i64 = conn
+        .query_row(
+            "SELECT id FROM dashboard_users WHERE name = 'lishan'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("id");
+    let r = admin.post(
+        &format!("/admin/users/{id}"),
+        &[("csrf", token), ("action", "disable")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(lishan.get("/warnings").status, 303);
+    assert_eq!(
+        Browser::new(&hub)
+            .login("lishan", "another-long-password")
+            .status,
+        401
+    );
+    // Every admin change is in the audit log, with who made it.
+    let audit = audit_actions(&hub);
+    for (who, action) in [("admin", "user.add"), ("admin", "user.disable")] {
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.0 == who && a.1 == action && a.2.contains(&id.to_string())),
+            "{who} {action} missing from {audit:?}"
+        );
+    }
+    // The CLI's own additions are there too.
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.1 == "user.add" && a.2.ends_with(":jiancha"))
+    );
+    // Passwords are stored as argon2id hashes only.
+    let hash: String = conn
+        .query_row(
+            "SELECT password_hash FROM dashboard_users WHERE name = 'lishan'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("hash");
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("another-long-password"));
+}
