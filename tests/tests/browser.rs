@@ -1,0 +1,306 @@
+//! The dashboard in a real browser: headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! which scripts/test installs) driven through chromedriver with fantoccini. Signs in with the
+//! form, opens every page, follows links and the language switch, signs out with the button, and
+//! saves a screenshot of each page under the test's scratch directory (copied to
+//! `target/debug/e2e/browser-screenshots/` to look at afterwards).
+
+mod dashboard_fixture;
+
+use dashboard_fixture::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use sunlight_tests::{Proc, bin_dir, free_port, scratch};
+
+/// The first of these that exists.
+fn find(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// chromedriver on a free port, or a clear failure saying what to install.
+fn chromedriver(dir: &Path) -> (Proc, u16, PathBuf) {
+    let missing = "headless Chromium is needed for this test and is not installed: scripts/test installs it \
+                   (apt-get install chromium chromium-driver on Debian)";
+    let browser = find(&[
+        "/usr/bin/chromium",
+        "/usr/bin/chromium-browser",
+        "/usr/bin/google-chrome",
+    ])
+    .unwrap_or_else(|| panic!("no chromium binary: {missing}"));
+    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
+        .unwrap_or_else(|| panic!("no chromedriver: {missing}"));
+    let port = free_port();
+    let proc = Proc::spawn(
+        std::process::Command::new(driver).arg(format!("--port={port}")),
+        dir.join("chromedriver.log"),
+    );
+    let up = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(
+        up,
+        "chromedriver did not start; see {}",
+        dir.join("chromedriver.log").display()
+    );
+    (proc, port, browser)
+}
+
+async fn connect(port: u16, browser: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": browser,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,1000", "--lang=zh-CN", "--no-first-run"]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "chromium did not start under chromedriver ({e}); is the chromium package complete?"
+            )
+        })
+}
+
+/// Saves the page as `name.png` in `dir`.
+async fn shot(c: &Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+/// Waits (up to 10 s) until the page's path satisfies `ok`: a click that navigates returns before
+/// the new page has always arrived.
+async fn wait_path(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    for _ in 0..200 {
+        if let Ok(url) = c.current_url().await {
+            if ok(url.path()) && c.find(Locator::Css("body")).await.is_ok() {
+                return url.path().to_owned();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the browser never reached {what}; it is at {:?}",
+        c.current_url().await.ok()
+    );
+}
+
+/// Waits (up to 10 s) until the page's text contains `needle`.
+async fn wait_text(c: &Client, needle: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        if let Ok(body) = c.find(Locator::Css("body")).await {
+            last = body.text().await.unwrap_or_default();
+            if last.contains(needle) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page never showed {needle:?}; it shows:\n{last}");
+}
+
+async fn open(c: &Client, base: &str, path: &str, dir: &Path, name: &str, expect: &[&str]) {
+    c.goto(&format!("{base}{path}")).await.expect("goto");
+    let t = wait_text(c, expect[0]).await;
+    for e in expect {
+        assert!(t.contains(e), "{path} should show {e:?}; it shows:\n{t}");
+    }
+    shot(c, dir, name).await;
+}
+
+/// Fills in the sign-in form and submits it.
+async fn sign_in(c: &Client, name: &str, password: &str) {
+    for (field, value) in [("name", name), ("password", password)] {
+        c.find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .expect("sign-in field")
+            .send_keys(value)
+            .await
+            .expect("type");
+    }
+    click(c, Locator::Css("button[type=submit]")).await;
+}
+
+async fn click(c: &Client, what: Locator<'_>) {
+    c.find(what)
+        .await
+        .expect("element to click")
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn session(c: &Client, base: &str, shots: &Path, letter: i64) {
+    // Any page sends the browser to the sign-in form first.
+    c.goto(&format!("{base}/warnings")).await.expect("goto");
+    wait_path(c, "the sign-in form", |p| p == "/login").await;
+    shot(c, shots, "00-login").await;
+    // A wrong password is refused on the page.
+    sign_in(c, "jiancha", "not-the-password").await;
+    wait_text(c, "用户名或密码不正确").await;
+    shot(c, shots, "01-login-refused").await;
+    // The right one brings the browser back to the page it asked for.
+    sign_in(c, "jiancha", PASSWORD).await;
+    wait_path(c, "/warnings", |p| p == "/warnings").await;
+    wait_text(c, "预警看板").await;
+
+    open(
+        c,
+        base,
+        "/",
+        shots,
+        "02-overview",
+        &["总览", A, B, "box-shangshi", "今日空岗"],
+    )
+    .await;
+    open(
+        c,
+        base,
+        "/warnings",
+        shots,
+        "03-warnings",
+        &["预警看板", "SS-0001", "LS-SECRET-01", "超期 1 个工作日"],
+    )
+    .await;
+    // Follow the case link from the board to its timeline.
+    click(c, Locator::LinkText("SS-0001")).await;
+    let t = wait_text(c, "办件 SS-0001").await;
+    assert!(t.contains("办理过程") && t.contains("黄牌"), "{t}");
+    shot(c, shots, "04-case-timeline").await;
+    open(
+        c,
+        base,
+        &format!("/letters/{letter}"),
+        shots,
+        "05-letter",
+        &["监察建议书", "SS-0002"],
+    )
+    .await;
+    open(
+        c,
+        base,
+        "/cases?view=todo",
+        shots,
+        "06-cases-todo",
+        &["待办", "SS-0001"],
+    )
+    .await;
+    open(
+        c,
+        base,
+        "/cases?view=done",
+        shots,
+        "07-cases-done",
+        &["已办", "SS-0004"],
+    )
+    .await;
+    open(
+        c,
+        base,
+        &format!("/attendance?site={A}&day={TODAY}"),
+        shots,
+        "08-attendance",
+        &["李明", "迟到 6 分", "空岗"],
+    )
+    .await;
+    open(
+        c,
+        base,
+        &format!("/attendance/month?site={A}&month=2025-11"),
+        shots,
+        "09-attendance-month",
+        &["民政办", "巡查签到"],
+    )
+    .await;
+    open(
+        c,
+        base,
+        "/fleet",
+        shots,
+        "10-fleet",
+        &["box-lishan", "tamper", "800 MB"],
+    )
+    .await;
+    // The language switch in the header.
+    c.goto(&format!("{base}/warnings")).await.expect("goto");
+    click(c, Locator::LinkText("English")).await;
+    let t = wait_text(c, "Warnings board").await;
+    assert!(t.contains("yellow card"), "{t}");
+    shot(c, shots, "11-warnings-en").await;
+    click(c, Locator::LinkText("中文")).await;
+    wait_text(c, "预警看板").await;
+    // Sign out with the header's button: back at the sign-in form, and pages are closed again.
+    click(c, Locator::Css("header button[type=submit]")).await;
+    wait_path(c, "the sign-in form after signing out", |p| p == "/login").await;
+    c.goto(&format!("{base}/")).await.expect("goto");
+    wait_path(c, "the sign-in form", |p| p == "/login").await;
+
+    // The head of A signs in and sees A only.
+    sign_in(c, "shangshi", PASSWORD).await;
+    wait_path(c, "the overview", |p| p == "/").await;
+    for (path, name) in [
+        ("/", "12-head-overview"),
+        ("/warnings", "13-head-warnings"),
+        ("/fleet", "14-head-fleet"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.expect("goto");
+        wait_text(c, A).await;
+        let html = c.source().await.expect("source");
+        for s in B_ONLY {
+            assert!(!html.contains(s), "the head of A sees {s:?} on {path}");
+        }
+        shot(c, shots, name).await;
+    }
+}
+
+#[test]
+fn the_dashboard_in_headless_chromium() {
+    let dir = scratch("dashboard-browser");
+    let hub = hub_with_data(&dir);
+    let letter: i64 = rusqlite::Connection::open(hub.dir.join("hub.db"))
+        .expect("store")
+        .query_row(
+            "SELECT id FROM letters WHERE case_no = 'SS-0002'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("letter");
+    let (_driver, port, browser) = chromedriver(&dir);
+    let shots = dir.join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let base = format!("http://127.0.0.1:{}", hub.http);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = tokio::time::timeout(Duration::from_secs(60), connect(port, &browser))
+            .await
+            .expect("chromium started within 60 s");
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(120), session(&c, &base, &shots, letter))
+                .await;
+        let _ = c.close().await;
+        outcome.expect("the browser session finished within 120 s");
+    });
+    // Keep the screenshots of the last run where a person can look at them.
+    let keep = bin_dir().join("e2e").join("browser-screenshots");
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(&keep).expect("keep dir");
+    let mut n = 0;
+    for f in std::fs::read_dir(&shots).expect("shots").flatten() {
+        std::fs::copy(f.path(), keep.join(f.file_name())).expect("copy screenshot");
+        n += 1;
+    }
+    assert_eq!(n, 15, "a screenshot of each page");
+}
