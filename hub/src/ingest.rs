@@ -405,6 +405,23 @@ pub struct BrokerLink {
     pub host: String,
     pub port: u16,
     pub client_id: String,
+    /// TLS to the broker (mqtts://): the CA's PEM and, for mTLS, the hub's certificate and key.
+    pub tls: Option<BrokerTls>,
+}
+
+#[derive(Clone)]
+pub struct BrokerTls {
+    pub ca: Vec<u8>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerTls")
+            .field("client_auth", &self.client_auth.is_some())
+            .finish()
+    }
 }
 
 /// Runs ingest until the process ends: MQTT in, one ingest thread, acks out.
@@ -459,6 +476,13 @@ pub async fn run(
         .set_clean_session(false)
         .set_max_packet_size(max_packet, 64 * 1024)
         .set_inflight(1000);
+    if let Some(tls) = &link.tls {
+        opts.set_transport(rumqttc::Transport::tls(
+            tls.ca.clone(),
+            tls.client_auth.clone(),
+            None,
+        ));
+    }
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let (in_tx, mut in_rx) = mpsc::channel::<Message>(256);
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<Outgoing>>(64);

@@ -131,9 +131,18 @@ struct RunArgs {
     /// Run the embedded MQTT broker on this address (the default tier).
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     embedded_broker: SocketAddr,
-    /// Use an external broker instead, e.g. mqtt://127.0.0.1:1883 (Mosquitto, EMQX).
+    /// Use an external broker instead, e.g. mqtt://127.0.0.1:1883, or mqtts://host:8883 with the
+    /// county CA and the hub's certificate (sunlight-provision init makes them).
     #[arg(long)]
     broker: Option<String>,
+    /// The CA that signed the broker's certificate (for mqtts://).
+    #[arg(long, requires = "broker")]
+    broker_ca: Option<PathBuf>,
+    /// The hub's client certificate at the broker (CN `hub`), with --broker-key.
+    #[arg(long, requires = "broker")]
+    broker_cert: Option<PathBuf>,
+    #[arg(long, requires = "broker")]
+    broker_key: Option<PathBuf>,
     /// MQTT client id of this hub process (its session is kept by the broker).
     #[arg(long, default_value = "sunlight-hub")]
     client_id: String,
@@ -443,20 +452,52 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     let path = store_path(&args.data_dir)?;
     let link = match &args.broker {
         Some(url) => {
-            let rest = url.strip_prefix("mqtt://").ok_or_else(|| {
-                Error::Invalid(format!("--broker {url:?} must be mqtt://host:port"))
-            })?;
+            let (rest, tls) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+                (Some(rest), _) => (rest, false),
+                (_, Some(rest)) => (rest, true),
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "--broker {url:?} must be mqtt://host:port or mqtts://host:port"
+                    )));
+                }
+            };
             let (host, port) = rest
                 .trim_end_matches('/')
                 .rsplit_once(':')
-                .unwrap_or((rest, "1883"));
+                .unwrap_or((rest, if tls { "8883" } else { "1883" }));
             let port = port
                 .parse()
                 .map_err(|_| Error::Invalid(format!("--broker {url:?} has a bad port")))?;
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
+            };
+            let tls = if tls {
+                let ca = args
+                    .broker_ca
+                    .as_ref()
+                    .map(read)
+                    .transpose()?
+                    .ok_or_else(|| {
+                        Error::Invalid("mqtts:// needs --broker-ca (the county CA, ca.pem)".into())
+                    })?;
+                let client_auth = match (&args.broker_cert, &args.broker_key) {
+                    (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                    (None, None) => None,
+                    _ => {
+                        return Err(Error::Invalid(
+                            "--broker-cert and --broker-key go together (the hub's hub.pem and hub.key)".into(),
+                        ));
+                    }
+                };
+                Some(ingest::BrokerTls { ca, client_auth })
+            } else {
+                None
+            };
             BrokerLink {
                 host: host.to_owned(),
                 port,
                 client_id: args.client_id.clone(),
+                tls,
             }
         }
         None => {
@@ -465,6 +506,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
                 host: args.embedded_broker.ip().to_string(),
                 port: args.embedded_broker.port(),
                 client_id: args.client_id.clone(),
+                tls: None,
             }
         }
     };

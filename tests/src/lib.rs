@@ -130,6 +130,9 @@ pub enum BrokerMode {
     Embedded(u16),
     /// An external broker (Mosquitto) on this port.
     External(u16),
+    /// An external broker's TLS listener on this port (`mqtts://`; give `--broker-ca` and the
+    /// hub's certificate in `extra_args`).
+    ExternalTls(u16),
 }
 
 /// A hub process with its data directory.
@@ -158,7 +161,7 @@ impl Hub {
 
     pub fn mqtt_port(&self) -> u16 {
         match self.mode {
-            BrokerMode::Embedded(p) | BrokerMode::External(p) => p,
+            BrokerMode::Embedded(p) | BrokerMode::External(p) | BrokerMode::ExternalTls(p) => p,
         }
     }
 
@@ -172,6 +175,7 @@ impl Hub {
         match self.mode {
             BrokerMode::Embedded(p) => cmd.arg("--embedded-broker").arg(format!("127.0.0.1:{p}")),
             BrokerMode::External(p) => cmd.arg("--broker").arg(format!("mqtt://127.0.0.1:{p}")),
+            BrokerMode::ExternalTls(p) => cmd.arg("--broker").arg(format!("mqtts://127.0.0.1:{p}")),
         };
         cmd.args(&self.extra_args);
         self.proc = Some(Proc::spawn(&mut cmd, self.dir.join("hub.log")));

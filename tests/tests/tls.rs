@@ -1,6 +1,6 @@
-//! The agent's TLS option against a real Mosquitto TLS listener with client certificates (mTLS):
-//! events flow when the box presents a certificate of the county CA, and a box without one is
-//! refused by the broker while its events wait safely in its outbox.
+//! TLS against a real Mosquitto TLS listener with client certificates (mTLS): the hub and a box
+//! each present a certificate of the county CA and events flow; a box without one is refused by the
+//! broker while its events wait safely in its outbox.
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::path::Path;
@@ -11,6 +11,7 @@ struct Pki {
     ca: String,
     server: (String, String),
     client: (String, String),
+    hub: (String, String),
 }
 
 fn pki() -> Pki {
@@ -42,7 +43,15 @@ fn pki() -> Pki {
         .signed_by(&client_key, &issuer)
         .expect("client cert");
 
+    let hub_key = KeyPair::generate().expect("hub key");
+    let mut hub_params = CertificateParams::new(Vec::<String>::new()).expect("hub params");
+    hub_params
+        .distinguished_name
+        .push(DnType::CommonName, "hub");
+    let hub_cert = hub_params.signed_by(&hub_key, &issuer).expect("hub cert");
+
     Pki {
+        hub: (hub_cert.pem(), hub_key.serialize_pem()),
         ca: ca_cert.pem(),
         server: (server_cert.pem(), server_key.serialize_pem()),
         client: (client_cert.pem(), client_key.serialize_pem()),
@@ -84,15 +93,34 @@ fn mosquitto_tls(dir: &Path, pki: &Pki) -> (Proc, u16, u16) {
 fn a_box_with_a_county_certificate_syncs_over_mtls_and_one_without_is_refused() {
     let dir = scratch("tls");
     let pki = pki();
-    let (_mosquitto, plain, tls) = mosquitto_tls(&dir.join("mosquitto"), &pki);
-    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::External(plain));
-    hub.start();
-
+    let (_mosquitto, _plain, tls) = mosquitto_tls(&dir.join("mosquitto"), &pki);
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs).expect("certs dir");
     std::fs::write(certs.join("ca.pem"), &pki.ca).expect("ca");
     std::fs::write(certs.join("box.pem"), &pki.client.0).expect("cert");
     std::fs::write(certs.join("box.key"), &pki.client.1).expect("key");
+    std::fs::write(certs.join("hub.pem"), &pki.hub.0).expect("hub cert");
+    std::fs::write(certs.join("hub.key"), &pki.hub.1).expect("hub key");
+    // The hub too connects over mTLS, with its own certificate of the county CA.
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::ExternalTls(tls));
+    hub.extra_args = [
+        "--broker-ca",
+        "ca.pem",
+        "--broker-cert",
+        "hub.pem",
+        "--broker-key",
+        "hub.key",
+    ]
+    .iter()
+    .map(|a| {
+        if a.starts_with("--") {
+            a.to_string()
+        } else {
+            certs.join(a).display().to_string()
+        }
+    })
+    .collect();
+    hub.start();
 
     let tls_hub = format!(
         "[hub]\nbroker = \"mqtts://127.0.0.1:{tls}\"\nca_file = \"{c}/ca.pem\"\ncert_file = \"{c}/box.pem\"\nkey_file = \"{c}/box.key\"\n",
