@@ -7,12 +7,19 @@
 //! ids already executed and hands the decision to [`Outbox::record_command`], which records the id,
 //! replaces the roster and appends the answer in one transaction. It runs on its own task, fed by
 //! the MQTT poll task through a channel, so the link never waits for the disk.
+//!
+//! `snapshot` (`{"camera_id": "..."}`) takes a picture now: the executor shoots and spools the file,
+//! then the same transaction records the id, indexes the image, appends its `snapshot` event
+//! (trigger `command`) and the answer, `ok` with the image's sha256 as `detail` (and in `sha256`).
+//! A camera error is answered `ok: false` with the reason; the hub may send a new command.
 
+use crate::capture::camera::{Cameras, TakeError, Trigger};
 use crate::clock::Clock;
 use crate::outbox::{CommandOutcome, Outbox};
 use crate::roster::Roster;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
 use sunlight_protocol::{Command, CommandKind, EventDraft};
 use tokio::sync::mpsc;
 
@@ -29,6 +36,8 @@ pub struct Decision {
     pub detail: String,
     /// The roster that replaces the cached one (a valid `set_roster`).
     pub roster: Option<Roster>,
+    /// The camera to take a snapshot with now (a valid `snapshot`); the answer follows the shot.
+    pub snapshot: Option<String>,
 }
 
 impl Decision {
@@ -39,6 +48,7 @@ impl Decision {
             ok,
             detail: detail.into(),
             roster: None,
+            snapshot: None,
         }
     }
 }
@@ -108,8 +118,19 @@ pub fn decide(payload: &[u8], site: &str, now: DateTime<Utc>) -> Result<Decision
                 format!("roster refused, the cached one is kept: {reason}"),
             ),
         },
-        CommandKind::Snapshot
-        | CommandKind::ReloadConfig
+        CommandKind::Snapshot => match command.args.get("camera_id").and_then(Value::as_str) {
+            Some(camera) if !camera.is_empty() && camera.len() <= 48 => Decision {
+                snapshot: Some(camera.to_owned()),
+                ..Decision::answer(&cmd_id, &kind, true, "")
+            },
+            _ => Decision::answer(
+                &cmd_id,
+                &kind,
+                false,
+                "snapshot needs args.camera_id, the id of one of the box's cameras",
+            ),
+        },
+        CommandKind::ReloadConfig
         | CommandKind::Update
         | CommandKind::Restart
         | CommandKind::UploadLogs => Decision::answer(&cmd_id, &kind, false, "not supported yet"),
@@ -122,6 +143,8 @@ pub struct Executor {
     pub outbox: Outbox,
     pub clock: Clock,
     pub site: String,
+    /// The box's cameras, for `snapshot`; `None`: it has none.
+    pub cameras: Option<Arc<Cameras>>,
 }
 
 impl Executor {
@@ -151,14 +174,32 @@ impl Executor {
                 Err(e) => tracing::warn!(%cmd_id, error = %e, "could not look up the command"),
             }
         }
-        let decision = match decide(payload, &self.site, Utc::now()) {
+        let mut decision = match decide(payload, &self.site, Utc::now()) {
             Ok(d) => d,
             Err(reason) => {
                 tracing::warn!(%reason, "ignoring a command that cannot be answered");
                 return;
             }
         };
-        let body = json!({"cmd_id": decision.cmd_id, "ok": decision.ok, "detail": decision.detail});
+        let mut body =
+            json!({"cmd_id": decision.cmd_id, "ok": decision.ok, "detail": decision.detail});
+        let mut snapshot = None;
+        if let Some(camera_id) = decision.snapshot.take() {
+            match self.shoot(&decision.cmd_id, &camera_id).await {
+                Ok((row, event)) => {
+                    body = json!({"cmd_id": decision.cmd_id, "ok": true, "detail": row.sha256,
+                        "sha256": row.sha256, "camera_id": camera_id});
+                    decision.detail = row.sha256.clone();
+                    snapshot = Some((row, event));
+                }
+                Err(e) => {
+                    decision.ok = false;
+                    decision.detail = e.to_string();
+                    body = json!({"cmd_id": decision.cmd_id, "ok": false, "detail": decision.detail, "camera_id": camera_id});
+                }
+            }
+        }
+        let spooled = snapshot.as_ref().map(|(row, _)| row.sha256.clone());
         let result = match EventDraft::new("cmd_result", &self.clock.now_rfc3339(), &body) {
             Ok(r) => r,
             Err(e) => {
@@ -173,8 +214,15 @@ impl Executor {
             ok: decision.ok,
             result,
             roster: decision.roster.map(|r| (r, source)),
+            snapshot,
         };
-        match self.outbox.record_command(outcome).await {
+        let recorded = self.outbox.record_command(outcome).await;
+        if let (Some(sha), false) = (&spooled, matches!(recorded, Ok(Some(_)))) {
+            if let Some(cameras) = &self.cameras {
+                cameras.spool().discard(sha).await;
+            }
+        }
+        match recorded {
             Ok(Some(appended)) => {
                 tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, detail = %decision.detail, seq = appended.seq, "command executed and answered")
             }
@@ -186,6 +234,37 @@ impl Executor {
                 tracing::warn!(cmd_id = %decision.cmd_id, error = %e, "could not record the command; it will run when the hub sends it again")
             }
         }
+    }
+}
+
+impl Executor {
+    /// Takes and spools the snapshot a command asks for; returns its index row and event.
+    async fn shoot(
+        &self,
+        cmd_id: &str,
+        camera_id: &str,
+    ) -> Result<(crate::spool::BlobRow, EventDraft), TakeError> {
+        let Some(cameras) = &self.cameras else {
+            return Err(TakeError::UnknownCamera(
+                camera_id.to_owned(),
+                "none configured".into(),
+            ));
+        };
+        let shot = cameras.shoot(camera_id).await?;
+        let (dimensions, taken_at) = (shot.dimensions, shot.taken_at.clone());
+        let spooled = cameras.spool().write(shot.jpeg).await?;
+        let mut extra = Map::new();
+        extra.insert("cmd_id".into(), json!(cmd_id));
+        cameras
+            .record_of(
+                camera_id,
+                &spooled,
+                dimensions,
+                &taken_at,
+                Trigger::Command,
+                extra,
+            )
+            .map_err(TakeError::from)
     }
 }
 
@@ -248,7 +327,7 @@ mod tests {
             ),
             (
                 payload("snapshot", json!({}), "2026-11-30T09:00:00+08:00"),
-                "not supported yet",
+                "needs args.camera_id",
             ),
             (
                 payload("teleport", json!({}), "2026-11-30T09:00:00+08:00"),
@@ -321,6 +400,7 @@ mod tests {
                 outbox: outbox(&dir),
                 clock: Clock::new(chrono_tz::Asia::Shanghai),
                 site: SITE.into(),
+                cameras: None,
             };
             // Twice in a row, and twice at once (both past the early check).
             executor.execute(&cmd).await;
@@ -345,6 +425,7 @@ mod tests {
             outbox: outbox.clone(),
             clock: Clock::new(chrono_tz::Asia::Shanghai),
             site: SITE.into(),
+            cameras: None,
         };
         executor.execute(&cmd).await;
         assert_eq!(answers(&outbox).len(), 2);
@@ -365,6 +446,7 @@ mod tests {
             outbox: outbox.clone(),
             clock: Clock::new(chrono_tz::Asia::Shanghai),
             site: SITE.into(),
+            cameras: None,
         };
         executor
             .execute(&payload(
@@ -393,5 +475,55 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((roster.version, roster.roster().staff.len()), (1, 3));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_command_takes_one_picture_and_answers_with_its_sha256() {
+        let (rig, _) = crate::capture::camera::tests::rig(vec![]).await;
+        let executor = Executor {
+            outbox: rig.outbox.clone(),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            site: SITE.into(),
+            cameras: Some(rig.cameras.clone()),
+        };
+        let cmd = json!({"cmd_id": "snap-1", "kind": "snapshot", "args": {"camera_id": "file"}})
+            .to_string();
+        executor.execute(cmd.as_bytes()).await;
+        executor.execute(cmd.as_bytes()).await;
+        let unknown =
+            json!({"cmd_id": "snap-2", "kind": "snapshot", "args": {"camera_id": "roof"}})
+                .to_string();
+        executor.execute(unknown.as_bytes()).await;
+        let got = answers(&rig.outbox);
+        assert_eq!(got.len(), 2, "{got:?}");
+        let sha = got[0]["detail"].as_str().unwrap().to_owned();
+        assert!(sunlight_protocol::blob::is_sha256_hex(&sha), "{sha}");
+        assert_eq!(
+            (&got[0]["ok"], &got[0]["sha256"], &got[0]["camera_id"]),
+            (&json!(true), &json!(sha), &json!("file"))
+        );
+        assert_eq!(got[1]["ok"], false);
+        assert!(
+            got[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("no camera \"roof\""),
+            "{}",
+            got[1]
+        );
+        // One picture: its event (trigger command, with the command's id) comes right before the answer.
+        let snaps = crate::capture::camera::tests::bodies(&rig.outbox, "snapshot");
+        assert_eq!(snaps.len(), 1);
+        assert_eq!(
+            (
+                &snaps[0]["sha256"],
+                &snaps[0]["trigger"],
+                &snaps[0]["cmd_id"]
+            ),
+            (&json!(sha), &json!("command"), &json!("snap-1"))
+        );
+        let f = rig.cameras.spool().figures().unwrap();
+        assert_eq!((f.images, f.waiting), (1, 1));
+        assert!(rig.cameras.spool().path_of(&sha).exists());
     }
 }

@@ -34,6 +34,292 @@ pub struct AgentConfig {
     pub zkteco: Option<ZktecoConfig>,
     /// A directory of exported files to import; absent: files come only through the intake API.
     pub import: Option<ImportConfig>,
+    /// Where snapshots are kept, how they are sent, when scheduled ones are taken.
+    #[serde(default)]
+    pub snapshots: SnapshotsConfig,
+    /// The cameras (`[[camera]]`, any number; none: no snapshots).
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// `[snapshots]`: the JPEG spool, its upload to the hub and the office hours of scheduled shots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsConfig {
+    /// Disk the spool may use, in MiB; over it, uploaded images go first, then the oldest others.
+    #[serde(default = "default_quota_mb")]
+    pub quota_mb: u64,
+    /// Upload bandwidth cap in bytes per second; 0: no cap.
+    #[serde(default = "default_upload_rate")]
+    pub upload_bytes_per_sec: u64,
+    /// Uploads wait while more events than this are waiting for the hub's ack (events first).
+    #[serde(default = "default_upload_max_backlog")]
+    pub upload_max_backlog: u64,
+    /// Scheduled snapshots are taken only within these local times ("HH:MM-HH:MM") ...
+    #[serde(default = "default_office_hours")]
+    pub office_hours: Vec<String>,
+    /// ... on these days ("mon" ... "sun").
+    #[serde(default = "default_office_days")]
+    pub office_days: Vec<String>,
+    /// The camera whose picture becomes the kiosk punch's `photo`; absent: punches carry none.
+    pub punch_camera: Option<String>,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        SnapshotsConfig {
+            quota_mb: default_quota_mb(),
+            upload_bytes_per_sec: default_upload_rate(),
+            upload_max_backlog: default_upload_max_backlog(),
+            office_hours: default_office_hours(),
+            office_days: default_office_days(),
+            punch_camera: None,
+        }
+    }
+}
+
+fn default_quota_mb() -> u64 {
+    1024
+}
+fn default_upload_rate() -> u64 {
+    128 * 1024
+}
+fn default_upload_max_backlog() -> u64 {
+    500
+}
+fn default_office_hours() -> Vec<String> {
+    vec!["08:00-18:00".into()]
+}
+fn default_office_days() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Where a camera's pictures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraKind {
+    /// Hikvision IP camera or NVR channel: `http://HOST/ISAPI/Streaming/channels/{channel}01/picture`.
+    Hikvision,
+    /// Dahua IP camera or NVR channel: `http://HOST/cgi-bin/snapshot.cgi?channel={channel}`.
+    Dahua,
+    /// Any camera with a snapshot URL (`url`).
+    Http,
+    /// A USB (UVC) camera by its `/dev/v4l/by-id/...` path (agent feature `usb-camera`).
+    Usb,
+    /// Frames from a directory of JPEGs, or generated: for tests and demos, no hardware.
+    File,
+}
+
+/// `[[camera]]`: one camera.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// The camera's name in events and at the hub: 1-48 characters of a-z, 0-9 and '-'.
+    pub id: String,
+    pub kind: CameraKind,
+    /// Hikvision / Dahua: the camera's address, `192.168.1.64` or `192.168.1.64:8080`.
+    pub host: Option<String>,
+    /// Hikvision / Dahua: the channel (1 for a single camera; the NVR's channel otherwise).
+    #[serde(default = "default_channel")]
+    pub channel: u32,
+    /// Http: the full snapshot URL (http:// or https://).
+    pub url: Option<String>,
+    /// IP cameras: the account (a viewer account is enough).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// IP cameras: the password in a file of its own (first line), instead of `password`.
+    pub password_file: Option<PathBuf>,
+    /// Usb: the stable device path, `/dev/v4l/by-id/usb-...-video-index0`.
+    pub device: Option<PathBuf>,
+    /// File: a directory of `.jpg` files served in name order, round and round; absent: generated.
+    pub dir: Option<PathBuf>,
+    /// File (generated frames) and Usb (wished resolution): the picture size.
+    pub width: Option<u16>,
+    pub height: Option<u16>,
+    /// A scheduled snapshot every so many minutes within the office hours; absent: none.
+    pub every_min: Option<u32>,
+    /// The same in seconds, for tests and demos (set one of the two).
+    pub every_secs: Option<u32>,
+    /// This camera's own office hours, instead of `snapshots.office_hours`.
+    pub office_hours: Option<Vec<String>>,
+    /// One snapshot attempt may take this long at most.
+    #[serde(default = "default_camera_timeout")]
+    pub timeout_secs: u64,
+    /// IP cameras: after this many refused logins in a row the box stops asking (so the camera
+    /// does not lock its account) and raises an alarm; fix the password and restart the agent.
+    #[serde(default = "default_auth_failures")]
+    pub max_auth_failures: u32,
+}
+
+fn default_channel() -> u32 {
+    1
+}
+fn default_camera_timeout() -> u64 {
+    10
+}
+fn default_auth_failures() -> u32 {
+    3
+}
+
+impl CameraConfig {
+    /// How often scheduled snapshots are taken, if they are.
+    pub fn every(&self) -> Option<Duration> {
+        match (self.every_min, self.every_secs) {
+            (Some(m), _) => Some(Duration::from_secs(u64::from(m) * 60)),
+            (None, Some(s)) => Some(Duration::from_secs(u64::from(s))),
+            (None, None) => None,
+        }
+    }
+
+    /// The snapshot URL of an IP camera.
+    pub fn snapshot_url(&self) -> Option<String> {
+        match self.kind {
+            CameraKind::Hikvision => self.host.as_ref().map(|h| {
+                format!(
+                    "http://{h}/ISAPI/Streaming/channels/{}01/picture",
+                    self.channel
+                )
+            }),
+            CameraKind::Dahua => self
+                .host
+                .as_ref()
+                .map(|h| format!("http://{h}/cgi-bin/snapshot.cgi?channel={}", self.channel)),
+            CameraKind::Http => self.url.clone(),
+            CameraKind::Usb | CameraKind::File => None,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let id = &self.id;
+        if DeviceId::new(id).is_err() {
+            return Err(format!(
+                "camera id {id:?} must be 1-48 characters of a-z, 0-9 and '-'"
+            ));
+        }
+        let need = |what: bool, key: &str, example: &str| {
+            if what {
+                Ok(())
+            } else {
+                Err(format!(
+                    "camera {id:?} ({:?}) needs {key}, e.g. {key} = {example}",
+                    self.kind
+                ))
+            }
+        };
+        match self.kind {
+            CameraKind::Hikvision | CameraKind::Dahua => {
+                need(self.host.is_some(), "host", "\"192.168.1.64\"")?;
+                if self.host.as_deref().is_some_and(|h| h.contains('/')) {
+                    return Err(format!(
+                        "camera {id:?}: host is an address like \"192.168.1.64\" or \"192.168.1.64:8080\"; for a full URL use kind = \"http\" and url"
+                    ));
+                }
+            }
+            CameraKind::Http => {
+                need(
+                    self.url.is_some(),
+                    "url",
+                    "\"http://192.168.1.70/snapshot.jpg\"",
+                )?;
+                if !self
+                    .url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"))
+                {
+                    return Err(format!(
+                        "camera {id:?}: url must start with http:// or https://"
+                    ));
+                }
+            }
+            CameraKind::Usb => {
+                need(
+                    self.device.is_some(),
+                    "device",
+                    "\"/dev/v4l/by-id/usb-046d_HD_Webcam_C270-video-index0\"",
+                )?;
+                if !cfg!(feature = "usb-camera") {
+                    return Err(format!(
+                        "camera {id:?} is a USB camera, but this agent was built without USB camera support; build it with --features usb-camera (needs libclang-dev)"
+                    ));
+                }
+            }
+            CameraKind::File => {}
+        }
+        if self.every_min.is_some() && self.every_secs.is_some() {
+            return Err(format!(
+                "camera {id:?}: set every_min or every_secs, not both"
+            ));
+        }
+        if self.every_min == Some(0) || self.every_secs == Some(0) {
+            return Err(format!(
+                "camera {id:?}: every_min / every_secs must be at least 1; leave it out for no schedule"
+            ));
+        }
+        if self.password.is_some() && self.password_file.is_some() {
+            return Err(format!(
+                "camera {id:?}: set password or password_file, not both"
+            ));
+        }
+        if self.timeout_secs == 0 || self.max_auth_failures == 0 {
+            return Err(format!(
+                "camera {id:?}: timeout_secs and max_auth_failures must be at least 1"
+            ));
+        }
+        if self.width == Some(0) || self.height == Some(0) {
+            return Err(format!(
+                "camera {id:?}: width and height must be at least 1"
+            ));
+        }
+        if let Some(hours) = &self.office_hours {
+            parse_hours(hours).map_err(|e| format!("camera {id:?}: office_hours: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Office hours as ranges `[from, to)` of seconds after local midnight.
+pub type Hours = Vec<(u32, u32)>;
+
+/// Parses `["08:30-12:00", "14:30-17:30"]` ("24:00" ends a range at midnight).
+pub fn parse_hours(ranges: &[String]) -> Result<Hours, String> {
+    if ranges.is_empty() {
+        return Err("no ranges; give e.g. [\"08:30-12:00\", \"14:30-17:30\"]".into());
+    }
+    ranges
+        .iter()
+        .map(|r| {
+            let bad = || format!("{r:?} is not a range like \"08:30-12:00\"");
+            let (from, to) = r.split_once('-').ok_or_else(bad)?;
+            let t = |s: &str| -> Result<u32, String> {
+                let s = s.trim();
+                if s == "24:00" {
+                    return Ok(86_400);
+                }
+                let t = chrono::NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| bad())?;
+                Ok(chrono::Timelike::num_seconds_from_midnight(&t))
+            };
+            let (from, to) = (t(from)?, t(to)?);
+            if from >= to {
+                return Err(format!("{r:?} ends before it starts"));
+            }
+            Ok((from, to))
+        })
+        .collect()
+}
+
+/// Parses `["mon", "tue", ...]`.
+pub fn parse_days(days: &[String]) -> Result<Vec<chrono::Weekday>, String> {
+    if days.is_empty() {
+        return Err("no days; give e.g. [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]".into());
+    }
+    days.iter()
+        .map(|d| {
+            d.parse::<chrono::Weekday>()
+                .map_err(|_| format!("{d:?} is not a day; use mon, tue, wed, thu, fri, sat, sun"))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +395,9 @@ pub struct HubConfig {
     /// For mTLS: this box's certificate and key (PEM).
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// The hub's HTTP API, `http://hub.county.example:8080`, where snapshots are uploaded
+    /// (`PUT /api/v1/blobs/{sha256}`); absent: snapshots stay in the spool.
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,7 +561,52 @@ impl AgentConfig {
                 "hub.cert_file and hub.key_file go together: set both for mTLS, or neither".into(),
             ));
         }
+        if let Some(api) = &config.hub.api {
+            if !(api.starts_with("http://") || api.starts_with("https://")) {
+                return Err(bad(format!(
+                    "hub.api {api:?} must start with http:// or https://, e.g. \"http://hub.county.example:8080\""
+                )));
+            }
+        }
+        let snapshots = &config.snapshots;
+        parse_hours(&snapshots.office_hours)
+            .map_err(|e| bad(format!("snapshots.office_hours: {e}")))?;
+        parse_days(&snapshots.office_days)
+            .map_err(|e| bad(format!("snapshots.office_days: {e}")))?;
+        if snapshots.quota_mb == 0 {
+            return Err(bad("snapshots.quota_mb must be at least 1".into()));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for camera in &config.cameras {
+            camera
+                .check()
+                .map_err(|e| bad(format!("[[camera]]: {e}")))?;
+            if !ids.insert(camera.id.as_str()) {
+                return Err(bad(format!(
+                    "[[camera]]: two cameras are called {:?}; give each its own id",
+                    camera.id
+                )));
+            }
+        }
+        if let Some(punch) = &snapshots.punch_camera {
+            if !ids.contains(punch.as_str()) {
+                return Err(bad(format!(
+                    "snapshots.punch_camera {punch:?} is not one of the [[camera]] ids ({})",
+                    config
+                        .cameras
+                        .iter()
+                        .map(|c| c.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
         Ok(config)
+    }
+
+    /// The directory of spooled JPEGs (`blobs/ab/<sha256>.jpg`).
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.data_dir.join("blobs")
     }
 
     pub fn tz(&self) -> Result<chrono_tz::Tz, String> {
@@ -373,6 +707,106 @@ broker = "mqtt://hub.example:1883"
                 .import
                 .is_none()
         );
+    }
+
+    #[test]
+    fn cameras_are_checked_at_load() {
+        let with =
+            |extra: &str| AgentConfig::parse(&format!("{MINIMAL}{extra}"), Path::new("a.toml"));
+        let c = with(
+            r#"api = "http://hub:8080"
+[snapshots]
+punch_camera = "w1"
+[[camera]]
+id = "w1"
+kind = "hikvision"
+host = "192.168.1.64"
+channel = 2
+username = "viewer"
+password = "x"
+every_min = 5
+[[camera]]
+id = "w2"
+kind = "dahua"
+host = "192.168.1.65:8080"
+[[camera]]
+id = "fake"
+kind = "file"
+every_secs = 2
+office_hours = ["00:00-24:00"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.hub.api.as_deref(), Some("http://hub:8080"));
+        assert_eq!(
+            c.cameras[0].snapshot_url().unwrap(),
+            "http://192.168.1.64/ISAPI/Streaming/channels/201/picture"
+        );
+        assert_eq!(
+            c.cameras[1].snapshot_url().unwrap(),
+            "http://192.168.1.65:8080/cgi-bin/snapshot.cgi?channel=1"
+        );
+        assert_eq!(c.cameras[0].every(), Some(Duration::from_secs(300)));
+        assert_eq!(c.cameras[2].every(), Some(Duration::from_secs(2)));
+        assert_eq!(c.snapshots.quota_mb, 1024);
+        let refusals = [
+            (
+                "[[camera]]\nid = \"w1\"\nkind = \"hikvision\"\n",
+                "needs host",
+            ),
+            ("[[camera]]\nid = \"W 1\"\nkind = \"file\"\n", "a-z, 0-9"),
+            (
+                "[[camera]]\nid = \"a\"\nkind = \"file\"\n[[camera]]\nid = \"a\"\nkind = \"file\"\n",
+                "two cameras",
+            ),
+            (
+                "[[camera]]\nid = \"a\"\nkind = \"http\"\nurl = \"ftp://x\"\n",
+                "http://",
+            ),
+            (
+                "[[camera]]\nid = \"a\"\nkind = \"file\"\nevery_min = 1\nevery_secs = 1\n",
+                "not both",
+            ),
+            (
+                "[[camera]]\nid = \"a\"\nkind = \"file\"\noffice_hours = [\"9-5\"]\n",
+                "08:30-12:00",
+            ),
+            (
+                "[[camera]]\nid = \"a\"\nkind = \"webcam\"\n",
+                "unknown variant",
+            ),
+            (
+                "[snapshots]\npunch_camera = \"nope\"\n",
+                "not one of the [[camera]] ids",
+            ),
+            ("[snapshots]\noffice_days = [\"someday\"]\n", "not a day"),
+            (
+                "[snapshots]\noffice_hours = [\"18:00-08:00\"]\n",
+                "ends before it starts",
+            ),
+        ];
+        for (extra, expected) in refusals {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{extra}: {err} should contain {expected}"
+            );
+        }
+        let err = AgentConfig::parse(
+            &MINIMAL.replace("[hub]\n", "[hub]\napi = \"hub:8080\"\n"),
+            Path::new("a.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("hub.api"), "{err}");
+        #[cfg(not(feature = "usb-camera"))]
+        {
+            let err =
+                with("[[camera]]\nid = \"u\"\nkind = \"usb\"\ndevice = \"/dev/v4l/by-id/x\"\n")
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains("--features usb-camera"), "{err}");
+        }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum Error {
     Closed,
     #[error("could not store the event: {0}; nothing was recorded, retry")]
     Store(String),
+    #[error("snapshot spool: {0}")]
+    Spool(String),
     #[error("roster {path} refused: {detail}")]
     Roster { path: PathBuf, detail: String },
     #[error("signing key {path}: {detail}")]

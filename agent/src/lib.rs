@@ -1,8 +1,10 @@
 //! `sunlight-agent`: the box at a township office.
 //!
 //! Data flows one way through the modules: `capture/*` accepts events (the LAN intake API, ZKTeco
-//! terminals, the kiosk page; cameras come next) → [`outbox`] makes each one durable and chains it
-//! → [`sync`] sends signed batches over MQTT and deletes only what the hub acknowledged.
+//! terminals, the kiosk page, cameras) → [`outbox`] makes each one durable and chains it
+//! → [`sync`] sends signed batches over MQTT and deletes only what the hub acknowledged. Camera
+//! pictures go to the [`spool`] (files named by their hash, indexed in the outbox database, one
+//! `snapshot` event each) and `sync::upload` sends them to the hub's blob store over HTTP.
 //! [`health`] reports the box itself through the same outbox. Only `sync` talks to the hub; the
 //! hub's commands go from `sync` to [`commands`], which answers each once through the outbox and
 //! keeps the [`roster`] the kiosk checks punches against.
@@ -16,6 +18,7 @@ pub mod health;
 pub mod outbox;
 pub mod roster;
 pub mod run;
+pub mod spool;
 pub mod sync;
 
 pub use config::AgentConfig;

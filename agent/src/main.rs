@@ -23,9 +23,10 @@ struct Cli {
 enum Command {
     /// Create the data directory and this box's signing key; print the public key for the hub.
     Init,
-    /// Run the agent (intake, outbox, sync, health).
+    /// Run the agent (intake, outbox, sync, health, cameras).
     Run,
-    /// Show the link, backlog and last ack of the running agent (or of its outbox if it is stopped).
+    /// Show the link, backlog, last ack, snapshot spool, uploads and cameras of the running agent
+    /// (or of its outbox if it is stopped).
     Status,
     /// The roster the kiosk checks punches against (normally sent by the hub).
     Roster {
@@ -177,6 +178,31 @@ fn status(config: &AgentConfig) -> Result<(), sunlight_agent::Error> {
                 .map(|o| format!("hub − box = {o} ms"))
                 .unwrap_or_else(|| "offset not yet measured".into())
         );
+        let snapshots = &live["snapshots"];
+        print_spool(&snapshots["spool"]);
+        let upload = &snapshots["upload"];
+        println!(
+            "upload     {} — {}",
+            upload["api"].as_str().unwrap_or("no hub.api"),
+            upload["doing"].as_str().unwrap_or("?")
+        );
+        if let Some(e) = upload["last_error"].as_str() {
+            println!(
+                "           last error {e} ({})",
+                fmt_ms(upload["last_error_ms"].as_i64())
+            );
+        }
+        for camera in snapshots["cameras"].as_array().into_iter().flatten() {
+            print_camera(camera);
+        }
+        for alarm in live["alarms"].as_array().into_iter().flatten() {
+            println!(
+                "ALARM      {} {}: {}",
+                alarm["at"].as_str().unwrap_or("?"),
+                alarm["what"].as_str().unwrap_or("?"),
+                alarm["detail"].as_str().unwrap_or("")
+            );
+        }
         return Ok(());
     }
     let backlog = Outbox::inspect(&config.outbox_path())?;
@@ -185,7 +211,69 @@ fn status(config: &AgentConfig) -> Result<(), sunlight_agent::Error> {
         config.site, config.device
     );
     print_backlog(&serde_json::to_value(&backlog).unwrap_or_default());
+    let quota = config.snapshots.quota_mb.saturating_mul(1024 * 1024);
+    let spool = sunlight_agent::spool::Spool::inspect(&config.outbox_path(), quota)?;
+    print_spool(&serde_json::to_value(&spool).unwrap_or_default());
+    println!(
+        "upload     {}",
+        config
+            .hub
+            .api
+            .as_deref()
+            .unwrap_or("hub.api is not set: snapshots stay in the spool")
+    );
     Ok(())
+}
+
+fn print_spool(s: &serde_json::Value) {
+    let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
+    println!(
+        "spool      {} images, {:.1} MiB of {:.0} MiB; {} waiting for upload ({:.1} MiB){}",
+        s["images"],
+        mib(&s["bytes"]),
+        mib(&s["quota_bytes"]),
+        s["waiting"],
+        mib(&s["waiting_bytes"]),
+        s["oldest_waiting"]
+            .as_str()
+            .map(|t| format!(", oldest taken {t}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "           last upload {}; {} uploaded; evicted for the quota {} ({} never uploaded){}",
+        fmt_ms(s["last_upload_ms"].as_i64()),
+        s["uploaded_total"],
+        s["evicted_total"],
+        s["evicted_waiting_total"],
+        match s["refused"].as_u64() {
+            Some(n) if n > 0 => format!("; {n} refused by the hub, retried hourly"),
+            _ => String::new(),
+        }
+    );
+}
+
+fn print_camera(c: &serde_json::Value) {
+    let state = if let Some(stopped) = c["stopped"].as_str() {
+        format!("STOPPED: {stopped}")
+    } else if c["consecutive_failures"].as_u64().unwrap_or(0) > 0 {
+        format!(
+            "FAILING ({} in a row): {}",
+            c["consecutive_failures"],
+            c["last_error"].as_str().unwrap_or("?")
+        )
+    } else {
+        "ok".into()
+    };
+    println!(
+        "camera     {} ({} {}) — {}; {} pictures, {} errors, last picture {}",
+        c["id"].as_str().unwrap_or("?"),
+        c["kind"].as_str().unwrap_or("?"),
+        c["location"].as_str().unwrap_or("?"),
+        state,
+        c["captures"],
+        c["failures"],
+        c["last_ok"].as_str().unwrap_or("never")
+    );
 }
 
 fn print_backlog(b: &serde_json::Value) {

@@ -9,11 +9,15 @@
 //! the writer writes. Memory is bounded by the channel and the batch size, never by the backlog.
 //!
 //! Hub commands are recorded here too ([`Outbox::record_command`]): the executed `cmd_id`, what the
-//! command changes (the roster) and its `cmd_result` event are written in one transaction, so a
-//! crash can neither execute a command twice nor answer it twice.
+//! command changes (the roster, a snapshot) and its `cmd_result` event are written in one
+//! transaction, so a crash can neither execute a command twice nor answer it twice.
+//!
+//! The snapshot spool's index lives in the same database ([`crate::spool`]): a spooled image's row
+//! and its `snapshot` event are written in one transaction ([`Outbox::spool`]), by the same writer.
 
 use crate::error::Error;
 use crate::roster::Roster;
+use crate::spool::{BlobRow, SpoolWrite};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -75,6 +79,8 @@ pub struct CommandOutcome {
     pub result: EventDraft,
     /// A roster that replaces the cached one, with where it came from.
     pub roster: Option<(Roster, String)>,
+    /// A snapshot the command took: its spool row and its `snapshot` event (before the answer).
+    pub snapshot: Option<(BlobRow, EventDraft)>,
 }
 
 enum Request {
@@ -85,6 +91,10 @@ enum Request {
     Ack(u64, oneshot::Sender<Result<(), Error>>),
     Command(
         Box<CommandOutcome>,
+        oneshot::Sender<Result<Option<Appended>, Error>>,
+    ),
+    Spool(
+        Box<SpoolWrite>,
         oneshot::Sender<Result<Option<Appended>, Error>>,
     ),
 }
@@ -105,7 +115,7 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -169,6 +179,9 @@ impl Outbox {
         writer.execute_batch(SCHEMA).map_err(db_err(path))?;
         writer
             .execute_batch(crate::roster::SCHEMA)
+            .map_err(db_err(path))?;
+        writer
+            .execute_batch(crate::spool::SCHEMA)
             .map_err(db_err(path))?;
         let owner: Option<(String, String)> = writer
             .query_row("SELECT site, device FROM identity WHERE id = 1", [], |r| {
@@ -260,6 +273,26 @@ impl Outbox {
             .await
             .map_err(|_| Error::Closed)?;
         wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A change to the snapshot spool's index (with the image's `snapshot` event, for
+    /// [`SpoolWrite::Add`]), in one transaction; returns where the event landed, if there was one.
+    pub async fn spool(&self, write: SpoolWrite) -> Result<Option<Appended>, Error> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Spool(Box::new(write), reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Runs a query on the reader connection. Blocking: call from a blocking context.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        let conn = self.reader.lock().map_err(|_| Error::Closed)?;
+        f(&conn).map_err(db_err(&self.path))
     }
 
     /// Whether a command with this id was executed already. Blocking: call from a blocking context.
@@ -410,7 +443,7 @@ impl Writer {
                         Request::Ack(_, reply) => {
                             let _ = reply.send(Ok(()));
                         }
-                        Request::Command(_, reply) => {
+                        Request::Command(_, reply) | Request::Spool(_, reply) => {
                             let _ = reply.send(Ok(results.next().flatten()));
                         }
                     }
@@ -431,7 +464,7 @@ impl Writer {
                         Request::Ack(_, reply) => {
                             let _ = reply.send(Err(err));
                         }
-                        Request::Command(_, reply) => {
+                        Request::Command(_, reply) | Request::Spool(_, reply) => {
                             let _ = reply.send(Err(err));
                         }
                     }
@@ -484,8 +517,22 @@ impl Writer {
                         if let Some((roster, source)) = &c.roster {
                             crate::roster::store(&tx, roster, source)?;
                         }
+                        if let Some((row, snapshot)) = &c.snapshot {
+                            crate::spool::insert_row(&tx, row, now)?;
+                            insert_event(&mut insert, &mut self.head, snapshot, now)?;
+                        }
                         let done = insert_event(&mut insert, &mut self.head, &c.result, now)?;
                         appended.push(Some(done));
+                    }
+                    Request::Spool(write, _) => {
+                        let event = crate::spool::apply(&tx, write, now)?;
+                        let done = match event {
+                            Some(draft) => {
+                                Some(insert_event(&mut insert, &mut self.head, draft, now)?)
+                            }
+                            None => None,
+                        };
+                        appended.push(done);
                     }
                     Request::Ack(through, _) => {
                         let through = (*through).min(self.head.seq);
@@ -543,7 +590,7 @@ fn insert_event(
 fn group_events(req: &Request) -> usize {
     match req {
         Request::Append(items, _) => items.len(),
-        Request::Ack(..) | Request::Command(..) => 1,
+        Request::Ack(..) | Request::Command(..) | Request::Spool(..) => 1,
     }
 }
 
@@ -682,6 +729,7 @@ mod tests {
             ok: false,
             result: EventDraft::new("cmd_result", "2026-11-23T08:29:01.120+08:00", &body).unwrap(),
             roster: None,
+            snapshot: None,
         }
     }
 

@@ -1,13 +1,17 @@
 //! Starting and stopping the agent: load config and key, open the outbox, start intake, sync and
 //! health, and stop cleanly on SIGTERM or Ctrl-C (nothing is lost either way: the outbox is durable).
 
-use crate::capture::intake_api::{self, IntakeState};
+use crate::capture::camera::{Camera, Cameras};
+use crate::capture::intake_api::{self, IntakeState, SnapshotStatus};
 use crate::capture::kiosk::{self, KioskState};
 use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::error::Error;
+use crate::health::Alarms;
 use crate::outbox::Outbox;
 use crate::roster::RosterCache;
+use crate::spool::Spool;
+use crate::sync::upload::{UploadState, Uploader};
 use crate::sync::{LinkState, Sync};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -71,6 +75,8 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
     let clock = Clock::new(tz);
     let outbox = Outbox::open(&config.outbox_path(), &config.site, &config.device)?;
     let link = Arc::new(Mutex::new(LinkState::default()));
+    let (alarms, raised) = Alarms::new();
+    let snapshots = start_cameras(&config, &outbox, &clock, &key, &alarms).await?;
 
     let listener = tokio::net::TcpListener::bind(config.intake.listen)
         .await
@@ -89,15 +95,16 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         link: link.clone(),
         site: config.site.to_string(),
         device: config.device.to_string(),
+        snapshots: Some(snapshots.clone()),
+        alarms: alarms.clone(),
     });
     if config.kiosk.enabled {
         let roster = Arc::new(RosterCache::open(&config.outbox_path())?);
-        intake = intake.merge(kiosk::router(KioskState::new(
-            outbox.clone(),
-            clock.clone(),
-            roster,
-            &config.kiosk,
-        )));
+        let mut state = KioskState::new(outbox.clone(), clock.clone(), roster, &config.kiosk);
+        if let Some(camera) = &config.snapshots.punch_camera {
+            state = state.with_photo(snapshots.cameras.clone(), camera);
+        }
+        intake = intake.merge(kiosk::router(state));
         tracing::info!(page = %format!("http://{}/kiosk", config.intake.listen), "kiosk page served");
     }
     tracing::info!(site = %config.site, device = %config.device, intake = %config.intake.listen, broker = %config.hub.broker, "agent started");
@@ -130,20 +137,20 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
             clock.clone(),
         ));
     }
-    if config.health.interval_secs > 0 {
-        tokio::spawn(crate::health::run(
-            Duration::from_secs(config.health.interval_secs),
-            config.data_dir.clone(),
-            outbox.clone(),
-            clock.clone(),
-        ));
-    }
+    tokio::spawn(crate::health::run(
+        (config.health.interval_secs > 0).then(|| Duration::from_secs(config.health.interval_secs)),
+        config.data_dir.clone(),
+        outbox.clone(),
+        clock.clone(),
+        raised,
+    ));
     let sync = Sync {
         config,
         outbox,
         key,
         clock,
         link,
+        cameras: Some(snapshots.cameras.clone()),
     };
     tokio::select! {
         r = sync.run() => r?,
@@ -151,6 +158,75 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         _ = shutdown_signal() => tracing::info!("stopping; unsent events stay in the outbox"),
     }
     Ok(())
+}
+
+/// Opens the snapshot spool, builds the cameras, starts their schedules and the uploader.
+async fn start_cameras(
+    config: &AgentConfig,
+    outbox: &Outbox,
+    clock: &Clock,
+    key: &Arc<DeviceKey>,
+    alarms: &Alarms,
+) -> Result<SnapshotStatus, Error> {
+    let bad = |detail: String| Error::Config {
+        path: "agent config".into(),
+        detail,
+    };
+    let quota = config.snapshots.quota_mb.saturating_mul(1024 * 1024);
+    let spool = Spool::open(&config.blobs_dir(), outbox.clone(), quota, alarms.clone()).await?;
+    let cameras = config
+        .cameras
+        .iter()
+        .map(Camera::from_config)
+        .collect::<Result<Vec<_>, _>>()?;
+    let cameras = Arc::new(Cameras::new(
+        cameras,
+        spool.clone(),
+        clock.clone(),
+        alarms.clone(),
+    ));
+    let hours = crate::config::parse_hours(&config.snapshots.office_hours).map_err(bad)?;
+    let days = crate::config::parse_days(&config.snapshots.office_days).map_err(bad)?;
+    cameras.start_schedules(&config.cameras, &hours, &days);
+    let upload = Arc::new(Mutex::new(UploadState {
+        api: config.hub.api.clone(),
+        ..UploadState::default()
+    }));
+    match &config.hub.api {
+        Some(api) => {
+            tracing::info!(api = %api, cameras = config.cameras.len(), "snapshot uploads to the hub started");
+            tokio::spawn(
+                Uploader {
+                    api: api.clone(),
+                    site: config.site.to_string(),
+                    device: config.device.to_string(),
+                    key: key.clone(),
+                    clock: clock.clone(),
+                    spool,
+                    outbox: outbox.clone(),
+                    alarms: alarms.clone(),
+                    state: upload.clone(),
+                    rate: config.snapshots.upload_bytes_per_sec,
+                    max_backlog: config.snapshots.upload_max_backlog,
+                    backoff_min_ms: config.sync.backoff_min_ms,
+                    backoff_max_ms: config.sync.backoff_max_ms,
+                    client: crate::sync::upload::client(&config.hub)?,
+                }
+                .run(),
+            );
+        }
+        None => {
+            if let Ok(mut u) = upload.lock() {
+                u.doing = "hub.api is not set: snapshots stay in the spool".into();
+            }
+            if !config.cameras.is_empty() {
+                tracing::warn!(
+                    "hub.api is not set: snapshots are spooled on this box and not uploaded; set hub.api to the hub's HTTP API"
+                );
+            }
+        }
+    }
+    Ok(SnapshotStatus { cameras, upload })
 }
 
 async fn shutdown_signal() {

@@ -7,10 +7,13 @@
 //! Every event, posted or imported, becomes a draft through [`draft`]: masked, then validated.
 
 use super::{import, mask};
+use crate::capture::camera::Cameras;
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::health::Alarms;
 use crate::outbox::Outbox;
 use crate::sync::SharedLink;
+use crate::sync::upload::SharedUpload;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -19,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use sunlight_protocol::{EventDraft, EventError};
 
 /// Largest request body accepted.
@@ -35,6 +39,29 @@ pub struct IntakeState {
     pub link: SharedLink,
     pub site: String,
     pub device: String,
+    /// Cameras, spool and uploads, for status; `None` in tests of the intake alone.
+    pub snapshots: Option<SnapshotStatus>,
+    pub alarms: Alarms,
+}
+
+/// What status shows about snapshots.
+#[derive(Clone)]
+pub struct SnapshotStatus {
+    pub cameras: Arc<Cameras>,
+    pub upload: SharedUpload,
+}
+
+impl SnapshotStatus {
+    /// `{spool, upload, cameras}`. Blocking: reads the spool index.
+    pub fn json(&self) -> Value {
+        let spool = self.cameras.spool().figures();
+        let upload = self.upload.lock().map(|u| u.clone()).unwrap_or_default();
+        json!({
+            "spool": match spool { Ok(f) => json!(f), Err(e) => json!({"error": e.to_string()}) },
+            "upload": upload,
+            "cameras": self.cameras.status(),
+        })
+    }
 }
 
 /// Every path the intake serves; `agent/openapi.json` documents each (checked by a test).
@@ -158,7 +185,13 @@ async fn post_events(State(state): State<IntakeState>, body: Bytes) -> Response 
 
 async fn status(State(state): State<IntakeState>) -> Response {
     let outbox = state.outbox.clone();
-    let backlog = match tokio::task::spawn_blocking(move || outbox.backlog()).await {
+    let snapshots = state.snapshots.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        outbox
+            .backlog()
+            .map(|b| (b, snapshots.map(|s| s.json()).unwrap_or(Value::Null)))
+    });
+    let (backlog, snapshots) = match read.await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -172,6 +205,8 @@ async fn status(State(state): State<IntakeState>) -> Response {
         "backlog": backlog,
         "clock_offset_ms": state.clock.offset_ms(),
         "now": state.clock.now_rfc3339(),
+        "snapshots": snapshots,
+        "alarms": state.alarms.recent(),
     }))
     .into_response()
 }
@@ -219,6 +254,8 @@ mod tests {
             link: Default::default(),
             site: site.to_string(),
             device: device.to_string(),
+            snapshots: None,
+            alarms: crate::health::Alarms::new().0,
         }
     }
 

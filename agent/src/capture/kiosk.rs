@@ -8,7 +8,11 @@
 //! while. A staff number or card not on the roster (or no roster yet) is never refused: the punch
 //! is kept with a flag for the supervisor. Parsing and deciding are pure ([`parse_request`],
 //! [`resolve`], [`WrongPins`]); the handler only adds the clock, the roster and the outbox.
+//!
+//! With `snapshots.punch_camera` set, each punch request starts a photo at once, while the PIN is
+//! checked ([`punch_photo`]); the punch never waits for it.
 
+use crate::capture::camera::{Cameras, PendingPhoto};
 use crate::clock::Clock;
 use crate::config::KioskConfig;
 use crate::outbox::Outbox;
@@ -42,6 +46,8 @@ pub struct KioskState {
     pub roster: Arc<RosterCache>,
     pub wrong_pins: Arc<Mutex<WrongPins>>,
     pub verifying: Arc<Semaphore>,
+    /// The cameras and the id of the one that takes the punch photo.
+    pub photo: Option<(Arc<Cameras>, String)>,
 }
 
 impl KioskState {
@@ -60,7 +66,14 @@ impl KioskState {
                 Duration::from_secs(config.lockout_secs),
             ))),
             verifying: Arc::new(Semaphore::new(VERIFY_AT_ONCE)),
+            photo: None,
         }
+    }
+
+    /// Punches get a photo from camera `camera_id`.
+    pub fn with_photo(mut self, cameras: Arc<Cameras>, camera_id: &str) -> KioskState {
+        self.photo = Some((cameras, camera_id.to_owned()));
+        self
     }
 }
 
@@ -246,10 +259,17 @@ impl WrongPins {
 }
 
 /// 拍照刷卡考勤 (seed 004): the box's camera takes a photo at each punch and the punch names it
-/// (`photo`, the blob's sha256). Cameras are issue 5 and not built: there is no photo yet, and
-/// punches carry none. This is the one place to fill it in.
-fn punch_photo() -> Option<String> {
-    None
+/// (`photo`, the blob's sha256).
+///
+/// The photo is started when the request arrives, so it is taken while the roster is read and the
+/// PIN checked, just before the punch, and the punch never waits for it: if the picture is on disk
+/// (written and fsynced) by the time the punch is written, the punch names it; if not (a slow
+/// camera, a card punch with nothing to check), the punch goes without `photo`. Either way the
+/// photo's own `snapshot` event (trigger `punch`) follows the punch and names it (`punch_seq`), so
+/// the hub can pair them; a punch that is not recorded (a wrong PIN) discards its photo. A camera
+/// that fails costs the punch nothing but its photo.
+fn punch_photo(pending: Option<&PendingPhoto>) -> Option<String> {
+    pending.and_then(PendingPhoto::ready)
 }
 
 fn answer(status: StatusCode, body: Value) -> Response {
@@ -292,21 +312,46 @@ async fn punch(State(state): State<KioskState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
     };
+    let photo = state.photo.as_ref().map(|(cameras, id)| {
+        cameras.start_punch_photo(id, req.staff_id.clone().or_else(|| req.card_no.clone()))
+    });
+    let (response, seq) = decide_and_record(&state, req, photo.as_ref()).await;
+    if let Some(photo) = photo {
+        match seq {
+            Some(seq) => photo.recorded(seq),
+            None => photo.not_recorded(),
+        }
+    }
+    response
+}
+
+/// Checks the punch and records it; the seq when it was recorded.
+async fn decide_and_record(
+    state: &KioskState,
+    req: PunchRequest,
+    photo: Option<&PendingPhoto>,
+) -> (Response, Option<u64>) {
     let cache = state.roster.clone();
     let roster = match tokio::task::spawn_blocking(move || cache.current()).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "kiosk: cannot read the roster");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "未记录：名册读取失败，请重试",
+            return (
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "未记录：名册读取失败，请重试",
+                ),
+                None,
             );
         }
         Err(e) => {
             tracing::error!(error = %e, "kiosk: cannot read the roster");
-            return refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "未记录：名册读取失败，请重试",
+            return (
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "未记录：名册读取失败，请重试",
+                ),
+                None,
             );
         }
     };
@@ -320,10 +365,10 @@ async fn punch(State(state): State<KioskState>, body: Bytes) -> Response {
                 card_no: Some(&card),
                 flags: Vec::new(),
             };
-            record(&state, punch, dir).await
+            record(state, punch, dir, photo).await
         }
-        Who::NoPin(_) => refuse(StatusCode::UNAUTHORIZED, "请输入密码"),
-        Who::Pin(staff, pin) => check_pin_and_record(&state, staff.clone(), pin, dir).await,
+        Who::NoPin(_) => (refuse(StatusCode::UNAUTHORIZED, "请输入密码"), None),
+        Who::Pin(staff, pin) => check_pin_and_record(state, staff.clone(), pin, dir, photo).await,
         Who::Unknown { staff_id, card_no } => {
             let mut flags = vec![if card_no.is_some() {
                 "unknown_card"
@@ -340,7 +385,7 @@ async fn punch(State(state): State<KioskState>, body: Bytes) -> Response {
                 card_no: card_no.as_deref(),
                 flags,
             };
-            record(&state, punch, dir).await
+            record(state, punch, dir, photo).await
         }
     }
 }
@@ -350,7 +395,8 @@ async fn check_pin_and_record(
     staff: Staff,
     pin: String,
     dir: Direction,
-) -> Response {
+    photo: Option<&PendingPhoto>,
+) -> (Response, Option<u64>) {
     let locked = state
         .wrong_pins
         .lock()
@@ -366,10 +412,13 @@ async fn check_pin_and_record(
         if let Ok(v) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        return response;
+        return (response, None);
     }
     let Ok(_permit) = state.verifying.clone().acquire_owned().await else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "未记录：请重试");
+        return (
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "未记录：请重试"),
+            None,
+        );
     };
     let checked = {
         let staff = staff.clone();
@@ -387,7 +436,7 @@ async fn check_pin_and_record(
                 card_no: None,
                 flags: Vec::new(),
             };
-            record(state, punch, dir).await
+            record(state, punch, dir, photo).await
         }
         Ok(PinCheck::Wrong) => {
             let left = state
@@ -396,18 +445,27 @@ async fn check_pin_and_record(
                 .map(|mut w| w.failed(&staff.staff_id, Instant::now()))
                 .unwrap_or(0);
             tracing::warn!(staff_id = %staff.staff_id, tries_left = left, "kiosk: wrong PIN; nothing recorded");
-            answer(
-                StatusCode::UNAUTHORIZED,
-                json!({"error": "密码错误", "tries_left": left}),
+            (
+                answer(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "密码错误", "tries_left": left}),
+                ),
+                None,
             )
         }
-        Ok(PinCheck::NotSet) => refuse(
-            StatusCode::UNAUTHORIZED,
-            "该工号未设置密码，请刷卡或联系管理员",
+        Ok(PinCheck::NotSet) => (
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "该工号未设置密码，请刷卡或联系管理员",
+            ),
+            None,
         ),
         Err(e) => {
             tracing::error!(error = %e, "kiosk: the PIN check failed");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "未记录：请重试")
+            (
+                refuse(StatusCode::SERVICE_UNAVAILABLE, "未记录：请重试"),
+                None,
+            )
         }
     }
 }
@@ -422,7 +480,7 @@ struct Punch<'a> {
 }
 
 /// The punch body as stored: `at` and `box_time` are the box's clock (there is no terminal clock).
-fn punch_body(p: &Punch<'_>, dir: Direction, box_time: &str) -> Value {
+fn punch_body(p: &Punch<'_>, dir: Direction, box_time: &str, photo: Option<String>) -> Value {
     let mut body = json!({
         "staff_id": p.staff_id, "direction": dir.as_str(), "method": p.method, "source": "kiosk",
         "box_time": box_time,
@@ -433,25 +491,35 @@ fn punch_body(p: &Punch<'_>, dir: Direction, box_time: &str) -> Value {
     if !p.flags.is_empty() {
         body["flags"] = json!(p.flags);
     }
-    if let Some(photo) = punch_photo() {
+    if let Some(photo) = photo {
         body["photo"] = json!(photo);
     }
     body
 }
 
-/// Appends the punch and answers 201 once it is durable.
-async fn record(state: &KioskState, p: Punch<'_>, dir: Direction) -> Response {
+/// Appends the punch and answers 201 once it is durable; the seq it got.
+async fn record(
+    state: &KioskState,
+    p: Punch<'_>,
+    dir: Direction,
+    photo: Option<&PendingPhoto>,
+) -> (Response, Option<u64>) {
     let at = state.clock.now_rfc3339();
-    let draft = match super::intake_api::draft("punch", &at, punch_body(&p, dir, &at)) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "kiosk: the punch does not validate");
-            return refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("未记录：{e}"));
-        }
-    };
+    let photo = punch_photo(photo);
+    let draft =
+        match super::intake_api::draft("punch", &at, punch_body(&p, dir, &at, photo.clone())) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "kiosk: the punch does not validate");
+                return (
+                    refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("未记录：{e}")),
+                    None,
+                );
+            }
+        };
     match state.outbox.append_one(draft).await {
         Ok(appended) => {
-            tracing::info!(staff_id = %p.staff_id, method = p.method, direction = dir.as_str(), seq = appended.seq, flags = ?p.flags, "kiosk punch recorded");
+            tracing::info!(staff_id = %p.staff_id, method = p.method, direction = dir.as_str(), seq = appended.seq, flags = ?p.flags, photo = ?photo, "kiosk punch recorded");
             let message = if p.flags.contains(&"unknown_card") {
                 "已记录（卡号不在名册中，已标记）"
             } else if p.flags.contains(&"unknown_staff") {
@@ -459,20 +527,26 @@ async fn record(state: &KioskState, p: Punch<'_>, dir: Direction) -> Response {
             } else {
                 "已记录"
             };
-            answer(
-                StatusCode::CREATED,
-                json!({
-                    "recorded": true, "seq": appended.seq, "name": p.name, "staff_id": p.staff_id,
-                    "direction": dir.as_str(), "time": at.get(11..19).unwrap_or(""), "at": at,
-                    "message": message, "flags": p.flags,
-                }),
+            (
+                answer(
+                    StatusCode::CREATED,
+                    json!({
+                        "recorded": true, "seq": appended.seq, "name": p.name, "staff_id": p.staff_id,
+                        "direction": dir.as_str(), "time": at.get(11..19).unwrap_or(""), "at": at,
+                        "message": message, "flags": p.flags, "photo": photo,
+                    }),
+                ),
+                Some(appended.seq),
             )
         }
         Err(e) => {
             tracing::error!(error = %e, "kiosk: the punch could not be stored");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("未记录，请重试（{e}）"),
+            (
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("未记录，请重试（{e}）"),
+                ),
+                None,
             )
         }
     }
@@ -884,6 +958,74 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(punches(&k).len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_punch_never_waits_for_its_photo_and_a_refused_one_keeps_none() {
+        let (rig, open) = crate::capture::camera::tests::rig(vec![]).await;
+        let db = rig.dir.path().join("outbox.db");
+        let file = rig.dir.path().join("roster.json");
+        std::fs::write(&file, roster_json().to_string()).unwrap();
+        crate::roster::load_file(&db, SITE, &file).unwrap();
+        let state = KioskState::new(
+            rig.outbox.clone(),
+            Clock::new(chrono_tz::Asia::Shanghai),
+            Arc::new(RosterCache::open(&db).unwrap()),
+            &KioskConfig::default(),
+        )
+        .with_photo(rig.cameras.clone(), "gated");
+        let k = Kiosk {
+            _dir: tempfile::tempdir().unwrap(),
+            db,
+            outbox: rig.outbox.clone(),
+            router: router(state),
+        };
+        // The camera gives nothing until released: the punch is recorded at once, without a photo.
+        let (status, answer, _) = call(
+            &k,
+            "POST",
+            "/kiosk/punch",
+            json!({"card_no": "0012345678", "direction": "in"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert_eq!(answer["photo"], Value::Null);
+        let seq = answer["seq"].as_u64().unwrap();
+        // A wrong PIN: its photo is released and discarded.
+        let (status, _, _) = call(
+            &k,
+            "POST",
+            "/kiosk/punch",
+            json!({"staff_id": "0451", "pin": "0000", "direction": "out"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        open.add_permits(2);
+        let outbox = rig.outbox.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while crate::capture::camera::tests::bodies(&outbox, "snapshot").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the photo did not follow"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let photos = crate::capture::camera::tests::bodies(&outbox, "snapshot");
+        assert_eq!(photos.len(), 1, "{photos:?}");
+        assert_eq!(
+            (&photos[0]["punch_seq"], &photos[0]["trigger"]),
+            (&json!(seq), &json!("punch"))
+        );
+        assert_eq!(
+            rig.cameras.spool().figures().unwrap().images,
+            1,
+            "the refused punch's photo is gone"
+        );
+        assert_eq!(
+            punches(&k).iter().filter(|e| e["kind"] == "punch").count(),
+            1
+        );
     }
 
     proptest::proptest! {

@@ -1,8 +1,9 @@
 //! Capture sources: each accepts events from one kind of source and writes them only to the outbox.
-//! A source never blocks another. Today: the LAN intake API (with its file import and import
-//! directory), ZKTeco terminals and the kiosk page; cameras come with their own issue.
+//! A source never blocks another: the LAN intake API (with its file import and import directory),
+//! ZKTeco terminals, the kiosk page, and the cameras (whose pictures go to the spool first).
 //! Every source masks personal data ([`mask`]) before an event becomes a draft.
 
+pub mod camera;
 pub mod import;
 pub mod import_dir;
 pub mod intake_api;

@@ -7,8 +7,9 @@
 //! when an ack says the hub committed them, and rewinds to the last ack whenever in doubt.
 //! Commands (`down/cmd`) are handed to a third task, the [`Executor`], through a bounded channel: the
 //! poll task never waits for the disk, and a command dropped because the channel is full is simply
-//! published again by the hub.
+//! published again by the hub. Snapshots travel apart from events, over HTTP: [`upload`].
 
+pub mod upload;
 pub mod window;
 
 use crate::clock::Clock;
@@ -53,6 +54,8 @@ pub struct Sync {
     pub key: Arc<DeviceKey>,
     pub clock: Clock,
     pub link: SharedLink,
+    /// The box's cameras, for the hub's `snapshot` command.
+    pub cameras: Option<Arc<crate::capture::camera::Cameras>>,
 }
 
 fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
@@ -138,6 +141,7 @@ impl Sync {
                 outbox: self.outbox.clone(),
                 clock: self.clock.clone(),
                 site: site.to_string(),
+                cameras: self.cameras.clone(),
             }
             .run(cmd_rx),
         );
