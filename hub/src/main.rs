@@ -571,9 +571,35 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             )
         })?;
     tracing::info!(http = %args.http, store = %path.display(), broker = %format!("{}:{}", link.host, link.port), "hub started");
+    systemd_ready(Reader::open(&path)?);
     tokio::select! {
         r = ingest::run(link, ingest, api_writer) => r,
         r = axum::serve(listener, api.into_make_service_with_connect_info::<SocketAddr>()) => r.map_err(|e| Error::io("HTTP server", e)),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
+}
+
+/// Under systemd (`Type=notify`): says the hub is serving, and while the watchdog is on, pings it
+/// as long as the store answers, so a hub that hangs on its database is restarted. Outside systemd
+/// this does nothing.
+fn systemd_ready(reader: Reader) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return;
+    }
+    let every = std::time::Duration::from_micros(usec / 2);
+    std::thread::spawn(move || {
+        loop {
+            if reader
+                .run(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+                .is_ok()
+            {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!("the store does not answer; not pinging the watchdog");
+            }
+            std::thread::sleep(every);
+        }
+    });
 }

@@ -1,0 +1,73 @@
+//! What the hub's systemd unit relies on (packaging/systemd/sunlight-hub.service, `Type=notify`,
+//! `WatchdogSec`): the hub process, started with a notification socket as systemd would, says
+//! READY=1 once it serves and keeps pinging WATCHDOG=1. And the units and maintainer script parse.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+use sunlight_tests::*;
+
+#[test]
+fn the_hub_tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    let dir = scratch("sd-notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let http = free_port();
+    // As systemd does: WATCHDOG_PID is the service's main pid (the shell's, kept by exec).
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "WATCHDOG_PID=$$ exec '{}' run --data-dir '{}' --http 127.0.0.1:{http} --embedded-broker 127.0.0.1:{}",
+            bin("sunlight-hub").display(),
+            dir.join("hub").display(),
+            free_port()
+        ))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000");
+    let _hub = Proc::spawn(&mut cmd, dir.join("hub.log"));
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < Duration::from_secs(20) {
+        let Ok(n) = socket.recv(&mut buf) else { break };
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        if seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2 {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    assert!(
+        seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2,
+        "{seen:?}"
+    );
+    // READY only once it serves HTTP.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", http)).is_ok());
+}
+
+#[test]
+fn the_units_name_the_binaries_and_the_maintainer_script_is_valid_shell() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (unit, exe) in [
+        ("sunlight-hub.service", "/usr/bin/sunlight-hub run"),
+        (
+            "sunlight-agent.service",
+            "/usr/bin/sunlight-agent -c /etc/sunlight/agent.toml run",
+        ),
+    ] {
+        let text =
+            std::fs::read_to_string(root.join("packaging/systemd").join(unit)).expect("unit");
+        assert!(text.contains(&format!("ExecStart={exe}")), "{unit}");
+        assert!(
+            text.contains("Restart=always") && text.contains("User=sunlight"),
+            "{unit}"
+        );
+    }
+    let status = std::process::Command::new("sh")
+        .arg("-n")
+        .arg(root.join("packaging/debian/postinst"))
+        .status()
+        .expect("sh -n");
+    assert!(status.success());
+}
