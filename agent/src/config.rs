@@ -52,7 +52,8 @@ pub struct SnapshotsConfig {
     /// Upload bandwidth cap in bytes per second; 0: no cap.
     #[serde(default = "default_upload_rate")]
     pub upload_bytes_per_sec: u64,
-    /// Uploads wait while more events than this are waiting for the hub's ack (events first).
+    /// Uploads wait while more events than this are waiting for the hub's ack (events first; 0:
+    /// images go only when every event is acknowledged).
     #[serde(default = "default_upload_max_backlog")]
     pub upload_max_backlog: u64,
     /// Scheduled snapshots are taken only within these local times ("HH:MM-HH:MM") ...
@@ -85,7 +86,7 @@ fn default_upload_rate() -> u64 {
     128 * 1024
 }
 fn default_upload_max_backlog() -> u64 {
-    500
+    0
 }
 fn default_office_hours() -> Vec<String> {
     vec!["08:00-18:00".into()]

@@ -52,25 +52,25 @@ pub fn next_slot<Tz: TimeZone>(now: &DateTime<Tz>, plan: &Plan) -> Option<DateTi
     None
 }
 
-/// Takes camera `id`'s scheduled snapshots forever.
+/// Takes camera `id`'s scheduled snapshots forever. The next slot is worked out again from the
+/// wall clock at least every minute, so a clock set forward skips the slots in between (no burst
+/// of catch-up pictures) and a clock set back does not silence the camera until it catches up.
 pub async fn run(cameras: Arc<Cameras>, id: String, plan: Plan, clock: Clock) {
     let tz = clock.tz();
-    let mut now = chrono::Utc::now().with_timezone(&tz);
     loop {
-        let Some(slot) = next_slot(&now, &plan) else {
+        let wall = chrono::Utc::now().with_timezone(&tz);
+        let Some(slot) = next_slot(&wall, &plan) else {
             tracing::warn!(camera_id = %id, "no office hours within a week; scheduled snapshots stop");
             return;
         };
-        // Sleep in steps of a minute at most, so that a clock set forward or back is noticed.
-        loop {
-            let wall = chrono::Utc::now().with_timezone(&tz);
-            let Ok(wait) = (slot - wall).to_std() else {
-                break;
-            };
-            if wait.is_zero() {
-                break;
-            }
-            tokio::time::sleep(wait.min(Duration::from_secs(60))).await;
+        let wait = (slot - wall).to_std().unwrap_or_default();
+        if wait > Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            continue;
+        }
+        tokio::time::sleep(wait).await;
+        if chrono::Utc::now().with_timezone(&tz) < slot {
+            continue;
         }
         let following = next_slot(&slot, &plan);
         let mut attempt = 0;
@@ -95,7 +95,6 @@ pub async fn run(cameras: Arc<Cameras>, id: String, plan: Plan, clock: Clock) {
                 }
             }
         }
-        now = slot;
     }
 }
 
