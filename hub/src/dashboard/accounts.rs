@@ -223,27 +223,36 @@ pub fn list(conn: &Connection) -> rusqlite::Result<Vec<User>> {
     .collect()
 }
 
-/// Checks a name and password. `None` for a wrong name, a wrong password or a disabled account
-/// alike (the sign-in page says the same for all three).
-pub fn authenticate(
-    conn: &Connection,
-    name: &str,
-    password: &str,
-) -> rusqlite::Result<Option<User>> {
-    let row: Option<(User, String)> = conn
-        .query_row(
-            "SELECT id, name, role, site, unit, disabled, password_hash FROM dashboard_users WHERE name = ?1",
-            [name.trim()],
-            |r| Ok((user_row(r)?, r.get(6)?)),
-        )
-        .optional()?;
-    Ok(match row {
+/// The account of a name with its stored hash, for [`check`] (a quick read: the slow hash check
+/// runs outside the store's lock).
+pub fn lookup(conn: &Connection, name: &str) -> rusqlite::Result<Option<(User, String)>> {
+    conn.query_row(
+        "SELECT id, name, role, site, unit, disabled, password_hash FROM dashboard_users WHERE name = ?1",
+        [name.trim()],
+        |r| Ok((user_row(r)?, r.get(6)?)),
+    )
+    .optional()
+}
+
+/// Checks a password against what [`lookup`] found. `None` for a wrong name, a wrong password or a
+/// disabled account alike (the sign-in page says the same for all three).
+pub fn check(found: Option<(User, String)>, password: &str) -> Option<User> {
+    match found {
         Some((user, hash)) => (verify_password(password, &hash) && !user.disabled).then_some(user),
         None => {
             let _ = verify_password(password, decoy_hash());
             None
         }
-    })
+    }
+}
+
+/// [`lookup`] and [`check`] in one.
+pub fn authenticate(
+    conn: &Connection,
+    name: &str,
+    password: &str,
+) -> rusqlite::Result<Option<User>> {
+    Ok(check(lookup(conn, name)?, password))
 }
 
 /// Disables or re-enables an account; disabling ends its sessions. Returns false for no such user.

@@ -1,6 +1,7 @@
 //! Sign-in throttling: failed attempts are counted per name and per client address over a sliding
-//! window; past the limit, sign-in answers 429 until the oldest failure leaves the window. Kept in
-//! memory (a restart forgives), pure apart from the caller's clock.
+//! window; past the limit, sign-in answers 429 until the oldest failure leaves the window. Each
+//! attempt is counted before its password is checked and taken back when it succeeds, so parallel
+//! guesses cannot race past the limit. Kept in memory (a restart forgives); the caller's clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -18,10 +19,13 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// Milliseconds to wait before another try for these keys, or `None` when a try is allowed.
-    pub fn blocked(&self, keys: &[(String, usize)], now_ms: i64) -> Option<i64> {
+    /// Counts an attempt under each key before the password is checked (so that attempts made in
+    /// parallel cannot all slip under the limit), or says how many milliseconds to wait when a key
+    /// is at its limit (nothing is counted then).
+    pub fn attempt(&self, keys: &[(String, usize)], now_ms: i64) -> Result<(), i64> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        keys.iter()
+        let wait = keys
+            .iter()
             .filter_map(|(key, limit)| {
                 let q = map.get_mut(key)?;
                 while q.front().is_some_and(|t| *t <= now_ms - WINDOW_MS) {
@@ -29,29 +33,33 @@ impl Limiter {
                 }
                 (q.len() >= *limit).then(|| q.front().map_or(0, |t| t + WINDOW_MS - now_ms))
             })
-            .max()
-    }
-
-    /// Records a failed attempt under each key.
-    pub fn failed(&self, keys: &[(String, usize)], now_ms: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            .max();
+        if let Some(wait) = wait {
+            return Err(wait.max(1));
+        }
         // Bound the memory an attacker can make us use: forget everything stale first.
         if map.len() > 100_000 {
             map.retain(|_, q| q.back().is_some_and(|t| *t > now_ms - WINDOW_MS));
         }
-        for (key, limit) in keys {
-            let q = map.entry(key.clone()).or_default();
-            q.push_back(now_ms);
-            while q.len() > *limit {
-                q.pop_front();
-            }
+        for (key, _) in keys {
+            map.entry(key.clone()).or_default().push_back(now_ms);
         }
+        Ok(())
     }
 
-    /// A successful sign-in clears the name's count (not the address's).
-    pub fn succeeded(&self, name_key: &str) {
+    /// The attempt made at `at` succeeded: the name's count is cleared, and the attempt no longer
+    /// counts against the address.
+    pub fn succeeded(&self, keys: &[(String, usize)], at: i64) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(name_key);
+        for (n, (key, _)) in keys.iter().enumerate() {
+            if n == 0 {
+                map.remove(key);
+            } else if let Some(q) = map.get_mut(key) {
+                if let Some(pos) = q.iter().rposition(|t| *t == at) {
+                    q.remove(pos);
+                }
+            }
+        }
     }
 }
 
@@ -72,38 +80,43 @@ mod tests {
         let l = Limiter::default();
         let k = keys("wang", "10.0.0.1");
         for i in 0..5 {
-            assert_eq!(l.blocked(&k, i * 1000), None, "try {i}");
-            l.failed(&k, i * 1000);
+            assert_eq!(l.attempt(&k, i * 1000), Ok(()), "try {i}");
         }
-        assert_eq!(l.blocked(&k, 5_000), Some(WINDOW_MS - 5_000));
+        assert_eq!(l.attempt(&k, 5_000), Err(WINDOW_MS - 5_000));
         // Another name from another address is not affected.
-        assert_eq!(l.blocked(&keys("li", "10.0.0.2"), 5_000), None);
+        assert_eq!(l.attempt(&keys("li", "10.0.0.2"), 5_000), Ok(()));
         // The same name from elsewhere is.
-        assert!(l.blocked(&keys("WANG", "10.0.0.3"), 5_000).is_some());
+        assert!(l.attempt(&keys("WANG", "10.0.0.3"), 5_000).is_err());
         // The first failure leaves the window: one more try.
-        assert_eq!(l.blocked(&k, WINDOW_MS + 1), None);
+        assert_eq!(l.attempt(&k, WINDOW_MS + 1), Ok(()));
+        assert!(l.attempt(&k, WINDOW_MS + 2).is_err());
     }
 
     #[test]
     fn an_address_trying_many_names_is_blocked() {
         let l = Limiter::default();
         for i in 0..PER_ADDRESS {
-            let k = keys(&format!("user{i}"), "10.0.0.9");
-            assert_eq!(l.blocked(&k, 0), None);
-            l.failed(&k, 0);
+            assert_eq!(l.attempt(&keys(&format!("user{i}"), "10.0.0.9"), 0), Ok(()));
         }
-        assert!(l.blocked(&keys("someone-else", "10.0.0.9"), 1).is_some());
+        assert!(l.attempt(&keys("someone-else", "10.0.0.9"), 1).is_err());
     }
 
     #[test]
-    fn success_clears_the_name() {
+    fn success_clears_the_name_and_does_not_count_against_the_address() {
         let l = Limiter::default();
         let k = keys("wang", "a");
-        for _ in 0..4 {
-            l.failed(&k, 0);
+        for t in 0..4 {
+            l.attempt(&k, t).unwrap();
         }
-        l.succeeded(&k[0].0);
-        l.failed(&k, 0);
-        assert_eq!(l.blocked(&k, 0), None);
+        l.attempt(&k, 10).unwrap();
+        l.succeeded(&k, 10);
+        for t in 0..4 {
+            assert_eq!(l.attempt(&k, 20 + t), Ok(()));
+        }
+        // The address holds the 4 + 4 failures, not the success.
+        for i in 0..PER_ADDRESS - 8 {
+            assert_eq!(l.attempt(&keys(&format!("u{i}"), "a"), 30), Ok(()), "{i}");
+        }
+        assert!(l.attempt(&keys("v", "a"), 31).is_err());
     }
 }

@@ -64,11 +64,12 @@ fn warnings(
     scope: &Scope,
 ) -> rusqlite::Result<BTreeMap<String, BTreeMap<WarningLevel, i64>>> {
     let mut out: BTreeMap<String, BTreeMap<WarningLevel, i64>> = BTreeMap::new();
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT site, level, count(*) FROM cases
-         WHERE open = 1 AND level IS NOT NULL AND (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR unit = ?2)
+         WHERE open = 1 AND level IS NOT NULL AND {} AND (?2 IS NULL OR unit = ?2)
          GROUP BY site, level",
-    )?;
+        super::site_clause(scope.site.as_deref())
+    ))?;
     let mut rows = stmt.query(params![scope.site, scope.unit])?;
     while let Some(r) = rows.next()? {
         let (site, level, n): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);

@@ -56,11 +56,12 @@ pub fn letters(
     case_no: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<Letter>> {
-    conn.prepare_cached(
+    conn.prepare_cached(&format!(
         "SELECT id, number, site, case_no, unit, issued_day, overdue_days FROM letters
-         WHERE (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR unit = ?2) AND (?3 IS NULL OR case_no = ?3)
+         WHERE {} AND (?2 IS NULL OR unit = ?2) AND (?3 IS NULL OR case_no = ?3)
          ORDER BY id DESC LIMIT ?4",
-    )?
+        super::site_clause(site)
+    ))?
     .query_map(params![site, unit, case_no, limit], |r| {
         Ok(Letter {
             id: r.get(0)?,
@@ -141,21 +142,22 @@ pub async fn page(
     let sc = scope.clone();
     let data = read(&state.api, move |r| {
         r.run(|c| {
+            let clause = super::site_clause(s.as_deref());
             let total: i64 = c.query_row(
-                "SELECT count(*) FROM cases WHERE open = 1 AND level IS NOT NULL AND (?1 IS NULL OR site = ?1)
-                 AND (?2 IS NULL OR unit = ?2) AND (?3 IS NULL OR window = ?3) AND (?4 IS NULL OR level = ?4)",
+                &format!("SELECT count(*) FROM cases WHERE open = 1 AND level IS NOT NULL AND {clause}
+                 AND (?2 IS NULL OR unit = ?2) AND (?3 IS NULL OR window = ?3) AND (?4 IS NULL OR level = ?4)"),
                 params![s, u, w, level],
                 |r| r.get(0),
             )?;
             let rows = c
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT site, case_no, unit, window, level, due, state, problem FROM cases
-                     WHERE open = 1 AND level IS NOT NULL AND (?1 IS NULL OR site = ?1)
+                     WHERE open = 1 AND level IS NOT NULL AND {clause}
                        AND (?2 IS NULL OR unit = ?2) AND (?3 IS NULL OR window = ?3) AND (?4 IS NULL OR level = ?4)
                      ORDER BY CASE level WHEN 'supervision_letter' THEN 0 WHEN 'red_card' THEN 1 WHEN 'yellow_card' THEN 2
                                          WHEN 'red_light' THEN 3 WHEN 'yellow_light' THEN 4 ELSE 5 END, due, site, case_no
-                     LIMIT ?5",
-                )?
+                     LIMIT ?5"
+                ))?
                 .query_map(params![s, u, w, level, LIMIT], |r| {
                     let state: String = r.get(6)?;
                     Ok(Row {
