@@ -453,43 +453,52 @@ fn query(
     f: &super::CaseFilter,
     case_no: Option<&str>,
 ) -> rusqlite::Result<Vec<CaseView>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT site, case_no, unit, window, level, due, open, problem, state, view FROM cases
-         WHERE (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR level = ?2)
-           AND (?3 IS NULL OR view = ?3) AND (?3 IS NOT NULL OR ?4 = 0 OR open = 1)
-           AND (?5 IS NULL OR unit = ?5) AND (?6 IS NULL OR window = ?6)
-           AND (?8 IS NULL OR case_no = ?8)
-         ORDER BY site, case_no LIMIT ?7",
-    )?;
-    let (site, level, view, unit, window) = (
-        f.site.as_deref(),
-        f.level.as_deref(),
-        f.view.as_deref(),
-        f.unit.as_deref(),
-        f.window.as_deref(),
+    // Only the conditions asked for, so SQLite can use the primary key (site, case_no) and the
+    // other indexes; `(? IS NULL OR col = ?)` would make it scan the table.
+    let mut sql = String::from(
+        "SELECT site, case_no, unit, window, level, due, open, problem, state, view FROM cases WHERE 1",
     );
-    let open_only = f.open.unwrap_or(true);
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let conditions: [(&str, Option<&String>); 5] = [
+        ("site", f.site.as_ref()),
+        ("level", f.level.as_ref()),
+        ("view", f.view.as_ref()),
+        ("unit", f.unit.as_ref()),
+        ("window", f.window.as_ref()),
+    ];
+    for (column, value) in conditions {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    if let Some(no) = &case_no {
+        args.push(no);
+        sql.push_str(&format!(" AND case_no = ?{}", args.len()));
+    }
+    if f.view.is_none() && f.open.unwrap_or(true) {
+        sql.push_str(" AND open = 1");
+    }
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
+    sql.push_str(&format!(" ORDER BY site, case_no LIMIT {limit}"));
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(
-            params![site, level, view, open_only, unit, window, limit, case_no],
-            |r| {
-                let state: String = r.get(8)?;
-                Ok(CaseView {
-                    site: r.get(0)?,
-                    case_no: r.get(1)?,
-                    unit: r.get(2)?,
-                    window: r.get(3)?,
-                    level: r.get(4)?,
-                    due: r.get(5)?,
-                    open: r.get(6)?,
-                    problem: r.get(7)?,
-                    view: r.get(9)?,
-                    state: serde_json::from_str(&state).unwrap_or_default(),
-                    warnings: Vec::new(),
-                })
-            },
-        )?
+        .query_map(args.as_slice(), |r| {
+            let state: String = r.get(8)?;
+            Ok(CaseView {
+                site: r.get(0)?,
+                case_no: r.get(1)?,
+                unit: r.get(2)?,
+                window: r.get(3)?,
+                level: r.get(4)?,
+                due: r.get(5)?,
+                open: r.get(6)?,
+                problem: r.get(7)?,
+                view: r.get(9)?,
+                state: serde_json::from_str(&state).unwrap_or_default(),
+                warnings: Vec::new(),
+            })
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut out = rows;
     let mut w = conn.prepare_cached("SELECT level, on_day, at_ms FROM case_warnings WHERE site = ?1 AND case_no = ?2 ORDER BY id")?;
