@@ -137,6 +137,22 @@ pub fn apply_snapshot(
         raw["trigger"].as_str().unwrap_or(""),
         store::now_ms()
     ])?;
+    // A punch photo taken too late to ride on its punch names the clerk: it goes with that clerk's
+    // punch nearest in time (within two minutes) that has no photo yet.
+    if let (Some("punch"), Some(staff)) = (raw["trigger"].as_str(), raw["staff_id"].as_str()) {
+        conn.prepare_cached(
+            "UPDATE punches SET photo = ?1 WHERE id = (
+                 SELECT id FROM punches WHERE site = ?2 AND staff_id = ?3 AND photo IS NULL
+                   AND abs(julianday(at) - julianday(?4)) < 120.0 / 86400
+                 ORDER BY abs(julianday(at) - julianday(?4)) LIMIT 1)",
+        )?
+        .execute(params![
+            s.sha256.to_ascii_lowercase(),
+            site,
+            staff,
+            s.taken_at
+        ])?;
+    }
     Ok(())
 }
 

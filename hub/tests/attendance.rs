@@ -482,3 +482,31 @@ fn commands_wait_for_their_answer_and_are_published_again_until_then() {
         ("done", Some("4 staff"))
     );
 }
+
+#[test]
+fn a_late_punch_photo_joins_the_clerk_s_nearest_punch() {
+    let f = Fixture::new();
+    f.punch("0451", "2025-11-13T08:29:10+08:00", None);
+    f.punch("0451", "2025-11-13T12:01:00+08:00", None);
+    let sha = "ab".repeat(32);
+    let snapshot =
+        serde_json::json!({"camera_id": "kiosk-cam", "sha256": sha, "bytes": 1000, "width": 640,
+        "height": 480, "taken_at": "2025-11-13T00:29:12Z", "trigger": "punch", "staff_id": "0451"})
+        .to_string();
+    f.writer()
+        .run(|tx| sunlight_hub::blobs::apply_snapshot(tx, SITE, "box-01", &snapshot))
+        .unwrap();
+    let board = f.board("2025-11-13");
+    let w1 = board.iter().find(|w| w.window == "W1").unwrap();
+    let punches = &w1
+        .staff
+        .iter()
+        .find(|s| s.staff_id == "0451")
+        .unwrap()
+        .punches;
+    assert_eq!(
+        punches[0].photo.as_deref(),
+        Some(format!("/api/v1/blobs/{sha}").as_str())
+    );
+    assert_eq!(punches[1].photo, None);
+}
