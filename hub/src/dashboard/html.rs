@@ -95,9 +95,9 @@ h1{font-size:1.4em;margin:.2em 0 .6em}
 h2{font-size:1.15em;margin:1.2em 0 .4em}
 table{border-collapse:collapse;background:#fff;margin:.3em 0 1em;min-width:40%}
 th,td{border:1px solid #d0d7de;padding:.25em .6em;text-align:left;vertical-align:top}
-th{background:#eef1f4}
+th{background:#eef1f4;white-space:nowrap}
 .num{text-align:right;font-variant-numeric:tabular-nums}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:1em}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:1em}
 .card{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:.6em 1em}
 .card h2{margin-top:.2em}
 .lv{display:inline-block;padding:0 .5em;border-radius:3px;color:#fff;white-space:nowrap}

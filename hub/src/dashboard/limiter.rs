@@ -63,10 +63,12 @@ impl Limiter {
     }
 }
 
-/// The keys a sign-in attempt is counted under.
+/// The keys a sign-in attempt is counted under. Names are cut to 64 characters (no account has a
+/// longer one), so that made-up megabyte names cannot fill memory.
 pub fn keys(name: &str, address: &str) -> Vec<(String, usize)> {
+    let name: String = name.trim().chars().take(64).collect();
     vec![
-        (format!("name:{}", name.trim().to_lowercase()), PER_NAME),
+        (format!("name:{}", name.to_lowercase()), PER_NAME),
         (format!("ip:{address}"), PER_ADDRESS),
     ]
 }
@@ -90,6 +92,12 @@ mod tests {
         // The first failure leaves the window: one more try.
         assert_eq!(l.attempt(&k, WINDOW_MS + 1), Ok(()));
         assert!(l.attempt(&k, WINDOW_MS + 2).is_err());
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        let k = keys(&"x".repeat(1_000_000), "a");
+        assert!(k[0].0.len() <= 70, "{}", k[0].0.len());
     }
 
     #[test]
