@@ -230,6 +230,28 @@ async fn session(c: &Client, base: &str, shots: &Path, letter: i64) {
         &["box-lishan", "tamper", "800 MB"],
     )
     .await;
+    open(
+        c,
+        base,
+        &format!("/attendance/staff/{A}/0451?month=2025-11"),
+        shots,
+        "10a-staff-month",
+        &["李明", "迟到 6 分"],
+    )
+    .await;
+    // A make-up punch approved with the form's button (no script involved).
+    open(
+        c,
+        base,
+        "/attendance/makeups",
+        shots,
+        "10b-makeups",
+        &["补卡审批", "林业站打卡机故障"],
+    )
+    .await;
+    click(c, Locator::Css("button[value=approve]")).await;
+    wait_text(c, "已批准").await;
+    shot(c, shots, "10c-makeup-approved").await;
     // The language switch in the header.
     c.goto(&format!("{base}/warnings")).await.expect("goto");
     click(c, Locator::LinkText("English")).await;
@@ -302,5 +324,5 @@ fn the_dashboard_in_headless_chromium() {
         std::fs::copy(f.path(), keep.join(f.file_name())).expect("copy screenshot");
         n += 1;
     }
-    assert_eq!(n, 15, "a screenshot of each page");
+    assert_eq!(n, 18, "a screenshot of each page");
 }

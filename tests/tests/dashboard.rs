@@ -26,6 +26,11 @@ fn pages(letter_a: i64) -> Vec<(String, &'static str)> {
             "巡查签到",
         ),
         ("/fleet".into(), "box-shangshi"),
+        (
+            format!("/attendance/staff/{A}/0451?month=2025-11"),
+            "迟到 6 分",
+        ),
+        ("/attendance/makeups".into(), "林业站打卡机故障"),
     ]
 }
 
@@ -38,6 +43,26 @@ fn letter_id(hub: &sunlight_tests::Hub, case_no: &str) -> i64 {
         |r| r.get(0),
     )
     .expect("a letter for the case")
+}
+
+fn makeup_id(hub: &sunlight_tests::Hub, staff_id: &str) -> i64 {
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
+    conn.query_row(
+        "SELECT id FROM makeups WHERE staff_id = ?1",
+        [staff_id],
+        |r| r.get(0),
+    )
+    .expect("a make-up request")
+}
+
+fn makeup_status(hub: &sunlight_tests::Hub, staff_id: &str) -> String {
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
+    conn.query_row(
+        "SELECT status FROM makeups WHERE staff_id = ?1",
+        [staff_id],
+        |r| r.get(0),
+    )
+    .expect("a make-up request")
 }
 
 fn audit_actions(hub: &sunlight_tests::Hub) -> Vec<(String, String, String)> {
@@ -356,11 +381,28 @@ fn a_head_never_sees_another_township() {
         (format!("/attendance?site={B}&day={TODAY}"), 403),
         (format!("/attendance/month?site={B}&month=2025-11"), 403),
         ("/admin/users".into(), 403),
+        (format!("/attendance/staff/{B}/L611"), 404),
+        (format!("/attendance/makeups?site={B}"), 403),
     ] {
         let r = head.get(&path);
         assert_eq!(r.status, status, "{path}: {}", r.body);
         assert_no_leak("the head of A", &path, &r.body, &B_ONLY);
     }
+    // Deciding B's make-up request, even with a valid token: as if it did not exist.
+    let token = head.get("/").csrf().expect("token");
+    let b_makeup = makeup_id(&hub, "L611");
+    let r = head.post(
+        &format!("/attendance/makeups/{b_makeup}"),
+        &[("csrf", &token), ("decision", "approve")],
+    );
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_no_leak(
+        "the head of A",
+        "a decision on B's make-up",
+        &r.body,
+        &B_ONLY,
+    );
+    assert_eq!(makeup_status(&hub, "L611"), "pending");
     // The head's own township is all there.
     let board = head.get("/warnings").body;
     assert!(board.contains("SS-0001") && board.contains("SS-0002"));
@@ -384,6 +426,25 @@ fn a_head_never_sees_another_township() {
         assert_no_leak("the 民政办 chief of A", &path, &r.body, &forbidden);
     }
     assert!(chief.get("/warnings").body.contains("SS-0001"));
+    let makeups = chief.get("/attendance/makeups");
+    assert_no_leak(
+        "the 民政办 chief of A",
+        "/attendance/makeups",
+        &makeups.body,
+        &forbidden,
+    );
+    assert_eq!(
+        chief.get(&format!("/attendance/staff/{A}/0454")).status,
+        404
+    );
+    let token = chief.get("/").csrf().expect("token");
+    let forestry = makeup_id(&hub, "0454");
+    let r = chief.post(
+        &format!("/attendance/makeups/{forestry}"),
+        &[("csrf", &token), ("decision", "approve")],
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(makeup_status(&hub, "0454"), "pending");
     assert_eq!(chief.get(&format!("/cases/{A}/SS-0002")).status, 404);
     assert_eq!(chief.get(&format!("/letters/{letter_a}")).status, 404);
     assert_eq!(chief.get("/warnings?unit=林业站").status, 403);
@@ -481,6 +542,30 @@ fn roles_accounts_and_the_audit_log() {
         ],
     );
     assert_eq!(r.status, 403);
+    // The head approves a make-up punch of their township: refused without the token, then done,
+    // audited, and on the board as a punch.
+    let makeup = makeup_id(&hub, "0454");
+    let path = format!("/attendance/makeups/{makeup}");
+    let r = head.post(&path, &[("decision", "approve"), ("note", "属实")]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(makeup_status(&hub, "0454"), "pending");
+    let r = head.post(&path, &[("csrf", &head_token), ("decision", "maybe")]);
+    assert_eq!(r.status, 422);
+    let r = head.post(
+        &path,
+        &[
+            ("csrf", &head_token),
+            ("decision", "approve"),
+            ("note", "属实"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("已批准"), "{}", r.body);
+    assert_eq!(makeup_status(&hub, "0454"), "approved");
+    let r = head.post(&path, &[("csrf", &head_token), ("decision", "refuse")]);
+    assert_eq!(r.status, 409, "a decided request stays decided: {}", r.body);
+    let board = head.get(&format!("/attendance?site={A}&day={TODAY}")).body;
+    assert!(board.contains("08:30:00（补卡）"), "{board}");
     // Disabling a user ends their sessions at once.
     let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
     let id: i64 = conn
@@ -504,6 +589,13 @@ fn roles_accounts_and_the_audit_log() {
     );
     // Every admin change is in the audit log, with who made it.
     let audit = audit_actions(&hub);
+    assert!(
+        audit_actions(&hub).iter().any(|a| a.0 == "shangshi"
+            && a.1 == "makeup.approved"
+            && a.2 == format!("makeup:{makeup}")),
+        "the approval is audited: {:?}",
+        audit_actions(&hub)
+    );
     for (who, action) in [("admin", "user.add"), ("admin", "user.disable")] {
         assert!(
             audit

@@ -72,6 +72,12 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route("/cases/{site}/{case_no}", get(cases::detail))
         .route("/attendance", get(attendance::board))
         .route("/attendance/month", get(attendance::month))
+        .route(
+            "/attendance/staff/{site}/{staff_id}",
+            get(attendance::staff),
+        )
+        .route("/attendance/makeups", get(attendance::makeups))
+        .route("/attendance/makeups/{id}", post(attendance::decide))
         .route("/fleet", get(fleet::page))
         .route("/admin/users", get(admin::users).post(admin::add_user))
         .route("/admin/users/{id}", post(admin::set_disabled))

@@ -261,6 +261,22 @@ role = "A"
         &serde_json::json!({"leader_id": "L01", "unit": "民政办", "findings": []}).to_string(),
     )
     .expect("patrol");
+    // Make-up punch requests (补卡), one per township, waiting for a decision.
+    for (site, staff, time, reason) in [
+        (A, "0454", "08:30", "林业站打卡机故障"),
+        (B, "L611", "17:30", "忘记打卡（陈秘密）"),
+    ] {
+        let req = store::attendance::MakeupRequest {
+            site: site.into(),
+            staff_id: staff.into(),
+            day: today,
+            time: time.into(),
+            reason: reason.into(),
+            by: staff.into(),
+        };
+        store::attendance::request_makeup(&tx, &sup.config, &sup.calendar, &req, today)
+            .expect("make-up request");
+    }
     store::tx::alarm(
         &tx,
         Some(B),
