@@ -10,6 +10,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
+pub mod enroll;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

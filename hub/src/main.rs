@@ -11,7 +11,7 @@ use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig, Supervision};
 use sunlight_hub::metrics::Metrics;
 use sunlight_hub::oversight::calendar::Calendar;
 use sunlight_hub::store::{self, Reader, Writer};
-use sunlight_hub::{Error, broker, notify, supervise, web};
+use sunlight_hub::{Error, broker, enroll, notify, supervise, web};
 use sunlight_protocol::{DeviceId, PublicKey, SiteId};
 
 #[derive(Parser)]
@@ -41,6 +41,9 @@ enum Command {
     /// Manage dashboard accounts (supervisors, township heads, technicians, admins).
     #[command(subcommand)]
     User(UserCommand),
+    /// Enroll boxes over the network: one-time tokens for `sunlight-agent enroll`.
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
@@ -74,6 +77,43 @@ enum UserCommand {
         by: String,
     },
     /// List the accounts.
+    List {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnrollCommand {
+    /// Make a one-time enrollment token for a box that is not registered yet, and print the
+    /// command the technician types on the box. The token is shown once; the hub keeps only its
+    /// SHA-256.
+    Token {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        /// How long the token may be used, in hours (1 to 720).
+        #[arg(long, default_value_t = 72)]
+        ttl_hours: u32,
+        /// Who makes it (recorded in the audit log).
+        #[arg(long)]
+        by: String,
+        /// This hub's HTTP address as boxes reach it, e.g. https://hub.suixian.gov.cn.
+        #[arg(long)]
+        hub_url: String,
+        /// The enrollment CA directory the hub runs with: the printed command then pins the
+        /// county CA's fingerprint, and --bundle can include the county CA.
+        #[arg(long)]
+        enroll_ca_dir: Option<PathBuf>,
+        /// Also write the token, the hub's address and the county CA into this directory (a USB
+        /// stick): `sunlight-agent enroll --bundle DIR` reads it.
+        #[arg(long, requires = "enroll_ca_dir")]
+        bundle: Option<PathBuf>,
+    },
+    /// List the enrollment tokens: waiting, used (when, from where), expired or replaced.
     List {
         #[arg(long, default_value = "/var/lib/sunlight-hub")]
         data_dir: PathBuf,
@@ -158,6 +198,14 @@ struct RunArgs {
     /// Configuration file: notifications, contacts, rating and complaint rules (all optional).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Enroll boxes (POST /api/v1/enroll) with the enrollment CA in this directory (made by
+    /// `sunlight-provision hub-signer`); without it, enrollment answers 503.
+    #[arg(long)]
+    enroll_ca_dir: Option<PathBuf>,
+    /// The broker address enrolled boxes are given, e.g. mqtts://hub.suixian.gov.cn:8883
+    /// (default: the first hub host of the county CA, port 8883).
+    #[arg(long, requires = "enroll_ca_dir")]
+    public_broker_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -415,6 +463,49 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Enroll(EnrollCommand::Token {
+            data_dir,
+            site,
+            device,
+            ttl_hours,
+            by,
+            hub_url,
+            enroll_ca_dir,
+            bundle,
+        }) => enroll_token(
+            &data_dir,
+            &site,
+            &device,
+            ttl_hours,
+            &by,
+            &hub_url,
+            enroll_ca_dir.as_deref(),
+            bundle.as_deref(),
+        ),
+        Command::Enroll(EnrollCommand::List { data_dir }) => {
+            let tokens = Reader::open(&store_path(&data_dir)?)?.run(enroll::tokens)?;
+            if tokens.is_empty() {
+                println!("no enrollment tokens yet (sunlight-hub enroll token makes one)");
+            }
+            for t in tokens {
+                println!(
+                    "{}/{}\t{}\tmade {} by {}\tvalid until {}{}",
+                    t.site,
+                    t.device,
+                    t.state,
+                    t.created,
+                    t.created_by,
+                    t.expires,
+                    t.used
+                        .map(|u| format!(
+                            "\tused {u} from {}",
+                            t.used_from.as_deref().unwrap_or("?")
+                        ))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         Command::CheckConfig { path } => {
             let config = HubConfig::load(&path)?;
             println!(
@@ -524,6 +615,15 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         None => HubConfig::default(),
     });
     let sup = Supervision::new(calendar, clock, config.clone())?;
+    let enrollment = match &args.enroll_ca_dir {
+        Some(dir) => {
+            let signer = enroll::Signer::load(dir, args.public_broker_url.as_deref())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            tracing::info!(signer = ?signer, "enrollment enabled");
+            enroll::Enrollment::enabled(signer)
+        }
+        None => enroll::Enrollment::disabled(),
+    };
     supervise::spawn(
         Writer::open(&path)?,
         sup.clone(),
@@ -559,6 +659,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         sup,
         blobs,
     });
+    let api = enroll::attach(api, enrollment);
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .map_err(|e| {
@@ -602,4 +703,146 @@ fn systemd_ready(reader: Reader) {
             std::thread::sleep(every);
         }
     });
+}
+
+/// `sunlight-hub enroll token`: makes the token, prints it once with the technician's command,
+/// and optionally writes the offline bundle.
+#[allow(clippy::too_many_arguments)]
+fn enroll_token(
+    data_dir: &std::path::Path,
+    site: &SiteId,
+    device: &DeviceId,
+    ttl_hours: u32,
+    by: &str,
+    hub_url: &str,
+    enroll_ca_dir: Option<&std::path::Path>,
+    bundle: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    let hub_url = hub_url.trim().trim_end_matches('/');
+    if !(hub_url.starts_with("http://") || hub_url.starts_with("https://"))
+        || hub_url.chars().any(|c| c.is_whitespace() || c == '"')
+    {
+        return Err(Error::Invalid(format!(
+            "--hub-url {hub_url:?}: give this hub's HTTP address as boxes reach it, e.g. https://hub.suixian.gov.cn"
+        )));
+    }
+    let ca = match enroll_ca_dir {
+        Some(dir) => {
+            let path = dir.join(enroll::files::COUNTY_CA);
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(format!("reading {} (the county CA)", path.display()), e))?;
+            let sha = enroll::pem_sha256(&pem).ok_or_else(|| {
+                Error::Invalid(format!("{} is not a PEM certificate", path.display()))
+            })?;
+            Some((pem, sha))
+        }
+        None => None,
+    };
+    let mut writer = Writer::open(&store_path(data_dir)?)?;
+    let tx = writer
+        .transaction()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let made = enroll::issue_token(&tx, site, device, ttl_hours, by)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    tx.commit().map_err(|e| Error::Invalid(e.to_string()))?;
+    let expires = store::fmt_ms(made.expires_ms);
+    let pin = ca
+        .as_ref()
+        .map(|(_, sha)| format!(" --ca-sha256 {sha}"))
+        .unwrap_or_default();
+    println!(
+        "One-time enrollment token for {site}/{device}, valid until {expires} (shown only now):\n\n    {}\n",
+        made.token
+    );
+    if made.replaced > 0 {
+        println!("The earlier unused token for this box no longer works.\n");
+    }
+    println!(
+        "On the box, as root, with the box on the network:\n\n    sunlight-agent enroll --hub {hub_url} --token {} --site {site} --device {device}{pin}\n",
+        made.token
+    );
+    if let (Some(dir), Some((pem, sha))) = (bundle, &ca) {
+        write_bundle(dir, site, device, &made, hub_url, &expires, pem, sha)?;
+        println!(
+            "Bundle for a USB stick written to {} (the token is in it: keep the stick safe, wipe it after).\n\
+             On the box: sunlight-agent enroll --bundle {}\n",
+            dir.display(),
+            dir.display()
+        );
+    }
+    println!(
+        "Next:\n\
+         1. Let the broker know the box: sunlight-provision broker-config mosquitto ... --hub-data {}\n\
+         \x20  lists boxes with a waiting token too; copy it to the broker and restart Mosquitto.\n\
+         2. Give the technician the token (or the stick). It works once, for this box only, until {expires}.\n\
+         3. See whether the box enrolled: sunlight-hub enroll list --data-dir {}",
+        data_dir.display(),
+        data_dir.display()
+    );
+    if ca.is_none() {
+        println!(
+            "   (With --enroll-ca-dir the command above would also pin the county CA's fingerprint.)"
+        );
+    }
+    Ok(())
+}
+
+/// The offline bundle: `enroll.toml` (the token: 0600), `ca.pem`, and a README for the technician.
+#[allow(clippy::too_many_arguments)]
+fn write_bundle(
+    dir: &std::path::Path,
+    site: &SiteId,
+    device: &DeviceId,
+    made: &enroll::NewToken,
+    hub_url: &str,
+    expires: &str,
+    ca_pem: &str,
+    ca_sha256: &str,
+) -> Result<(), Error> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let write = |name: &str, text: &str, secret: bool| -> Result<(), Error> {
+        let path = dir.join(name);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if secret {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = secret;
+        opts.open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    };
+    write(
+        "enroll.toml",
+        &format!(
+            "# Enrollment of {site}/{device} (sunlight-agent enroll --bundle THIS-DIR). One use, until {expires}.\n\
+             hub = \"{hub_url}\"\n\
+             site = \"{site}\"\n\
+             device = \"{device}\"\n\
+             token = \"{}\"\n\
+             ca_sha256 = \"{ca_sha256}\"\n",
+            made.token
+        ),
+        true,
+    )?;
+    write("ca.pem", ca_pem, false)?;
+    write(
+        "README.txt",
+        &format!(
+            "Sunlight box enrollment: {site}/{device}\n\
+             \n\
+             On the box, as root, with the box on the network:\n\
+             \n\
+             \x20   sunlight-agent enroll --bundle <this directory>\n\
+             \n\
+             The token in enroll.toml works once, for this box only, until {expires}.\n\
+             Wipe this stick afterwards.\n"
+        ),
+        false,
+    )
 }

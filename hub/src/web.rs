@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(violation),
         )
         .merge(crate::blobs::router())
+        .merge(crate::enroll::router())
         .merge(crate::dashboard::router(state.clone()))
         .with_state(state)
 }
