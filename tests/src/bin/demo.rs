@@ -97,6 +97,42 @@ fn main() {
     }
     hub.start();
     let api = format!("http://127.0.0.1:{}", hub.http);
+    // Ready dashboard accounts (demo passwords; a real county creates its own: docs/dashboard.md).
+    let mut accounts = Vec::new();
+    for (name, role, site) in [
+        ("admin", "admin", None),
+        ("jiancha", "supervisor", None),
+        ("shangshi", "head", Some("suixian-shangshi")),
+    ] {
+        let password = format!("sunlight-{name}-demo");
+        let file = hub.dir.join(format!("{name}.password"));
+        if std::fs::write(&file, &password).is_err() {
+            continue;
+        }
+        let mut cmd = std::process::Command::new(sunlight_tests::bin("sunlight-hub"));
+        cmd.args([
+            "user",
+            "add",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--password-file",
+        ])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&hub.dir);
+        if let Some(site) = site {
+            cmd.args(["--site", site]);
+        }
+        if cmd.output().is_ok_and(|o| o.status.success()) {
+            accounts.push(format!(
+                "{name} / {password} ({role}{})",
+                site.map(|s| format!(", {s}")).unwrap_or_default()
+            ));
+        }
+        let _ = std::fs::remove_file(&file);
+    }
     println!("  hub API     {api}/api/v1/devices   (MQTT on 127.0.0.1:{mqtt})");
 
     let mut agents = Vec::new();
@@ -117,6 +153,10 @@ fn main() {
             a.config.display()
         );
         agents.push(a);
+    }
+    println!("\nDashboard: {api}/   sign in as");
+    for a in &accounts {
+        println!("  {a}");
     }
     println!("\nWhere to look:");
     println!(
