@@ -1,9 +1,14 @@
 //! The county broker's configuration: Mosquitto with mTLS (a box's certificate CN is its username)
 //! and an ACL that confines each box to its own topics.
 //!
-//! The device list comes from the hub's store (the boxes registered with `sunlight-hub device add`)
-//! or from a TOML file. Revoked boxes are always left out. How it was generated is kept in the CA
-//! directory (`broker.toml`), so `revoke` can generate it again the same way.
+//! The device list comes from the hub's store (the boxes registered with `sunlight-hub device add`
+//! or enrolled, and those with a waiting enrollment token) or from a TOML file. Boxes revoked here
+//! or at the hub are always left out. How it was generated is kept in the CA directory
+//! (`broker.toml`), so `revoke` can generate it again the same way.
+//!
+//! Boxes enrolled through the hub have certificates from the hub's enrollment CA; Mosquitto needs
+//! a CRL from every issuer it sees, so with `--enroll-ca-dir` the broker's `crl.pem` holds the
+//! county CA's CRL and one signed by each enrollment CA (decision 0006).
 
 use crate::ca::{self, CaDir, HUB_CN, Role};
 use crate::error::Error;
@@ -41,15 +46,42 @@ pub enum DeviceSource {
     File(PathBuf),
 }
 
+/// What the hub's store says about boxes (empty for a devices file).
+#[derive(Debug, Default)]
+pub struct HubBoxes {
+    /// Registered (or enrolled) boxes.
+    pub registered: Vec<DeviceEntry>,
+    /// Revoked at the hub (`sunlight-hub device revoke`).
+    pub revoked: Vec<DeviceEntry>,
+    /// With an enrollment token not used yet.
+    pub waiting: Vec<DeviceEntry>,
+    /// Certificates the hub's enrollment CA signed.
+    pub enrolled: Vec<sunlight_hub::enroll::EnrolledCert>,
+}
+
 impl DeviceSource {
+    /// The boxes to let in: registered, waiting for enrollment, or listed in the file.
     pub fn load(&self) -> Result<Vec<DeviceEntry>, Error> {
         let mut list = match self {
-            DeviceSource::HubData(dir) => from_hub(dir)?,
+            DeviceSource::HubData(dir) => {
+                let hub = from_hub(dir)?;
+                let mut list = hub.registered;
+                list.extend(hub.waiting);
+                list
+            }
             DeviceSource::File(path) => from_file(path)?,
         };
         list.sort();
         list.dedup();
         Ok(list)
+    }
+
+    /// The hub's view of its boxes, when the list comes from the hub.
+    pub fn hub(&self) -> Result<HubBoxes, Error> {
+        match self {
+            DeviceSource::HubData(dir) => from_hub(dir),
+            DeviceSource::File(_) => Ok(HubBoxes::default()),
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -62,7 +94,7 @@ impl DeviceSource {
     }
 }
 
-fn from_hub(dir: &Path) -> Result<Vec<DeviceEntry>, Error> {
+fn from_hub(dir: &Path) -> Result<HubBoxes, Error> {
     let db = dir.join("hub.db");
     // Opening a missing store would create an empty one: look first.
     if !db.is_file() {
@@ -76,23 +108,64 @@ fn from_hub(dir: &Path) -> Result<Vec<DeviceEntry>, Error> {
         path: db.clone(),
         detail: e.to_string(),
     })?;
-    let devices = reader.devices().map_err(|e| Error::HubStore {
+    let store_err = |e: sunlight_hub::Error| Error::HubStore {
         path: db.clone(),
         detail: e.to_string(),
-    })?;
-    devices
-        .into_iter()
-        .map(|d| {
-            let bad = |e: sunlight_protocol::IdError| Error::HubStore {
-                path: db.clone(),
-                detail: e.to_string(),
-            };
-            Ok(DeviceEntry {
-                site: SiteId::new(d.site).map_err(bad)?,
-                device: DeviceId::new(d.device).map_err(bad)?,
-            })
+    };
+    let devices = reader.devices().map_err(store_err)?;
+    let waiting = reader
+        .run(sunlight_hub::enroll::waiting_boxes)
+        .map_err(store_err)?;
+    let enrolled = reader
+        .run(sunlight_hub::enroll::enrolled_certs)
+        .map_err(store_err)?;
+    let entry = |site: String, device: String| {
+        let bad = |e: sunlight_protocol::IdError| Error::HubStore {
+            path: db.clone(),
+            detail: e.to_string(),
+        };
+        Ok(DeviceEntry {
+            site: SiteId::new(site).map_err(bad)?,
+            device: DeviceId::new(device).map_err(bad)?,
         })
-        .collect()
+    };
+    let mut hub = HubBoxes {
+        enrolled,
+        ..HubBoxes::default()
+    };
+    for d in devices {
+        let revoked = d.revoked_at.is_some();
+        let e = entry(d.site, d.device)?;
+        if revoked {
+            hub.revoked.push(e);
+        } else {
+            hub.registered.push(e);
+        }
+    }
+    for (site, device) in waiting {
+        hub.waiting.push(entry(site, device)?);
+    }
+    Ok(hub)
+}
+
+/// The serials the hub's enrollment CA signed for `site/device` (empty unless the list comes from
+/// the hub), for `revoke`.
+pub fn enrolled_serials(
+    plan: Option<&BrokerPlan>,
+    site: &SiteId,
+    device: &DeviceId,
+) -> Result<Vec<String>, Error> {
+    let Some(plan) = plan else {
+        return Ok(Vec::new());
+    };
+    Ok(plan
+        .source
+        .hub()?
+        .enrolled
+        .into_iter()
+        .filter(|c| c.site == site.as_str() && c.device == device.as_str())
+        .map(|c| c.serial)
+        .collect())
 }
 
 fn from_file(path: &Path) -> Result<Vec<DeviceEntry>, Error> {
@@ -134,6 +207,9 @@ pub struct BrokerPlan {
     pub source: DeviceSource,
     pub out: PathBuf,
     pub mosquitto: MosquittoSettings,
+    /// The hub's enrollment CA directory (`hub-signer`), whose CRL the broker needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enroll_ca_dir: Option<PathBuf>,
 }
 
 impl BrokerPlan {
@@ -196,6 +272,10 @@ pub struct BrokerReport {
     pub allowed: Vec<DeviceEntry>,
     pub left_out_revoked: Vec<DeviceEntry>,
     pub without_certificate: Vec<DeviceEntry>,
+    /// Allowed before they enroll (a token is waiting): they connect once enrolled.
+    pub waiting: Vec<DeviceEntry>,
+    /// How many enrollment CAs' CRLs are in crl.pem.
+    pub enrollment_crls: usize,
 }
 
 /// Writes mosquitto.conf, the ACL and the broker's certificate files into `plan.out`, and keeps
@@ -204,22 +284,62 @@ pub fn generate(dir: &CaDir, plan: &BrokerPlan) -> Result<BrokerReport, Error> {
     plan.check()?;
     let county = dir.county()?;
     let listed = plan.source.load()?;
+    let hub = plan.source.hub()?;
     let revoked = dir.revoked()?;
     let issued = dir.issued()?;
-    let with_cert: BTreeSet<&str> = issued
+    let with_cert: BTreeSet<String> = issued
         .cert
         .iter()
         .filter(|c| c.role == Role::Device)
-        .map(|c| c.cn.as_str())
+        .map(|c| c.cn.clone())
+        .chain(hub.enrolled.iter().filter_map(|c| {
+            Some(ca::device_cn(
+                &SiteId::new(&c.site).ok()?,
+                &DeviceId::new(&c.device).ok()?,
+            ))
+        }))
         .collect();
-    let (left_out_revoked, allowed): (Vec<_>, Vec<_>) = listed
+    let (mut left_out_revoked, allowed): (Vec<_>, Vec<_>) = listed.into_iter().partition(|d| {
+        revoked.find(d.site.as_str(), d.device.as_str()).is_some() || hub.revoked.contains(d)
+    });
+    left_out_revoked.extend(hub.revoked.iter().cloned());
+    left_out_revoked.sort();
+    left_out_revoked.dedup();
+    let (waiting, with_or_without): (Vec<DeviceEntry>, Vec<DeviceEntry>) =
+        allowed.iter().cloned().partition(|d| {
+            hub.waiting.contains(d) && !with_cert.contains(&ca::device_cn(&d.site, &d.device))
+        });
+    let without_certificate = with_or_without
         .into_iter()
-        .partition(|d| revoked.find(d.site.as_str(), d.device.as_str()).is_some());
-    let without_certificate = allowed
-        .iter()
-        .filter(|d| !with_cert.contains(ca::device_cn(&d.site, &d.device).as_str()))
-        .cloned()
+        .filter(|d| !with_cert.contains(&ca::device_cn(&d.site, &d.device)))
         .collect();
+
+    // The enrollment CAs' CRLs: every serial revoked here, and those of boxes revoked at the hub.
+    let enrollment_crl = match &plan.enroll_ca_dir {
+        Some(enroll_dir) => {
+            let mut serials: Vec<String> = revoked
+                .revoked
+                .iter()
+                .flat_map(|r| r.serials.iter().cloned())
+                .chain(
+                    hub.enrolled
+                        .iter()
+                        .filter(|c| c.revoked || revoked.find(&c.site, &c.device).is_some())
+                        .map(|c| c.serial.clone()),
+                )
+                .collect();
+            serials.sort();
+            serials.dedup();
+            crate::enroll_ca::crl_pem(enroll_dir, dir, &serials)?
+        }
+        None if !hub.enrolled.is_empty() => {
+            return Err(Error::Refused(format!(
+                "the hub has enrolled {} box certificate(s) through its enrollment CA; the broker                  refuses them unless it has that CA's revocation list. Pass the hub's enrollment                  CA directory: --enroll-ca-dir DIR (the one 'sunlight-hub run --enroll-ca-dir' uses).",
+                hub.enrolled.len()
+            )));
+        }
+        None => String::new(),
+    };
 
     let out = &plan.out;
     let mut written = Vec::new();
@@ -229,7 +349,13 @@ pub fn generate(dir: &CaDir, plan: &BrokerPlan) -> Result<BrokerReport, Error> {
         (dir.server_key(), "server.key", Access::Secret),
         (dir.crl(), "crl.pem", Access::Public),
     ] {
-        let bytes = std::fs::read(&from).map_err(Error::io("reading", &from))?;
+        let mut bytes = std::fs::read(&from).map_err(Error::io("reading", &from))?;
+        if name == "crl.pem" {
+            if !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+            bytes.extend_from_slice(enrollment_crl.as_bytes());
+        }
         let to = out.join(name);
         files::write(&to, &bytes, access)?;
         written.push(to);
@@ -261,6 +387,8 @@ pub fn generate(dir: &CaDir, plan: &BrokerPlan) -> Result<BrokerReport, Error> {
         allowed,
         left_out_revoked,
         without_certificate,
+        waiting,
+        enrollment_crls: enrollment_crl.matches("BEGIN X509 CRL").count(),
     })
 }
 
@@ -436,6 +564,7 @@ mod tests {
                 install_dir: "/etc/mosquitto/sunlight".into(),
                 max_batch_bytes: 1,
             },
+            enroll_ca_dir: None,
         };
         assert!(plan.check().unwrap_err().to_string().contains("loopback"));
     }

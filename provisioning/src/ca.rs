@@ -39,9 +39,9 @@ pub const CA_YEARS: i64 = 20;
 pub const SERVER_YEARS: i64 = 10;
 pub const CLIENT_YEARS: i64 = 10;
 
-/// The certificate CN (and broker username) of a box.
+/// The certificate CN (and broker username) of a box (the hub's enrollment uses the same).
 pub fn device_cn(site: &SiteId, device: &DeviceId) -> String {
-    format!("{site}.{device}")
+    sunlight_hub::enroll::box_cn(site, device)
 }
 
 /// What a certificate is for.
@@ -54,6 +54,8 @@ pub enum Role {
     Hub,
     /// A township box.
     Device,
+    /// The hub's enrollment CA (`hub-signer`): an intermediate that signs boxes' requests online.
+    EnrollmentCa,
 }
 
 /// `county.toml`: what init was told.
@@ -207,7 +209,7 @@ impl CaDir {
         read_toml_or_default(&self.revoked_file(), "reading the list of revoked boxes")
     }
 
-    fn save_issued(&self, list: &IssuedList) -> Result<(), Error> {
+    pub(crate) fn save_issued(&self, list: &IssuedList) -> Result<(), Error> {
         write_toml(
             &self.issued_file(),
             "# Every certificate issued from this CA (written by sunlight-provision; do not edit).\n",
@@ -267,34 +269,31 @@ pub(crate) fn write_toml<T: Serialize>(path: &Path, header: &str, value: &T) -> 
 
 /// Now, to the second, in UTC.
 pub fn now() -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(chrono::Utc::now().timestamp())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    sunlight_hub::enroll::cert_now()
 }
 
 /// RFC 3339 (UTC) for the lists.
-fn stamp(t: time::OffsetDateTime) -> String {
-    chrono::DateTime::from_timestamp(t.unix_timestamp(), 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+pub(crate) fn stamp(t: time::OffsetDateTime) -> String {
+    sunlight_hub::enroll::stamp(t)
 }
 
-fn years(n: i64) -> time::Duration {
-    time::Duration::days(365 * n + n / 4)
+pub(crate) fn years(n: i64) -> time::Duration {
+    sunlight_hub::enroll::years(n)
 }
 
 /// A fresh random positive 128-bit serial number, and its hex form.
-fn serial() -> Result<(SerialNumber, String), Error> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Crypto {
-        what: "drawing a serial number".into(),
-        detail: e.to_string(),
-    })?;
-    bytes[0] = (bytes[0] & 0x7f) | 0x40;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((SerialNumber::from_slice(&bytes), hex))
+pub(crate) fn serial() -> Result<(SerialNumber, String), Error> {
+    sunlight_hub::enroll::random_serial().map_err(random_failed)
 }
 
-fn serial_from_hex(hex: &str) -> Option<SerialNumber> {
+fn random_failed(e: getrandom::Error) -> Error {
+    Error::Crypto {
+        what: "drawing a serial number".into(),
+        detail: e.to_string(),
+    }
+}
+
+pub(crate) fn serial_from_hex(hex: &str) -> Option<SerialNumber> {
     if hex.len() % 2 != 0 || hex.is_empty() {
         return None;
     }
@@ -340,31 +339,16 @@ pub fn host_san(host: &str) -> Result<SanType, Error> {
     )))
 }
 
+/// A client certificate's parameters: the one profile the hub's enrollment CA signs boxes with
+/// too (`sunlight_hub::enroll::box_cert_params`).
 fn client_params(
     cn: &str,
     county: &str,
     unit: Option<&str>,
 ) -> Result<(CertificateParams, String, time::OffsetDateTime), Error> {
-    let mut params = CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params
-        .distinguished_name
-        .push(DnType::OrganizationName, county);
-    if let Some(unit) = unit {
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, unit);
-    }
-    let start = now();
-    params.not_before = start - time::Duration::hours(1);
-    let not_after = start + years(CLIENT_YEARS);
-    params.not_after = not_after;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.use_authority_key_identifier_extension = true;
-    let (sn, hex) = serial()?;
-    params.serial_number = Some(sn);
+    let not_after = now() + years(CLIENT_YEARS);
+    let (params, hex) = sunlight_hub::enroll::box_cert_params(cn, county, unit, not_after)
+        .map_err(random_failed)?;
     Ok((params, hex, not_after))
 }
 
@@ -419,7 +403,8 @@ pub fn init(dir: &CaDir, county: &str, hosts: &[String], force: bool) -> Result<
     }
 
     let start = now();
-    // The CA: may sign end-entity certificates and CRLs only (path length 0).
+    // The CA: signs end-entity certificates, CRLs and at most one level of intermediates (path
+    // length 1): the hub's enrollment CA (`hub-signer`, decision 0006).
     let ca_key = KeyPair::generate().map_err(Error::crypto("generating the CA key"))?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = rcgen::DistinguishedName::new();
@@ -427,7 +412,7 @@ pub fn init(dir: &CaDir, county: &str, hosts: &[String], force: bool) -> Result<
         .push(DnType::CommonName, format!("{county} Sunlight CA"));
     ca.distinguished_name
         .push(DnType::OrganizationName, county.as_str());
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -734,15 +719,7 @@ pub fn issue_device(
 
 /// `box-01` → `box-02`; anything else gets `-2`.
 fn next_device_id(device: &DeviceId) -> String {
-    let s = device.as_str();
-    let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    if digits > 0 {
-        let (head, num) = s.split_at(s.len() - digits);
-        if let Ok(n) = num.parse::<u64>() {
-            return format!("{head}{:0width$}", n + 1, width = digits);
-        }
-    }
-    format!("{s}-2")
+    sunlight_hub::enroll::next_device_id(device)
 }
 
 /// The `[hub]` lines of agent.toml for a box with this certificate.
@@ -814,12 +791,15 @@ pub struct RevokeReport {
     pub already: Option<String>,
 }
 
-/// Records the revocation of every certificate issued to `site/device` and rewrites the CRL.
+/// Records the revocation of every certificate issued to `site/device` — from this CA, and the
+/// `enrolled` serials the hub's enrollment CA signed for it — and rewrites the CRL. (The broker's
+/// CRL of the enrollment CA lists the same serials, signed where its key is: `broker-config`.)
 pub fn revoke(
     dir: &CaDir,
     site: &SiteId,
     device: &DeviceId,
     reason: &str,
+    enrolled: &[String],
 ) -> Result<RevokeReport, Error> {
     dir.county()?;
     let cn = device_cn(site, device);
@@ -840,6 +820,7 @@ pub fn revoke(
         .iter()
         .filter(|c| c.role == Role::Device && c.cn == cn)
         .map(|c| c.serial.clone())
+        .chain(enrolled.iter().cloned())
         .collect();
     if serials.is_empty() {
         let mut known: Vec<String> = issued
@@ -859,7 +840,8 @@ pub fn revoke(
             "no certificate for {site}/{device} was issued from {}: nothing to revoke. \
              Boxes with certificates from this CA: {known}. Check the --site and --device spelling \
              (sunlight-provision device list --dir {} shows them all), or pass the --dir of the CA \
-             that issued it.",
+             that issued it. A box enrolled through the hub is revoked at the hub \
+             (sunlight-hub device revoke), then the broker config is generated again.",
             dir.root().display(),
             dir.root().display()
         )));
@@ -1031,11 +1013,11 @@ mod tests {
         let rep = issue_device(&dir, &s, &d, &KeySource::GenerateHere, None, false).unwrap();
         assert!(rep.cert.exists() && rep.key.as_ref().is_some_and(|k| k.exists()));
         assert!(issue_device(&dir, &s, &d, &KeySource::GenerateHere, None, false).is_err());
-        let rev = revoke(&dir, &s, &d, "stolen").unwrap();
+        let rev = revoke(&dir, &s, &d, "stolen", &[]).unwrap();
         assert_eq!(rev.serials, vec![rep.serial]);
         assert!(issue_device(&dir, &s, &d, &KeySource::GenerateHere, None, true).is_err());
         let (s, d) = ids("suixian-shangshi", "box-09");
-        let err = revoke(&dir, &s, &d, "x").unwrap_err().to_string();
+        let err = revoke(&dir, &s, &d, "x", &[]).unwrap_err().to_string();
         assert!(err.contains("suixian-shangshi/box-01"), "{err}");
     }
 }

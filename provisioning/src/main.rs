@@ -1,4 +1,5 @@
-//! `sunlight-provision`: the county CA, box certificates, the broker's config and revocation.
+//! `sunlight-provision`: the county CA, the hub's enrollment CA, box certificates, the broker's
+//! config and revocation.
 //! A thin shell over the library: it parses arguments, calls one function, and prints what was
 //! made and what the technician does next. Errors go to stderr with exit status 1.
 
@@ -9,14 +10,14 @@ use std::process::ExitCode;
 use sunlight_protocol::{DeviceId, SiteId};
 use sunlight_provisioning::broker::{self, BrokerPlan, DeviceSource, MosquittoSettings};
 use sunlight_provisioning::ca::{self, CaDir, KeySource};
-use sunlight_provisioning::{Error, files};
+use sunlight_provisioning::{Error, enroll_ca, files};
 
 const NOT_YET: &str = "\
-Not built yet (issue 7): enrollment over the network ('site add', 'device add' with one-time \
-tokens and 'sunlight-agent enroll'), the on-site 'check', packages and updates. Until then a box \
-gets its certificate here ('device cert', with --csr when the box makes its own key) and its \
-signing key with 'sunlight-agent init' on the box, registered with 'sunlight-hub device add'. \
-See docs/provisioning.md.";
+Enrolling a box over the network: 'hub-signer' here once, then at the hub 'sunlight-hub enroll \
+token --site S --device D ...' per box (the hub keeps the tokens and registers the boxes, so there \
+is no 'site add' / 'device add' here), and 'sunlight-agent enroll' on the box. Without a link, a \
+box gets its certificate here ('device cert --csr'). Not built yet (issue 7): the on-site \
+'check', updates. See docs/provisioning.md.";
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +48,23 @@ enum Command {
         hub_hosts: Vec<String>,
         /// Replace an existing CA (moved to a replaced-<time>/ folder): every box then needs a
         /// new certificate.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create the hub's enrollment CA: an intermediate of the county CA (box certificates only,
+    /// shorter-lived) whose key the hub keeps, so boxes enroll over the network while ca.key
+    /// stays offline.
+    HubSigner {
+        /// The county CA directory (needs ca.key).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write it: the directory for 'sunlight-hub run --enroll-ca-dir'.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long it is valid (box certificates it signs end with it at the latest).
+        #[arg(long, default_value_t = enroll_ca::ENROLL_CA_YEARS)]
+        years: i64,
+        /// Replace an existing one in --out (moved to a replaced-<time>/ folder there).
         #[arg(long)]
         force: bool,
     },
@@ -139,6 +157,10 @@ struct MosquittoArgs {
     /// The agents' sync.max_batch_bytes.
     #[arg(long, default_value_t = sunlight_protocol::DEFAULT_MAX_BATCH_BYTES)]
     max_batch_bytes: usize,
+    /// The hub's enrollment CA directory (from 'hub-signer'): its revocation list goes into the
+    /// broker's, which Mosquitto needs before it lets in a box the hub enrolled.
+    #[arg(long)]
+    enroll_ca_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -160,6 +182,12 @@ fn run(command: Command) -> Result<(), Error> {
             hub_hosts,
             force,
         } => init(&CaDir::new(&dir), &county, &hub_hosts, force),
+        Command::HubSigner {
+            dir,
+            out,
+            years,
+            force,
+        } => hub_signer(&CaDir::new(&dir), &out, years, force),
         Command::Device(DeviceCommand::Cert {
             dir,
             site,
@@ -206,13 +234,60 @@ fn init(dir: &CaDir, county: &str, hosts: &[String], force: bool) -> Result<(), 
              (add --csr FILE to sign a request made on the box, so its key never leaves it)."
         ),
         format!(
-            "Register the boxes at the hub (sunlight-hub device add ...), then write the broker's config:\n\
+            "To enroll boxes over the network, make the hub's enrollment CA:\n\
+             sunlight-provision hub-signer --dir {d} --out /media/usb/sunlight-enroll"
+        ),
+        format!(
+            "Register the boxes at the hub (sunlight-hub device add ..., or enroll tokens), then write\n\
+             the broker's config:\n\
              sunlight-provision broker-config mosquitto --dir {d} --hub-data /var/lib/sunlight-hub \\\n\
              \x20   --hub-listener 127.0.0.1:1883"
         ),
         "Copy hub/hub.toml to the hub as /etc/sunlight/hub.toml and fill it in (hub/hub.example.toml\n\
          in the Sunlight source lists every key); check it with: sunlight-hub check-config FILE"
             .to_string(),
+    ]);
+    Ok(())
+}
+
+fn hub_signer(dir: &CaDir, out: &Path, years: i64, force: bool) -> Result<(), Error> {
+    let r = enroll_ca::hub_signer(dir, out, years, force)?;
+    if let Some(old) = &r.replaced {
+        println!(
+            "The earlier enrollment CA was moved to {}; broker-config still signs its revocation\n\
+             list, so the boxes it enrolled keep working until their certificates expire.\n",
+            old.display()
+        );
+    }
+    println!(
+        "Enrollment CA \"{}\" (serial {}, valid until {}) written to {}:",
+        r.cn,
+        r.serial,
+        r.not_after,
+        r.out.display()
+    );
+    for (path, what) in &r.made {
+        println!("  {:<16} {what}", rel(&r.out, path));
+    }
+    let o = r.out.display();
+    next_steps(&[
+        format!(
+            "Copy {o} to the hub, e.g. to /etc/sunlight/enroll, readable only by the hub's user:\n\
+             chown -R sunlight: /etc/sunlight/enroll; chmod 600 /etc/sunlight/enroll/enroll-ca.key\n\
+             Wipe the stick afterwards: whoever has enroll-ca.key can make box certificates."
+        ),
+        "Run the hub with it: sunlight-hub run ... --enroll-ca-dir /etc/sunlight/enroll \\\n\
+         \x20   --public-broker-url mqtts://<broker host as boxes reach it>:8883"
+            .into(),
+        format!(
+            "Generate the broker's config with it, so Mosquitto has its revocation list:\n\
+             sunlight-provision broker-config mosquitto --dir {} --hub-data /var/lib/sunlight-hub \\\n\
+             \x20   --enroll-ca-dir /etc/sunlight/enroll ...",
+            dir.root().display()
+        ),
+        "For each box: sunlight-hub enroll token --site SITE --device DEVICE --by NAME --hub-url URL\n\
+         prints the command the technician runs on the box."
+            .into(),
     ]);
     Ok(())
 }
@@ -335,6 +410,7 @@ fn mosquitto(args: MosquittoArgs) -> Result<(), Error> {
             max_batch_bytes: args.max_batch_bytes,
         },
         out,
+        enroll_ca_dir: args.enroll_ca_dir.map(|p| files::absolute(&p)),
     };
     println!("Reading {}...", plan.source.describe());
     let report = broker::generate(&dir, &plan)?;
@@ -386,6 +462,19 @@ fn print_broker(dir: &CaDir, plan: &BrokerPlan, r: &broker::BrokerReport) {
             dir.revoked_file().display()
         );
     }
+    for d in &r.waiting {
+        println!(
+            "Waiting: {}/{} has an enrollment token and no certificate yet; it connects once \
+             'sunlight-agent enroll' has run on it.",
+            d.site, d.device
+        );
+    }
+    if r.enrollment_crls > 0 {
+        println!(
+            "crl.pem holds the county CA's revocation list and {} of the hub's enrollment CA.",
+            r.enrollment_crls
+        );
+    }
     for d in &r.without_certificate {
         println!(
             "Warning: {}/{} is listed but has no certificate from this CA yet: it cannot connect \
@@ -400,7 +489,8 @@ fn print_broker(dir: &CaDir, plan: &BrokerPlan, r: &broker::BrokerReport) {
 }
 
 fn revoke(dir: &CaDir, site: &SiteId, device: &DeviceId, reason: &str) -> Result<(), Error> {
-    let r = ca::revoke(dir, site, device, reason)?;
+    let enrolled = broker::enrolled_serials(BrokerPlan::load(dir)?.as_ref(), site, device)?;
+    let r = ca::revoke(dir, site, device, reason, &enrolled)?;
     match &r.already {
         Some(at) => println!(
             "{site}/{device} was already revoked on {at} (serial {}); the CRL was written again.",
@@ -430,19 +520,19 @@ fn revoke(dir: &CaDir, site: &SiteId, device: &DeviceId, reason: &str) -> Result
                     plan.out.display(),
                     plan.mosquitto.install_dir.display()
                 ),
-                "The hub still accepts batches signed with this box's key until the hub refuses\n\
-                 revoked boxes (not built yet, issue 7)."
-                    .into(),
-                "A replacement box gets a new device id: register it at the hub and run\n\
-                 'sunlight-provision device cert' for it."
+                format!(
+                    "Revoke it at the hub too, so batches signed with its key are refused:\n\
+                     sunlight-hub device revoke --site {site} --device {device} --reason '{reason}'"
+                ),
+                "A replacement box gets a new device id: make an enrollment token for it at the hub\n\
+                 (sunlight-hub enroll token), or register it and run 'sunlight-provision device cert'."
                     .into(),
             ]);
         }
         None => println!(
             "\nNo broker config was generated from {} yet; when you generate one, the box is left out:\n  \
              sunlight-provision broker-config mosquitto --dir {} --hub-data /var/lib/sunlight-hub\n\
-             The hub still accepts batches signed with this box's key until the hub refuses revoked\n\
-             boxes (not built yet, issue 7).",
+             Revoke it at the hub too: sunlight-hub device revoke --site {site} --device {device} --reason '{reason}'",
             dir.root().display(),
             dir.root().display()
         ),
