@@ -7,12 +7,14 @@
 //! `snapshot` event each) and `sync::upload` sends them to the hub's blob store over HTTP.
 //! [`health`] reports the box itself through the same outbox. Only `sync` talks to the hub; the
 //! hub's commands go from `sync` to [`commands`], which answers each once through the outbox and
-//! keeps the [`roster`] the kiosk checks punches against.
+//! keeps the [`roster`] the kiosk checks punches against. Before any of that, [`enroll`] joins a
+//! new box to the county: its keys made here, its certificate and agent.toml from the hub.
 
 pub mod capture;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod enroll;
 pub mod error;
 pub mod health;
 pub mod outbox;

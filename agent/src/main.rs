@@ -21,6 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Join the county with a one-time token: make this box's keys here, get its certificate
+    /// from the hub, and write its config (--config) for `run`.
+    Enroll(EnrollArgs),
     /// Create the data directory and this box's signing key; print the public key for the hub.
     Init,
     /// Run the agent (intake, outbox, sync, health, cameras).
@@ -33,6 +36,37 @@ enum Command {
         #[command(subcommand)]
         action: RosterAction,
     },
+}
+
+#[derive(clap::Args)]
+struct EnrollArgs {
+    /// The county hub's address, as the county operator printed it (https://hub.suixian.gov.cn).
+    #[arg(long, required_unless_present = "bundle")]
+    hub: Option<String>,
+    /// The one-time token (letters and digits in groups of 4).
+    #[arg(long, required_unless_present = "bundle")]
+    token: Option<String>,
+    #[arg(long, required_unless_present = "bundle")]
+    site: Option<sunlight_protocol::SiteId>,
+    #[arg(long, required_unless_present = "bundle")]
+    device: Option<sunlight_protocol::DeviceId>,
+    /// The county CA's SHA-256 fingerprint from the token's printout: the hub's answer must carry
+    /// that CA.
+    #[arg(long)]
+    ca_sha256: Option<String>,
+    /// Read the hub, token, site, device and CA from a directory made by `sunlight-hub enroll
+    /// token --bundle` (a USB stick).
+    #[arg(long, conflicts_with_all = ["hub", "token", "site", "device", "ca_sha256"])]
+    bundle: Option<PathBuf>,
+    /// Where the keys, certificates and outbox live.
+    #[arg(long, default_value = "/var/lib/sunlight")]
+    data_dir: PathBuf,
+    /// Trust this CA too for an https:// hub (e.g. the county CA).
+    #[arg(long)]
+    hub_ca: Option<PathBuf>,
+    /// Enroll even though this box has keys or a config (moved aside, not deleted): a new identity.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -55,7 +89,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match run(cli) {
+    // Enrollment writes the config: it runs without one.
+    let result = match cli.command {
+        Command::Enroll(args) => enroll(args, cli.config),
+        command => run(command, &cli.config).map_err(|e| e.to_string()),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -64,9 +103,109 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), sunlight_agent::Error> {
-    let config = AgentConfig::load(&cli.config)?;
-    match cli.command {
+fn enroll(a: EnrollArgs, config: PathBuf) -> Result<(), String> {
+    use sunlight_agent::enroll;
+    let args = match (&a.bundle, a.hub, a.token, a.site, a.device) {
+        (Some(dir), ..) => {
+            let mut args = enroll::EnrollArgs::from_bundle(dir, a.data_dir, config, a.force)
+                .map_err(|e| e.to_string())?;
+            if a.hub_ca.is_some() {
+                args.hub_ca = a.hub_ca;
+            }
+            args
+        }
+        (None, Some(hub), Some(token), Some(site), Some(device)) => enroll::EnrollArgs {
+            hub,
+            token,
+            site,
+            device,
+            data_dir: a.data_dir,
+            config,
+            ca_sha256: a.ca_sha256,
+            hub_ca: a.hub_ca,
+            force: a.force,
+        },
+        _ => {
+            return Err(
+                "give --hub, --token, --site and --device as the county operator printed them, or --bundle DIR"
+                    .into(),
+            );
+        }
+    };
+    let r = enroll::enroll(&args).map_err(|e| e.to_string())?;
+    if let Some(old) = &r.moved_aside {
+        println!(
+            "The earlier keys, outbox and certificates were moved to {}{}.",
+            old.display(),
+            if r.unsent_before > 0 {
+                format!(
+                    " ({} events there were never acknowledged by the hub)",
+                    r.unsent_before
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    println!(
+        "{}/{} enrolled{}: certificate serial {}, valid until {}.",
+        r.site,
+        r.device,
+        if r.repeated {
+            " (the hub had enrolled this box already and sent its answer again)"
+        } else if r.resumed {
+            " (with the keys of the earlier attempt)"
+        } else {
+            ""
+        },
+        r.serial,
+        r.not_after
+    );
+    println!(
+        "  {:<34} batch-signing key (0600), made here; the hub has its public half {}",
+        r.signing_key.display(),
+        r.public_key
+    );
+    println!(
+        "  {:<34} TLS key (0600), made here; never sent",
+        r.tls_key.display()
+    );
+    println!(
+        "  {:<34} this box's certificate, then the enrollment CA that signed it",
+        r.certificate.display()
+    );
+    println!(
+        "  {:<34} the county CA, SHA-256 {} ({})",
+        r.ca.display(),
+        r.ca_sha256,
+        if r.ca_pinned {
+            "matches --ca-sha256"
+        } else {
+            "not pinned: compare it with the county's printout"
+        }
+    );
+    println!(
+        "  {:<34} this box's configuration: broker {}",
+        r.config.display(),
+        r.broker_url
+    );
+    println!(
+        "\nNext:\n\
+         1. Add this office's settings to {c} if it needs any (intake listen address, ZKTeco\n\
+         \x20  terminals, cameras: see agent.example.toml).\n\
+         2. Start the agent: systemctl enable --now sunlight-agent   (or: sunlight-agent -c {c} run)\n\
+         3. Check it: sunlight-agent -c {c} status  shows 'broker ... connected' once the county's\n\
+         \x20  broker lists this box (the county operator regenerates its config after making the token).",
+        c = r.config.display()
+    );
+    Ok(())
+}
+
+fn run(command: Command, config: &std::path::Path) -> Result<(), sunlight_agent::Error> {
+    let config = AgentConfig::load(config)?;
+    match command {
+        // Handled in main, without a config.
+        Command::Enroll(_) => Ok(()),
         Command::Init => {
             let key = sunlight_agent::run::init(&config)?;
             println!("{}", key.public());
