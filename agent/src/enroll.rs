@@ -402,14 +402,16 @@ fn post(
     rt.block_on(async {
         let response = client.post(&url).json(request).send().await.map_err(|e| {
             EnrollError::Hub(format!(
-                "could not reach the hub at {url}: {e}.\nCheck the address and this box's link \
-                 (e.g. curl {hub}/healthz). {again}"
+                "could not reach the hub at {url}: {}.\nCheck the address and this box's link \
+                 (e.g. curl {hub}/healthz). {again}",
+                causes(&e)
             ))
         })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| {
             EnrollError::Hub(format!(
-                "the link dropped while the hub answered ({e}). {again}"
+                "the link dropped while the hub answered ({}). {again}",
+                causes(&e)
             ))
         })?;
         if status.is_success() {
@@ -445,6 +447,21 @@ fn post(
             next,
         })
     })
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The config `run::init` needs to make the signing key: only the identity and the data

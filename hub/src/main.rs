@@ -738,6 +738,13 @@ fn enroll_token(
         }
         None => None,
     };
+    // A mistyped --data-dir would make a store of its own that the running hub never reads.
+    if !data_dir.join("hub.db").is_file() {
+        return Err(Error::Invalid(format!(
+            "{} has no hub.db: pass the --data-dir the hub runs with (e.g. /var/lib/sunlight-hub)",
+            data_dir.display()
+        )));
+    }
     let mut writer = Writer::open(&store_path(data_dir)?)?;
     let tx = writer
         .transaction()

@@ -307,6 +307,8 @@ fn a_box_enrolls_with_the_printed_command_and_syncs_over_mtls_then_revocation_lo
         "--public-broker-url".into(),
         format!("mqtts://127.0.0.1:{tls_port}"),
     ];
+    // The hub runs first (it waits for its broker, started below from the hub's registrations).
+    hub.start();
 
     // At the county: a token for box-07, and the broker config (the box is listed, waiting).
     let printed = token(&hub, &county, "box-07", &[]);
@@ -347,10 +349,6 @@ fn a_box_enrolls_with_the_printed_command_and_syncs_over_mtls_then_revocation_lo
     let acl = std::fs::read_to_string(broker_out.join("acl")).expect("acl");
     assert!(acl.contains("user suixian-shangshi.box-07\n"), "{acl}");
     let mut broker = Broker::start(&broker_out, &persistence, tls_port);
-    wait_for(Duration::from_secs(10), "the hub listener", || {
-        std::net::TcpStream::connect(("127.0.0.1", local_port)).ok()
-    });
-    hub.start();
 
     // On the box: exactly the printed command, with this test's data directory and config path.
     let box_dir = dir.join("box-07");
@@ -659,6 +657,27 @@ fn tokens_are_one_time_for_one_box_and_refusals_say_why() {
         ],
     );
     assert!(err.contains("new device id (e.g. box-02)"), "{err}");
+    // A mistyped hub data directory makes no store of its own.
+    let nowhere = dir.join("no-hub-here");
+    let err = refused(
+        "sunlight-hub",
+        &[
+            "enroll",
+            "token",
+            "--data-dir",
+            s(&nowhere),
+            "--site",
+            SHANGSHI,
+            "--device",
+            "box-02",
+            "--by",
+            "张工",
+            "--hub-url",
+            "http://x",
+        ],
+    );
+    assert!(err.contains("has no hub.db"), "{err}");
+    assert!(!nowhere.join("hub.db").exists());
 
     // Expired.
     let t3 = tok("box-03");
