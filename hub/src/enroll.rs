@@ -15,9 +15,6 @@
 //! This module also owns the profile of a box certificate ([`box_cert_params`]), which the county
 //! CA (`sunlight-provision device cert`) uses too, so both paths issue the same certificate.
 
-// The HTTP helpers here return the refusal itself as their error: an axum `Response`.
-#![allow(clippy::result_large_err)]
-
 use crate::store::{self, fmt_ms, now_ms};
 use crate::web::ApiState;
 use axum::Router;
