@@ -803,20 +803,29 @@ fn dashboard(dir: &std::path::Path) {
                             "staff_id": format!("S{k:02}"), "kind": if limit == 0 { "immediate" } else { "promised" },
                             "limit_days": limit}).to_string()
                     };
-                    cases::apply_event(tx, &site(s), &format!("{accepted}T09:00:00+08:00"), &body("accepted"), &sup, today)?;
+                    // Each stage as of its own day, as ingest would have applied it.
+                    cases::apply_event(tx, &site(s), &format!("{accepted}T09:00:00+08:00"), &body("accepted"), &sup, accepted)?;
                     // Cases accepted before December are completed, one in ten a day late.
                     if accepted.month() < 12 {
                         let done = sup
                             .calendar
                             .add_days(accepted, limit + u32::from(c % 10 == 0), sunlight_hub::oversight::calendar::DayUnit::Working)
                             .unwrap_or(accepted);
-                        cases::apply_event(tx, &site(s), &format!("{done}T16:00:00+08:00"), &body("completed"), &sup, today)?;
+                        cases::apply_event(tx, &site(s), &format!("{done}T16:00:00+08:00"), &body("completed"), &sup, done)?;
                     }
                 }
                 Ok(())
             })
             .expect("cases");
     }
+    // Then the oversight tick brings the open ones up to today (lights, cards, letters).
+    sunlight_hub::supervise::run_tick(
+        &mut writer,
+        &sup,
+        today,
+        sunlight_hub::supervise::TICK_CHUNK,
+    )
+    .expect("tick");
     let cases_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut punches = 0u64;
