@@ -187,25 +187,34 @@ pub fn list(
     case_no: Option<&str>,
     limit: u32,
 ) -> rusqlite::Result<Vec<LetterView>> {
-    conn.prepare_cached(
+    // Only the conditions given, so the (site, case_no) index is used.
+    let sql = format!(
         "SELECT id, number, site, case_no, unit, window, item_name, due, issued_day, overdue_days FROM letters
-         WHERE (?1 IS NULL OR site = ?1) AND (?2 IS NULL OR case_no = ?2) ORDER BY id DESC LIMIT ?3",
-    )?
-    .query_map(params![site, case_no, limit.clamp(1, 1000)], |r| {
-        Ok(LetterView {
-            id: r.get(0)?,
-            number: r.get(1)?,
-            site: r.get(2)?,
-            case_no: r.get(3)?,
-            unit: r.get(4)?,
-            window: r.get(5)?,
-            item_name: r.get(6)?,
-            due: r.get(7)?,
-            issued_day: r.get(8)?,
-            overdue_days: r.get(9)?,
-        })
-    })?
-    .collect()
+         WHERE {} ORDER BY id DESC LIMIT {}",
+        match (site.is_some(), case_no.is_some()) {
+            (true, true) => "site = ?1 AND case_no = ?2",
+            (true, false) => "site = ?1 AND ?2 IS NULL",
+            (false, true) => "?1 IS NULL AND case_no = ?2",
+            (false, false) => "?1 IS NULL AND ?2 IS NULL",
+        },
+        limit.clamp(1, 1000)
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(params![site, case_no], |r| {
+            Ok(LetterView {
+                id: r.get(0)?,
+                number: r.get(1)?,
+                site: r.get(2)?,
+                case_no: r.get(3)?,
+                unit: r.get(4)?,
+                window: r.get(5)?,
+                item_name: r.get(6)?,
+                due: r.get(7)?,
+                issued_day: r.get(8)?,
+                overdue_days: r.get(9)?,
+            })
+        })?
+        .collect()
 }
 
 pub fn document(conn: &Connection, id: i64) -> rusqlite::Result<Option<String>> {
