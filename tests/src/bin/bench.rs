@@ -1,6 +1,6 @@
 //! `sunlight-bench`: the figures of docs/BENCHMARKS.md, each beside a baseline measured in the same
 //! run. Build with `cargo build --release --workspace --bins`, then run
-//! `target/release/sunlight-bench all` (or one of: baseline, intake, drain, ingest, latency, footprint).
+//! `target/release/sunlight-bench all` (or one of: baseline, intake, drain, ingest, latency, footprint, cameras).
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
@@ -12,7 +12,7 @@ use sunlight_tests::*;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "oversight-store" | "attendance" | "attendance-store" | "dashboard" | "footprint"
+    // "all" | "baseline" | "intake" | "drain" | "ingest" | "latency" | "oversight" | "oversight-store" | "attendance" | "attendance-store" | "dashboard" | "footprint" | "cameras"
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,6 +37,7 @@ fn main() {
             | "attendance"
             | "attendance-store"
             | "dashboard"
+            | "cameras"
     ) {
         let line = |name: &str, small: &Pipe, big: &Pipe, huge: &Pipe| {
             println!(
@@ -127,6 +128,9 @@ fn main() {
     }
     if which == "all" || which == "footprint" {
         footprint(&dir.join("footprint"));
+    }
+    if which == "all" || which == "cameras" {
+        cameras(&dir.join("cameras"));
     }
 }
 
@@ -968,5 +972,467 @@ fn dashboard(dir: &std::path::Path) {
             times[0],
             bytes / 1024
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cameras (issue 5)
+
+/// Snapshot images: (a) the hub's blob ingest rate, signed PUTs of ~100 KiB JPEGs at concurrency 4,
+/// beside the same PUTs to a raw HTTP sink that only reads the body (the loopback HTTP ceiling of
+/// this client on this machine); (b) a box's upload of 1,000 spooled images to a real hub, without
+/// a cap and under one; (c) the box's resident memory while it uploads them.
+///
+/// The boxes' spools are filled through the agent itself: a fake camera (`kind = "file"`) over a
+/// directory of 1,000 distinct JPEGs, shot by the hub's "snapshot now" command in a loop (16 at a
+/// time: the box's command queue holds 16), with `hub.api` unset so that nothing is uploaded yet.
+/// Then the box is restarted with `hub.api` set and timed until the hub holds every image.
+fn cameras(dir: &std::path::Path) {
+    const N: usize = 1000;
+    const KIB: usize = 100;
+    const CAP: u64 = 2 * 1024 * 1024;
+    std::fs::create_dir_all(dir).expect("dir");
+
+    // (a) Hub blob ingest against the raw sink.
+    let frames: Vec<(String, Vec<u8>)> = (0..N as u64)
+        .map(|n| {
+            let jpeg = bench_jpeg(1_000_000 + n, KIB);
+            (sunlight_agent::spool::sha256_hex(&jpeg), jpeg)
+        })
+        .collect();
+    let total_bytes: usize = frames.iter().map(|(_, j)| j.len()).sum();
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.start();
+    let key = sunlight_protocol::DeviceKey::generate().expect("key");
+    hub.register("bench-ingest", "box-01", &key.public().to_base64());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let frames = Arc::new(frames);
+    let key = Arc::new(key);
+    let sink_port = rt.block_on(raw_sink());
+    let sink_secs = rt.block_on(signed_puts(
+        format!("http://127.0.0.1:{sink_port}"),
+        frames.clone(),
+        key.clone(),
+        4,
+    ));
+    let hub_secs = rt.block_on(signed_puts(
+        format!("http://127.0.0.1:{}", hub.http),
+        frames.clone(),
+        key.clone(),
+        4,
+    ));
+    // The same at concurrency 1 (other images: a repeat would be answered "already there"), the
+    // way a box sends them, one after the other.
+    let singles: Vec<(String, Vec<u8>)> = (0..N as u64)
+        .map(|n| {
+            let jpeg = bench_jpeg(3_000_000 + n, KIB);
+            (sunlight_agent::spool::sha256_hex(&jpeg), jpeg)
+        })
+        .collect();
+    let hub_one_secs = rt.block_on(signed_puts(
+        format!("http://127.0.0.1:{}", hub.http),
+        Arc::new(singles),
+        key.clone(),
+        1,
+    ));
+    let mb = total_bytes as f64 / 1e6;
+    let (sink_rate, hub_rate) = (N as f64 / sink_secs, N as f64 / hub_secs);
+    println!(
+        "cameras: {N} JPEGs of {:.0} KB on average, signed PUTs at concurrency 4 over loopback",
+        total_bytes as f64 / N as f64 / 1e3
+    );
+    println!(
+        "cameras baseline: raw HTTP sink (reads each body, answers 201): {sink_rate:.0} images/s = {:.0} MB/s",
+        mb / sink_secs
+    );
+    println!(
+        "cameras hub blob ingest (hash check, signature, file + fsync, store row): {hub_rate:.0} images/s = {:.0} MB/s (ratio to the sink {:.2})",
+        mb / hub_secs,
+        hub_rate / sink_rate
+    );
+    println!(
+        "cameras hub blob ingest at concurrency 1: {:.0} images/s",
+        N as f64 / hub_one_secs
+    );
+    drop(frames);
+    drop(rt);
+
+    // (b), (c) Boxes filled through their own camera, then uploading to the hub.
+    let boxes = [("bench-a", "box-01", 0u64), ("bench-b", "box-02", CAP)];
+    let mut agents: Vec<Agent> = boxes
+        .iter()
+        .enumerate()
+        .map(|(i, (site, device, rate))| {
+            let frames = dir.join(format!("frames-{site}"));
+            std::fs::create_dir_all(&frames).expect("frames dir");
+            for n in 0..N as u64 {
+                let jpeg = bench_jpeg(2_000_000 + i as u64 * 10_000 + n, KIB);
+                std::fs::write(frames.join(format!("{n:04}.jpg")), jpeg).expect("frame");
+            }
+            // Two cameras, as the agent's memory target says; w1 is shot by command, w2 idles.
+            let section = format!(
+                "[hub]\nbroker = \"mqtt://127.0.0.1:{}\"\n[snapshots]\nupload_bytes_per_sec = {rate}\nquota_mb = 1024\n[[camera]]\nid = \"w1\"\nkind = \"file\"\ndir = \"{}\"\n[[camera]]\nid = \"w2\"\nkind = \"file\"\n",
+                hub.mqtt_port(),
+                frames.display()
+            );
+            let mut agent = Agent::new_with_hub(&dir.join(device), site, device, &section, &hub);
+            agent.start();
+            agent
+        })
+        .collect();
+    for agent in &agents {
+        wait_for(Duration::from_secs(30), "the box online", || {
+            agent
+                .status()
+                .filter(|s| s["link"]["connected"] == true)
+                .map(|_| ())
+        });
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    println!(
+        "cameras agent memory, idle, connected, 2 cameras, empty spool (VmRSS): {}",
+        agents
+            .iter()
+            .map(|a| format!(
+                "{} {:.1} MiB",
+                a.device,
+                proc_kb(a, "VmRSS:") as f64 / 1024.0
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for agent in &agents {
+            let hub = &hub;
+            s.spawn(move || fill_spool(hub, agent, N));
+        }
+    });
+    println!(
+        "cameras: two boxes' spools filled with {N} images each through the hub's snapshot command in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    let api = format!("http://127.0.0.1:{}", hub.http);
+    for (agent, (site, _, rate)) in agents.iter_mut().zip(boxes) {
+        let idle_kb = proc_kb(agent, "VmRSS:");
+        agent.kill9();
+        let text = std::fs::read_to_string(&agent.config).expect("config");
+        std::fs::write(
+            &agent.config,
+            text.replacen("[hub]\n", &format!("[hub]\napi = \"{api}\"\n"), 1),
+        )
+        .expect("config");
+        let started_ms = chrono::Utc::now().timestamp_millis();
+        agent.start();
+        let mut peak_rss = 0;
+        let mut samples = 0;
+        let uploaded = wait_for(Duration::from_secs(900), "every image at the hub", || {
+            peak_rss = peak_rss.max(proc_kb(agent, "VmRSS:"));
+            samples += 1;
+            let s = agent.status()?;
+            let spool = &s["snapshots"]["spool"];
+            (spool["uploaded_total"].as_u64() >= Some(N as u64)
+                && spool["waiting"].as_u64() == Some(0))
+            .then(|| spool.clone())
+        });
+        let hwm = proc_kb(agent, "VmHWM:");
+        std::thread::sleep(Duration::from_secs(3));
+        let after_kb = proc_kb(agent, "VmRSS:");
+        let arrivals = hub_arrivals(&hub, site);
+        assert_eq!(arrivals.images, N as u64, "{uploaded}");
+        let span = (arrivals.last_ms - arrivals.first_ms) as f64 / 1000.0;
+        let images_rate = (arrivals.images - 1) as f64 / span;
+        let bytes_rate = (arrivals.bytes - arrivals.first_bytes) as f64 / span;
+        let from_start = (arrivals.last_ms - started_ms) as f64 / 1000.0;
+        let what = if rate == 0 {
+            "no cap".to_owned()
+        } else {
+            format!("cap {rate} B/s")
+        };
+        println!(
+            "cameras box upload ({what}), {N} images {:.1} MB over loopback to the hub: {images_rate:.0} images/s = {:.2} MB/s, first to last arrival {span:.1} s ({from_start:.1} s from the agent's start); ratio to the sink baseline {:.3}, to the hub's ingest at concurrency 4 {:.3}, at concurrency 1 {:.3}",
+            arrivals.bytes as f64 / 1e6,
+            bytes_rate / 1e6,
+            images_rate / sink_rate,
+            images_rate / hub_rate,
+            images_rate * hub_one_secs / N as f64
+        );
+        if rate > 0 {
+            let ratio = bytes_rate / rate as f64;
+            println!(
+                "cameras bandwidth cap: {bytes_rate:.0} B/s measured for {rate} B/s configured = {ratio:.3} ({})",
+                if (0.9..=1.1).contains(&ratio) {
+                    "within 10%"
+                } else {
+                    "NOT within 10%"
+                }
+            );
+        }
+        println!(
+            "cameras agent memory ({what}, 2 cameras, {N} images): before the restart, after the {N} commands, spool full and idle {:.1} MiB; while uploading VmRSS max {:.1} MiB ({samples} samples), VmHWM {:.1} MiB; idle after {:.1} MiB — target ≤ 15 MB",
+            idle_kb as f64 / 1024.0,
+            peak_rss as f64 / 1024.0,
+            hwm as f64 / 1024.0,
+            after_kb as f64 / 1024.0
+        );
+        agent.kill9();
+    }
+}
+
+/// A JPEG of about `kib` KiB, different for every `seed`: a generated 1280×720 frame padded with
+/// comment segments of pseudo-random bytes (the size of a township camera's snapshot; the hub and
+/// the box never decode it).
+fn bench_jpeg(seed: u64, kib: usize) -> Vec<u8> {
+    let frame = sunlight_agent::capture::camera::jpeg::generate(
+        1280,
+        720,
+        seed,
+        &format!("sunlight bench frame {seed}"),
+    );
+    let mut out = frame[..2].to_vec();
+    let mut left = (kib * 1024).saturating_sub(frame.len());
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while left > 0 {
+        let n = left.min(60_000);
+        out.extend_from_slice(&[0xFF, 0xFE]);
+        out.extend_from_slice(&((n + 2) as u16).to_be_bytes());
+        for _ in 0..n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.push(x as u8);
+        }
+        left -= n;
+    }
+    out.extend_from_slice(&frame[2..]);
+    out
+}
+
+/// Standard padded base64 (the bench binary has no base64 crate).
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// PUTs every frame to `base`'s `/api/v1/blobs/{sha256}`, signed as box `bench-ingest/box-01`, with
+/// `concurrency` requests in flight; every answer must be 201. Returns the seconds it took.
+async fn signed_puts(
+    base: String,
+    frames: Arc<Vec<(String, Vec<u8>)>>,
+    key: Arc<sunlight_protocol::DeviceKey>,
+    concurrency: usize,
+) -> f64 {
+    use sunlight_protocol::blob;
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, base, frames, key, next) = (
+                client.clone(),
+                base.clone(),
+                frames.clone(),
+                key.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((sha, jpeg)) = frames.get(i) else {
+                        return;
+                    };
+                    let time = chrono::Utc::now().to_rfc3339();
+                    let sig = key.sign(&blob::put_message(sha, "bench-ingest", "box-01", &time));
+                    let r = client
+                        .put(format!("{base}/api/v1/blobs/{sha}"))
+                        .header("content-type", "image/jpeg")
+                        .header(blob::SITE_HEADER, "bench-ingest")
+                        .header(blob::DEVICE_HEADER, "box-01")
+                        .header(blob::TIME_HEADER, time)
+                        .header(blob::SIGNATURE_HEADER, base64(&sig))
+                        .body(jpeg.clone())
+                        .send()
+                        .await
+                        .expect("PUT");
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap_or_default();
+                    assert_eq!(status, 201, "{base}: {text}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("PUT task");
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// The baseline's HTTP/1.1 server: reads each request's headers and its body (Content-Length),
+/// keeps nothing, answers 201. Returns its port.
+async fn raw_sink() -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("sink");
+    let port = listener.local_addr().expect("sink address").port();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut conn = tokio::io::BufReader::new(socket);
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if conn.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    while len > 0 {
+                        let n = conn.read(&mut buf[..len.min(64 * 1024)]).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        len -= n;
+                    }
+                    let answer = b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
+                    if conn.get_mut().write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Shoots `n` snapshots with the box's camera w1 through the hub's "snapshot now" command, 16 at a
+/// time (the box's command queue holds 16; a command dropped beyond it would wait a minute for the
+/// hub to send it again), waiting for each round to be spooled.
+fn fill_spool(hub: &Hub, agent: &Agent, n: usize) {
+    wait_for(Duration::from_secs(30), "the box online", || {
+        agent
+            .status()
+            .filter(|s| s["link"]["connected"] == true)
+            .map(|_| ())
+    });
+    let images = || {
+        agent
+            .status()
+            .and_then(|s| s["snapshots"]["spool"]["images"].as_u64())
+    };
+    let mut asked = 0;
+    while asked < n {
+        let round = (n - asked).min(16);
+        for _ in 0..round {
+            // The hub names a command by its millisecond: two in one millisecond collide (500).
+            wait_for(Duration::from_secs(10), "the snapshot command", || {
+                let r = hub.post(
+                    &format!("/api/v1/cameras/{}/w1/snapshot?wait=0", agent.site),
+                    &json!({}),
+                );
+                match r {
+                    Some((200 | 202, _)) => Some(()),
+                    _ => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        None
+                    }
+                }
+            });
+        }
+        asked += round;
+        wait_for(Duration::from_secs(120), "the round spooled", || {
+            (images()? >= asked as u64).then_some(())
+        });
+    }
+    // Every snapshot event and answer acknowledged by the hub: the upload then starts at once.
+    wait_for(
+        Duration::from_secs(60),
+        "the box's events acknowledged",
+        || {
+            let s = agent.status()?;
+            (s["backlog"]["events"].as_u64() == Some(0)).then_some(())
+        },
+    );
+}
+
+/// A `/proc/<pid>/status` figure of the agent, in kB.
+fn proc_kb(agent: &Agent, field: &str) -> u64 {
+    agent
+        .proc
+        .as_ref()
+        .and_then(|p| p.pid())
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What the hub's store says arrived from one site.
+struct Arrivals {
+    images: u64,
+    bytes: u64,
+    first_ms: i64,
+    last_ms: i64,
+    /// The first image's size (it arrived at `first_ms`, so it is not part of the rate after it).
+    first_bytes: u64,
+}
+
+fn hub_arrivals(hub: &Hub, site: &str) -> Arrivals {
+    let conn = rusqlite::Connection::open_with_flags(
+        hub.dir.join("hub.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the hub's store");
+    let (images, bytes, first_ms, last_ms): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(bytes), min(received_ms), max(received_ms) FROM blobs WHERE site = ?1",
+            [site],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("blobs");
+    let first_bytes: i64 = conn
+        .query_row(
+            "SELECT bytes FROM blobs WHERE site = ?1 ORDER BY received_ms LIMIT 1",
+            [site],
+            |r| r.get(0),
+        )
+        .expect("first blob");
+    Arrivals {
+        images: images as u64,
+        bytes: bytes as u64,
+        first_ms,
+        last_ms,
+        first_bytes: first_bytes as u64,
     }
 }
