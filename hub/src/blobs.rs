@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use sunlight_protocol::blob as wire;
 
-/// Where image bytes live. Keys are lowercase hex SHA-256 of the bytes.
+/// Where image bytes live. Keys are lowercase hex SHA-256 of the bytes, or, for an image's
+/// thumbnail, the key [`thumb_key`] derives from the image's.
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `sha256`; `false` if it was already there.
     fn put(&self, sha256: &str, bytes: &[u8]) -> std::io::Result<bool>;
@@ -262,6 +263,9 @@ pub fn clean(
             .collect::<rusqlite::Result<_>>()?;
         let (mut n, mut bytes) = (0u64, 0u64);
         for (sha, size) in old {
+            if let Err(e) = blobs.remove(&thumb_key(&sha)) {
+                tracing::warn!(%sha, error = %e, "could not remove an expired image's thumbnail");
+            }
             match blobs.remove(&sha) {
                 Ok(_) => {
                     conn.execute(
@@ -305,6 +309,92 @@ pub fn spawn_cleaner(
             }
         })?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thumbnails for the wall
+
+/// Width of a thumbnail in pixels (the height keeps the image's proportions).
+pub const THUMB_WIDTH: u32 = 320;
+/// JPEG quality of thumbnails.
+const THUMB_QUALITY: u8 = 80;
+/// Images with more pixels than this are not decoded for a thumbnail (16 Mpx: 48 MiB of RGB).
+pub const MAX_THUMB_SOURCE_PIXELS: u64 = 16 * 1024 * 1024;
+
+/// Why there is no thumbnail.
+#[derive(Debug, thiserror::Error)]
+pub enum ThumbError {
+    #[error("no such image")]
+    NotFound,
+    #[error("the image cannot be made into a thumbnail: {0}")]
+    BadImage(String),
+    #[error("the blob store: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+/// The blob store key of image `sha256`'s thumbnail: the SHA-256 of a name that no JPEG can
+/// have (an upload's key must be the SHA-256 of its body, and bodies start with FF D8 FF), so it
+/// never meets an image's key.
+pub fn thumb_key(sha256: &str) -> String {
+    hex::encode(Sha256::digest(format!(
+        "sunlight thumbnail v1 {THUMB_WIDTH} {sha256}"
+    )))
+}
+
+/// Thumbnails are made one at a time: one decoded image in memory at most, and two first requests
+/// for the same thumbnail do not race to store it.
+static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Image `sha256`'s thumbnail, [`THUMB_WIDTH`] pixels wide: made on the first request and kept in
+/// the blob store under [`thumb_key`]. An image no wider than that is its own thumbnail.
+pub fn thumbnail(blobs: &dyn BlobStore, sha256: &str) -> Result<Vec<u8>, ThumbError> {
+    let key = thumb_key(sha256);
+    if let Some(thumb) = blobs.get(&key)? {
+        return Ok(thumb);
+    }
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(thumb) = blobs.get(&key)? {
+        return Ok(thumb);
+    }
+    let image = blobs.get(sha256)?.ok_or(ThumbError::NotFound)?;
+    let Some(thumb) = make_thumbnail(&image)? else {
+        return Ok(image);
+    };
+    blobs.put(&key, &thumb)?;
+    Ok(thumb)
+}
+
+/// Decodes a JPEG, scales it to [`THUMB_WIDTH`] pixels wide and encodes it again; `None` when it
+/// is no wider than that already.
+pub fn make_thumbnail(jpeg: &[u8]) -> Result<Option<Vec<u8>>, ThumbError> {
+    use image::ImageDecoder;
+    let bad = |e: image::ImageError| ThumbError::BadImage(e.to_string());
+    let mut decoder =
+        image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(jpeg)).map_err(bad)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_THUMB_SOURCE_PIXELS {
+        return Err(ThumbError::BadImage(format!(
+            "{width}×{height} pixels is more than the {MAX_THUMB_SOURCE_PIXELS} a thumbnail is made from"
+        )));
+    }
+    if width <= THUMB_WIDTH {
+        return Ok(None);
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_THUMB_SOURCE_PIXELS * 4);
+    decoder.set_limits(limits).map_err(bad)?;
+    let image = image::DynamicImage::from_decoder(decoder).map_err(bad)?;
+    let thumb_height =
+        (u64::from(height) * u64::from(THUMB_WIDTH) / u64::from(width)).max(1) as u32;
+    let small = image.thumbnail_exact(THUMB_WIDTH, thumb_height);
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, THUMB_QUALITY);
+    match small {
+        image::DynamicImage::ImageLuma8(grey) => encoder.encode_image(&grey),
+        other => encoder.encode_image(&other.to_rgb8()),
+    }
+    .map_err(bad)?;
+    Ok(Some(out))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -453,12 +543,46 @@ async fn put_blob(
     }
 }
 
-/// The image (HEAD answers whether the hub has it).
-async fn get_blob(State(state): State<ApiState>, Path(sha256): Path<String>) -> Response {
+/// Other parameters (a browser's cache-buster) are ignored, as before thumbnails.
+#[derive(Deserialize)]
+struct BlobQuery {
+    /// `thumb=1`: the image's thumbnail ([`thumbnail`]) instead of the image.
+    #[serde(default)]
+    thumb: u8,
+}
+
+/// The image, or with `?thumb=1` its thumbnail (HEAD answers whether the hub has it).
+async fn get_blob(
+    State(state): State<ApiState>,
+    Path(sha256): Path<String>,
+    Query(q): Query<BlobQuery>,
+) -> Response {
     if !wire::is_sha256_hex(&sha256) {
         return refuse(StatusCode::BAD_REQUEST, "not a SHA-256");
     }
     let blobs = state.blobs.clone();
+    if q.thumb != 0 {
+        return match tokio::task::spawn_blocking(move || thumbnail(blobs.as_ref(), &sha256)).await {
+            Ok(Ok(bytes)) => (
+                [
+                    (header::CONTENT_TYPE, "image/jpeg"),
+                    (
+                        header::CACHE_CONTROL,
+                        "private, max-age=31536000, immutable",
+                    ),
+                ],
+                bytes,
+            )
+                .into_response(),
+            Ok(Err(ThumbError::NotFound)) => refuse(
+                StatusCode::NOT_FOUND,
+                "no such image (not uploaded yet, or removed after retention)",
+            ),
+            Ok(Err(e @ ThumbError::BadImage(_))) => refuse(StatusCode::UNPROCESSABLE_ENTITY, e),
+            Ok(Err(e @ ThumbError::Store(_))) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+            Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+    }
     match tokio::task::spawn_blocking(move || blobs.get(&sha256)).await {
         Ok(Ok(Some(bytes))) => (
             [
@@ -641,6 +765,104 @@ mod tests {
         assert_eq!(store.get(&sha).unwrap(), None);
     }
 
+    /// A colour JPEG of `width`×`height` (a gradient), as a camera would send.
+    fn camera_jpeg(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        });
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+            .encode_image(&img)
+            .unwrap();
+        out
+    }
+
+    fn dimensions(jpeg: &[u8]) -> (u32, u32) {
+        use image::ImageDecoder;
+        image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(jpeg))
+            .unwrap()
+            .dimensions()
+    }
+
+    #[test]
+    fn a_thumbnail_is_320_wide_made_once_and_kept_under_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path().to_path_buf()).unwrap();
+        let image = camera_jpeg(1280, 720);
+        let sha = hex::encode(Sha256::digest(&image));
+        store.put(&sha, &image).unwrap();
+        let thumb = thumbnail(&store, &sha).unwrap();
+        assert!(thumb.starts_with(&[0xFF, 0xD8, 0xFF]));
+        assert_eq!(dimensions(&thumb), (320, 180));
+        assert!(thumb.len() < image.len() / 4, "{} bytes", thumb.len());
+        // Kept in the store under a key of its own, never the image's.
+        let key = thumb_key(&sha);
+        assert_ne!(key, sha);
+        assert!(wire::is_sha256_hex(&key));
+        assert_eq!(store.get(&key).unwrap().as_deref(), Some(&thumb[..]));
+        assert_eq!(store.get(&sha).unwrap().as_deref(), Some(&image[..]));
+        // The second request is answered from the store: a thumbnail stored there is what comes back.
+        store.remove(&key).unwrap();
+        store.put(&key, b"\xFF\xD8\xFFcached").unwrap();
+        assert_eq!(thumbnail(&store, &sha).unwrap(), b"\xFF\xD8\xFFcached");
+        // A grey picture stays grey; a tall one keeps its proportions.
+        let grey = {
+            let img = image::GrayImage::from_fn(640, 960, |x, _| image::Luma([(x % 256) as u8]));
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new(&mut out)
+                .encode_image(&img)
+                .unwrap();
+            out
+        };
+        let thumb = make_thumbnail(&grey).unwrap().unwrap();
+        assert_eq!(dimensions(&thumb), (320, 480));
+        // An image no wider than a thumbnail is its own thumbnail, and nothing is stored for it.
+        let small = camera_jpeg(320, 240);
+        let small_sha = hex::encode(Sha256::digest(&small));
+        store.put(&small_sha, &small).unwrap();
+        assert_eq!(thumbnail(&store, &small_sha).unwrap(), small);
+        assert!(!store.has(&thumb_key(&small_sha)));
+    }
+
+    #[test]
+    fn a_bad_image_or_a_missing_one_has_no_thumbnail_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalDir::new(dir.path().to_path_buf()).unwrap();
+        // JPEG magic, then nothing a decoder can read.
+        let mut junk = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+        junk.extend(b"JFIF\0");
+        junk.extend(std::iter::repeat_n(7u8, 2000));
+        let sha = hex::encode(Sha256::digest(&junk));
+        store.put(&sha, &junk).unwrap();
+        let e = thumbnail(&store, &sha).unwrap_err();
+        assert!(matches!(e, ThumbError::BadImage(_)), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("the image cannot be made into a thumbnail: "),
+            "{e}"
+        );
+        assert!(!store.has(&thumb_key(&sha)), "nothing stored for it");
+        // A truncated JPEG (the header reads, the rest is missing): an error or a partly grey
+        // picture, never a panic.
+        let whole = camera_jpeg(1280, 720);
+        let cut = &whole[..whole.len() / 3];
+        assert!(matches!(
+            make_thumbnail(cut),
+            Err(ThumbError::BadImage(_)) | Ok(Some(_))
+        ));
+        // Too many pixels to decode on the hub: refused from the header alone.
+        let mut huge = camera_jpeg(64, 64);
+        let sof = huge.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        huge[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        let e = make_thumbnail(&huge).unwrap_err();
+        assert!(e.to_string().contains("65535×65535 pixels"), "{e}");
+        let missing = hex::encode(Sha256::digest(b"never uploaded"));
+        assert!(matches!(
+            thumbnail(&store, &missing),
+            Err(ThumbError::NotFound)
+        ));
+    }
+
     #[test]
     fn retention_removes_old_images_per_site_and_reports_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -667,9 +889,13 @@ mod tests {
             retention_days: 30,
             retention_by_site: [("b".to_owned(), 60)].into_iter().collect(),
         };
+        // Thumbnails go with their image.
+        blobs.put(&thumb_key(&old_a), b"thumb a").unwrap();
+        blobs.put(&thumb_key(&new_a), b"thumb new a").unwrap();
         let report = w.run(|tx| clean(tx, &blobs, &config, now)).unwrap();
         assert_eq!(report, vec![("a".to_owned(), 1, 5)]);
         assert!(!blobs.has(&old_a) && blobs.has(&new_a) && blobs.has(&old_b));
+        assert!(!blobs.has(&thumb_key(&old_a)) && blobs.has(&thumb_key(&new_a)));
         let again = w.run(|tx| clean(tx, &blobs, &config, now)).unwrap();
         assert!(again.is_empty());
     }

@@ -2,6 +2,7 @@
 //! "uploading"; the signed upload stores the image once (idempotent), refusing unsigned, forged,
 //! damaged, oversized and non-JPEG uploads; the camera list and history then show it "uploaded";
 //! "snapshot now" records a command for the box and answers 202 while it has not answered.
+//! Thumbnails for the wall (`?thumb=1`): 320 px wide, made once and kept, refused for bad images.
 
 use base64::Engine;
 use serde_json::json;
@@ -194,6 +195,102 @@ fn images_upload_signed_once_and_show_per_camera() {
             .any(|c| c["kind"] == "snapshot" && c["device"] == "box-01")),
         "{cmds}"
     );
+    assert_eq!(hub.integrity(), "ok");
+}
+
+/// GET a URL: (status, content type, body).
+fn fetch(url: &str) -> (u16, String, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let r = ::reqwest::get(url).await.expect("GET");
+        let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        (
+            status,
+            ctype,
+            r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+        )
+    })
+}
+
+#[test]
+fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
+    use sunlight_agent::capture::camera::jpeg as camera_jpeg;
+    let dir = scratch("blobs-thumbs");
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.start();
+    let key = DeviceKey::generate().expect("key");
+    hub.register(SITE, "box-01", &key.public().to_base64());
+    let base = format!("http://127.0.0.1:{}/api/v1/blobs", hub.http);
+
+    // A 1280×720 snapshot, as the box's fake camera makes them.
+    let image = camera_jpeg::generate(1280, 720, 42, "window 1");
+    let digest = sha(&image);
+    let p = put(
+        &hub,
+        &digest,
+        image.clone(),
+        &signed(&key, &digest, "box-01"),
+    );
+    assert_eq!(p.status, 201, "{}", p.body);
+    let (status, ctype, thumb) = fetch(&format!("{base}/{digest}?thumb=1"));
+    assert_eq!((status, ctype.as_str()), (200, "image/jpeg"));
+    assert_eq!(
+        camera_jpeg::dimensions(&thumb),
+        Ok(camera_jpeg::Dimensions {
+            width: 320,
+            height: 180
+        })
+    );
+    // Kept in the blob store under its own key; the next request gets the same bytes, the image
+    // itself is unchanged.
+    let key_of_thumb = sunlight_hub::blobs::thumb_key(&digest);
+    let on_disk = hub
+        .dir
+        .join("blobs")
+        .join(&key_of_thumb[..2])
+        .join(format!("{key_of_thumb}.jpg"));
+    assert_eq!(std::fs::read(&on_disk).ok(), Some(thumb.clone()));
+    assert_eq!(fetch(&format!("{base}/{digest}?thumb=1")).2, thumb);
+    assert_eq!(fetch(&format!("{base}/{digest}")).2, image);
+
+    // An image the hub cannot decode: a clear refusal, nothing stored.
+    let junk = jpeg(9);
+    let junk_sha = sha(&junk);
+    let p = put(
+        &hub,
+        &junk_sha,
+        junk.clone(),
+        &signed(&key, &junk_sha, "box-01"),
+    );
+    assert_eq!(p.status, 201, "{}", p.body);
+    let (status, _, body) = fetch(&format!("{base}/{junk_sha}?thumb=1"));
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("the image cannot be made into a thumbnail"),
+        "{body}"
+    );
+    assert!(
+        !hub.dir
+            .join("blobs")
+            .join(&sunlight_hub::blobs::thumb_key(&junk_sha)[..2])
+            .join(format!("{}.jpg", sunlight_hub::blobs::thumb_key(&junk_sha)))
+            .exists()
+    );
+    // No such image, and a bad query.
+    let (status, _, _) = fetch(&format!("{base}/{}?thumb=1", sha(b"never")));
+    assert_eq!(status, 404);
+    let (status, _, _) = fetch(&format!("{base}/{digest}?thumb=big"));
+    assert_eq!(status, 400);
     assert_eq!(hub.integrity(), "ok");
 }
 
