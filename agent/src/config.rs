@@ -145,6 +145,13 @@ pub struct CameraConfig {
     pub every_secs: Option<u32>,
     /// This camera's own office hours, instead of `snapshots.office_hours`.
     pub office_hours: Option<Vec<String>>,
+    /// Case stages at which this camera takes a snapshot when a case event with that stage is
+    /// posted to the intake, e.g. `["accepted", "completed"]`; empty: none.
+    #[serde(default)]
+    pub on_case_stages: Vec<sunlight_protocol::event::bodies::Stage>,
+    /// Only case events of these windows (the case's `window`, e.g. `["W3"]`); empty: any window.
+    #[serde(default)]
+    pub on_case_windows: Vec<String>,
     /// One snapshot attempt may take this long at most.
     #[serde(default = "default_camera_timeout")]
     pub timeout_secs: u64,
@@ -726,6 +733,8 @@ channel = 2
 username = "viewer"
 password = "x"
 every_min = 5
+on_case_stages = ["accepted", "completed"]
+on_case_windows = ["W3"]
 [[camera]]
 id = "w2"
 kind = "dahua"
@@ -749,6 +758,13 @@ office_hours = ["00:00-24:00"]
         );
         assert_eq!(c.cameras[0].every(), Some(Duration::from_secs(300)));
         assert_eq!(c.cameras[2].every(), Some(Duration::from_secs(2)));
+        use sunlight_protocol::event::bodies::Stage;
+        assert_eq!(
+            c.cameras[0].on_case_stages,
+            vec![Stage::Accepted, Stage::Completed]
+        );
+        assert_eq!(c.cameras[0].on_case_windows, vec!["W3".to_owned()]);
+        assert!(c.cameras[1].on_case_stages.is_empty() && c.cameras[1].on_case_windows.is_empty());
         assert_eq!(c.snapshots.quota_mb, 1024);
         let refusals = [
             (
@@ -781,6 +797,10 @@ office_hours = ["00:00-24:00"]
                 "not one of the [[camera]] ids",
             ),
             ("[snapshots]\noffice_days = [\"someday\"]\n", "not a day"),
+            (
+                "[[camera]]\nid = \"a\"\nkind = \"file\"\non_case_stages = [\"acceptd\"]\n",
+                "unknown variant `acceptd`, expected one of",
+            ),
             (
                 "[snapshots]\noffice_hours = [\"18:00-08:00\"]\n",
                 "ends before it starts",

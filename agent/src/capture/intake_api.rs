@@ -167,8 +167,18 @@ async fn post_events(State(state): State<IntakeState>, body: Bytes) -> Response 
         Ok(d) => d,
         Err(message) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
+    // Case events may call for snapshots (`on_case_stages`): taken after the events are recorded,
+    // in the background, never waited for here.
+    let case_shots = state
+        .snapshots
+        .as_ref()
+        .map(|s| s.cameras.case_shots(&drafts))
+        .unwrap_or_default();
     match state.outbox.append(drafts).await {
         Ok(appended) => {
+            if let (Some(s), false) = (&state.snapshots, case_shots.is_empty()) {
+                s.cameras.start_case_shots(case_shots, &appended);
+            }
             let accepted: Vec<Value> = appended
                 .iter()
                 .map(|a| json!({"seq": a.seq, "hash": a.hash.to_hex()}))

@@ -8,7 +8,8 @@
 //! one capture at a time, a time limit, the JPEG check and size ([`jpeg`]), and the error record
 //! that status shows. [`Cameras`] holds them all and turns a picture into a spooled snapshot.
 //! A camera error is logged, counted and retried with back-off by the [`schedule`]; it never stops
-//! the agent or delays an event.
+//! the agent or delays an event. Cameras with `on_case_stages` also shoot when a case event with one
+//! of those stages is posted to the intake ([`Cameras::case_shots`], [`Cameras::start_case_shots`]).
 
 pub mod file;
 pub mod http;
@@ -21,14 +22,17 @@ use crate::clock::Clock;
 use crate::config::{CameraConfig, CameraKind};
 use crate::error::Error;
 use crate::health::{Alarm, Alarms};
+use crate::outbox::Appended;
 use crate::spool::{BlobRow, Spool, Spooled};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sunlight_protocol::EventDraft;
+use sunlight_protocol::event::bodies::Stage;
 use tokio::sync::{oneshot, watch};
 
 /// A capture in progress.
@@ -73,6 +77,8 @@ pub enum Trigger {
     Schedule,
     Punch,
     Command,
+    /// A case event with one of the camera's `on_case_stages`.
+    Event,
 }
 
 impl Trigger {
@@ -81,6 +87,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Punch => "punch",
             Trigger::Command => "command",
+            Trigger::Event => "event",
         }
     }
 }
@@ -116,6 +123,12 @@ pub struct Camera {
     timeout: Duration,
     source: tokio::sync::Mutex<Box<dyn FrameSource>>,
     state: Mutex<CameraState>,
+    /// Case stages at which this camera shoots (`on_case_stages`) ...
+    case_stages: Vec<Stage>,
+    /// ... at these windows (`on_case_windows`; empty: any).
+    case_windows: Vec<String>,
+    /// A case-event snapshot is being taken: another case event meanwhile is covered by it.
+    case_busy: AtomicBool,
 }
 
 impl Camera {
@@ -133,7 +146,18 @@ impl Camera {
             timeout,
             source: tokio::sync::Mutex::new(source),
             state: Mutex::new(CameraState::default()),
+            case_stages: Vec::new(),
+            case_windows: Vec::new(),
+            case_busy: AtomicBool::new(false),
         }
+    }
+
+    /// The camera also shoots when a case event reaches one of `stages` at one of `windows` (empty:
+    /// any window).
+    pub fn with_case_stages(mut self, stages: Vec<Stage>, windows: Vec<String>) -> Camera {
+        self.case_stages = stages;
+        self.case_windows = windows;
+        self
     }
 
     /// Builds the camera a `[[camera]]` section describes.
@@ -182,7 +206,8 @@ impl Camera {
             ),
             CameraKind::Usb => usb_source(c).map_err(bad)?,
         };
-        Ok(Camera::new(&c.id, c.kind, location, timeout, source))
+        Ok(Camera::new(&c.id, c.kind, location, timeout, source)
+            .with_case_stages(c.on_case_stages.clone(), c.on_case_windows.clone()))
     }
 
     /// Takes a picture and checks it is a JPEG; the outcome goes into the camera's record.
@@ -267,6 +292,20 @@ pub enum TakeError {
     #[error(transparent)]
     Spool(#[from] Error),
 }
+
+/// A case event's snapshot to take once the event is recorded ([`Cameras::case_shots`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseShot {
+    pub camera_id: String,
+    /// The case event's place among the events posted together.
+    pub index: usize,
+    pub case_no: String,
+    pub stage: String,
+}
+
+/// A case event posted later than this after its `at` (an approval system catching up after an
+/// outage) takes no snapshot: the picture would show the window at another time.
+pub const CASE_EVENT_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// A snapshot spooled and recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -448,6 +487,83 @@ impl Cameras {
         PendingPhoto {
             ready,
             outcome: Some(outcome),
+        }
+    }
+
+    /// The snapshots that events about to be recorded call for: for each camera whose
+    /// `on_case_stages` name the stage of one of the `case` events (at one of its
+    /// `on_case_windows`, if it lists any), one snapshot naming the first such event. Events dated more than [`CASE_EVENT_MAX_AGE`] ago call for none.
+    pub fn case_shots(&self, drafts: &[EventDraft]) -> Vec<CaseShot> {
+        let mut shots: Vec<CaseShot> = Vec::new();
+        if self.cameras.iter().all(|c| c.case_stages.is_empty()) {
+            return shots;
+        }
+        let now = chrono::Utc::now();
+        for (index, draft) in drafts.iter().enumerate() {
+            if draft.kind().as_str() != "case" {
+                continue;
+            }
+            let fresh = chrono::DateTime::parse_from_rfc3339(draft.at()).is_ok_and(|at| {
+                now.signed_duration_since(at)
+                    .to_std()
+                    .map_or(true, |age| age <= CASE_EVENT_MAX_AGE)
+            });
+            if !fresh {
+                continue;
+            }
+            let Ok(body) = serde_json::from_str::<Value>(draft.body()) else {
+                continue;
+            };
+            let Ok(stage) = serde_json::from_value::<Stage>(body["stage"].clone()) else {
+                continue;
+            };
+            let window = body["window"].as_str().unwrap_or_default();
+            for camera in &self.cameras {
+                if camera.case_stages.contains(&stage)
+                    && (camera.case_windows.is_empty()
+                        || camera.case_windows.iter().any(|w| w == window))
+                    && !shots.iter().any(|s| s.camera_id == camera.id)
+                {
+                    shots.push(CaseShot {
+                        camera_id: camera.id.clone(),
+                        index,
+                        case_no: body["case_no"].as_str().unwrap_or_default().to_owned(),
+                        stage: body["stage"].as_str().unwrap_or_default().to_owned(),
+                    });
+                }
+            }
+        }
+        shots
+    }
+
+    /// Takes the `shots` for events just recorded (`appended`, in the order posted) in the
+    /// background: the caller never waits for a camera, and a camera error costs only the picture.
+    /// A camera still busy with an earlier case snapshot skips this one. Each snapshot event
+    /// (trigger `event`) names its case event: `case_no`, `stage` and `event_seq`.
+    pub fn start_case_shots(self: &Arc<Self>, shots: Vec<CaseShot>, appended: &[Appended]) {
+        for shot in shots {
+            let Some(camera) = self.get(&shot.camera_id).cloned() else {
+                continue;
+            };
+            let Some(event) = appended.get(shot.index) else {
+                continue;
+            };
+            if camera.case_busy.swap(true, Ordering::AcqRel) {
+                tracing::debug!(camera_id = %shot.camera_id, case_no = %shot.case_no, "case snapshot skipped: the camera is still taking the previous one");
+                continue;
+            }
+            let mut extra = Map::new();
+            extra.insert("case_no".into(), json!(shot.case_no));
+            extra.insert("stage".into(), json!(shot.stage));
+            extra.insert("event_seq".into(), json!(event.seq));
+            let cameras = self.clone();
+            tokio::spawn(async move {
+                let result = cameras.take(&shot.camera_id, Trigger::Event, extra).await;
+                camera.case_busy.store(false, Ordering::Release);
+                if let Err(e) = result {
+                    tracing::warn!(camera_id = %shot.camera_id, case_no = %shot.case_no, stage = %shot.stage, error = %e, "no snapshot for the case event");
+                }
+            });
         }
     }
 
@@ -825,6 +941,253 @@ pub(crate) mod tests {
         assert!(!rig.cameras.spool().path_of(&gone).exists());
         assert_eq!(rig.cameras.spool().figures().unwrap().images, 2);
         drop(rig.dir);
+    }
+
+    /// The intake API of a box with the rig's cameras.
+    fn intake(rig: &Rig) -> axum::Router {
+        crate::capture::intake_api::router(crate::capture::intake_api::IntakeState {
+            outbox: rig.outbox.clone(),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            link: Default::default(),
+            site: "suixian-shangshi".into(),
+            device: "box-01".into(),
+            snapshots: Some(crate::capture::intake_api::SnapshotStatus {
+                cameras: rig.cameras.clone(),
+                upload: Default::default(),
+            }),
+            alarms: Alarms::new().0,
+        })
+    }
+
+    /// POSTs events to the intake: (status, answer). Fails rather than hangs if it waits.
+    async fn post(router: &axum::Router, events: Value) -> (u16, Value) {
+        use tower::ServiceExt;
+        let request = axum::http::Request::post("/api/v1/events")
+            .body(axum::body::Body::from(events.to_string()))
+            .unwrap();
+        let response =
+            tokio::time::timeout(Duration::from_secs(5), router.clone().oneshot(request))
+                .await
+                .expect("the intake answered without waiting for a camera")
+                .unwrap();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn case(case_no: &str, stage: &str, at: Option<String>) -> Value {
+        let mut e = json!({"kind": "case", "body": {"case_no": case_no, "item_code": "MZ-001",
+            "item_name": "老年优待证", "unit": "民政办", "window": "W3", "stage": stage,
+            "staff_id": "0451", "kind": "immediate"}});
+        if let Some(at) = at {
+            e["at"] = json!(at);
+        }
+        e
+    }
+
+    async fn wait_snapshots(outbox: &Outbox, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = bodies(outbox, "snapshot");
+            if s.len() >= n {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} snapshots",
+                s.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_case_event_at_a_listed_stage_takes_a_snapshot_that_names_it() {
+        let window = Camera::new(
+            "window-3",
+            CameraKind::File,
+            "generated frames".into(),
+            Duration::from_secs(5),
+            Box::new(file::FileSource::new("window-3", None, 640, 480)),
+        )
+        .with_case_stages(vec![Stage::Accepted, Stage::Completed], vec!["W3".into()]);
+        let (rig, _) = rig(vec![window]).await;
+        let router = intake(&rig);
+        let punch = json!({"kind": "punch", "body": {"staff_id": "0451", "direction": "in", "method": "card", "source": "t"}});
+        let (status, answer) = post(
+            &router,
+            json!([
+                punch,
+                case("C-1", "undertaken", None),
+                case("C-2", "accepted", None),
+                case("C-3", "accepted", None)
+            ]),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+        let accepted_seq = answer["accepted"][2]["seq"].as_u64().unwrap();
+        let shots = wait_snapshots(&rig.outbox, 1).await;
+        let s = &shots[0];
+        assert_eq!(
+            (
+                &s["camera_id"],
+                &s["trigger"],
+                &s["case_no"],
+                &s["stage"],
+                &s["event_seq"],
+                &s["width"]
+            ),
+            (
+                &json!("window-3"),
+                &json!("event"),
+                &json!("C-2"),
+                &json!("accepted"),
+                &json!(accepted_seq),
+                &json!(640)
+            ),
+            "one snapshot per camera per request, naming the first case event that called for it"
+        );
+        assert!(
+            s["seq"].as_u64() > Some(accepted_seq),
+            "it follows its case"
+        );
+        // Stages the camera does not list, a completed case posted an hour late, an accepted case at
+        // another window: nothing.
+        let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+        let mut other_window = case("C-7", "accepted", None);
+        other_window["body"]["window"] = json!("W1");
+        for event in [
+            case("C-4", "reviewed", None),
+            case("C-5", "completed", Some(an_hour_ago)),
+            other_window,
+        ] {
+            assert_eq!(post(&router, event).await.0, 201);
+        }
+        // A completed case now: the second snapshot.
+        let (status, answer) = post(&router, case("C-6", "completed", None)).await;
+        assert_eq!(status, 201);
+        let shots = wait_snapshots(&rig.outbox, 2).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shots_now = bodies(&rig.outbox, "snapshot");
+        assert_eq!(shots_now.len(), 2, "{shots_now:?}");
+        assert_eq!(
+            (
+                &shots[1]["case_no"],
+                &shots[1]["stage"],
+                &shots[1]["event_seq"]
+            ),
+            (
+                &json!("C-6"),
+                &json!("completed"),
+                &answer["accepted"][0]["seq"]
+            )
+        );
+        // The other cameras list no stages and took nothing.
+        assert!(shots_now.iter().all(|s| s["camera_id"] == "window-3"));
+        // What calls for a picture, without the camera's timing in the way.
+        let draft = |stage: &str, window: &str, at: String| {
+            let mut e = case("C-9", stage, None);
+            e["body"]["window"] = json!(window);
+            crate::capture::intake_api::draft("case", &at, e["body"].clone()).unwrap()
+        };
+        let now = Clock::new(chrono_tz::Asia::Shanghai).now_rfc3339();
+        let late = (chrono::Utc::now() - chrono::Duration::minutes(6)).to_rfc3339();
+        assert_eq!(
+            rig.cameras.case_shots(&[
+                draft("accepted", "W1", now.clone()),
+                draft("undertaken", "W3", now.clone()),
+                draft("completed", "W3", late),
+                draft("completed", "W3", now.clone()),
+                draft("accepted", "W3", now),
+            ]),
+            vec![CaseShot {
+                camera_id: "window-3".into(),
+                index: 3,
+                case_no: "C-9".into(),
+                stage: "completed".into()
+            }]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_intake_never_waits_for_a_case_snapshot_and_a_busy_or_failing_camera_costs_only_the_picture()
+     {
+        let open = Arc::new(tokio::sync::Semaphore::new(0));
+        let slow = Camera::new(
+            "slow",
+            CameraKind::File,
+            "gated".into(),
+            Duration::from_secs(30),
+            Box::new(GatedSource {
+                open: open.clone(),
+                n: 100,
+            }),
+        )
+        .with_case_stages(vec![Stage::Accepted], vec![]);
+        let broken = Camera::new(
+            "broken",
+            CameraKind::File,
+            "never answers".into(),
+            Duration::from_millis(100),
+            Box::new(GatedSource {
+                open: Arc::new(tokio::sync::Semaphore::new(0)),
+                n: 0,
+            }),
+        )
+        .with_case_stages(vec![Stage::Accepted], vec![]);
+        let (rig, _) = rig(vec![slow, broken]).await;
+        let router = intake(&rig);
+        // The camera has not given its picture, yet the case is recorded and answered.
+        let (status, first) = post(&router, case("C-1", "accepted", None)).await;
+        assert_eq!(status, 201, "{first}");
+        // While it is still busy, a second accepted case is covered by the picture under way.
+        let (status, _) = post(&router, case("C-2", "accepted", None)).await;
+        assert_eq!(status, 201);
+        assert!(bodies(&rig.outbox, "snapshot").is_empty());
+        open.add_permits(1);
+        let shots = wait_snapshots(&rig.outbox, 1).await;
+        assert_eq!(
+            (&shots[0]["camera_id"], &shots[0]["case_no"]),
+            (&json!("slow"), &json!("C-1"))
+        );
+        // The broken camera timed out each time; its errors are in its record, nothing else.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rig.cameras.get("broken").unwrap().state().failures < 1 {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Free again once the picture is stored (or failed): the next case takes its own.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rig
+            .cameras
+            .get("slow")
+            .unwrap()
+            .case_busy
+            .load(Ordering::Acquire)
+            || rig
+                .cameras
+                .get("broken")
+                .unwrap()
+                .case_busy
+                .load(Ordering::Acquire)
+        {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        open.add_permits(1);
+        let (status, _) = post(&router, case("C-3", "accepted", None)).await;
+        assert_eq!(status, 201);
+        let shots = wait_snapshots(&rig.outbox, 2).await;
+        assert_eq!(shots[1]["case_no"], "C-3");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while rig.cameras.get("broken").unwrap().state().failures < 2 {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let cases = bodies(&rig.outbox, "case");
+        assert_eq!(cases.len(), 3, "every case recorded");
     }
 
     fn punch_with(photo: Option<&str>) -> EventDraft {
