@@ -95,6 +95,18 @@ fn fail(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// A read answered as `{"<key>": <value>}`, the shape of the list endpoints.
+async fn read_json<T: serde::Serialize + Send + 'static>(
+    state: &ApiState,
+    key: &'static str,
+    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> Response {
+    match read(state, move |r| r.run(f)).await {
+        Ok(v) => axum::Json(json!({ key: v })).into_response(),
+        Err(r) => r,
+    }
+}
+
 /// Runs a read on the blocking pool with the shared reader connection.
 pub(crate) async fn read<T: Send + 'static>(
     state: &ApiState,
@@ -260,21 +272,15 @@ struct ListQuery {
 }
 
 async fn letters(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
-    match read(&state, move |r| {
-        r.run(|conn| {
-            store::letters::list(
-                conn,
-                q.site.as_deref(),
-                q.case_no.as_deref(),
-                q.limit.unwrap_or(100),
-            )
-        })
+    read_json(&state, "letters", move |conn| {
+        store::letters::list(
+            conn,
+            q.site.as_deref(),
+            q.case_no.as_deref(),
+            q.limit.unwrap_or(100),
+        )
     })
     .await
-    {
-        Ok(l) => axum::Json(json!({ "letters": l })).into_response(),
-        Err(r) => r,
-    }
 }
 
 /// The printable letter (HTML, zh-CN).
@@ -293,22 +299,16 @@ async fn letter_document(State(state): State<ApiState>, Path(id): Path<i64>) -> 
 }
 
 async fn work_orders(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> Response {
-    match read(&state, move |r| {
-        r.run(|conn| {
-            store::ratings::list(
-                conn,
-                q.site.as_deref(),
-                q.status.as_deref(),
-                q.case_no.as_deref(),
-                q.limit.unwrap_or(100),
-            )
-        })
+    read_json(&state, "work_orders", move |conn| {
+        store::ratings::list(
+            conn,
+            q.site.as_deref(),
+            q.status.as_deref(),
+            q.case_no.as_deref(),
+            q.limit.unwrap_or(100),
+        )
     })
     .await
-    {
-        Ok(w) => axum::Json(json!({ "work_orders": w })).into_response(),
-        Err(r) => r,
-    }
 }
 
 async fn work_order(State(state): State<ApiState>, Path(id): Path<i64>) -> Response {
