@@ -5,6 +5,7 @@
 //! (the append-only event store and device registry) → [`web`] (the HTTP API). Oversight engines,
 //! notifications and reports build on the store in later steps.
 
+pub mod apiauth;
 pub mod blobs;
 pub mod broker;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod dashboard;
 pub mod enroll;
 pub mod error;
+pub mod fleet;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;

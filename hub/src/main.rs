@@ -81,6 +81,34 @@ enum UserCommand {
         #[arg(long, default_value = "/var/lib/sunlight-hub")]
         data_dir: PathBuf,
     },
+    /// Make an API token for an account (for scripts and other systems calling /api/v1/); it is
+    /// printed once and acts with the account's role. The hub keeps only its SHA-256.
+    Token {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        /// The account the token acts as.
+        #[arg(long)]
+        name: String,
+        /// What uses the token, e.g. "county OA export".
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// List the API tokens (never the tokens themselves).
+    Tokens {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
+    /// Revoke an API token by the id `user tokens` shows.
+    RevokeToken {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        id: i64,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -463,6 +491,82 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::User(UserCommand::Token {
+            data_dir,
+            name,
+            label,
+            by,
+        }) => {
+            use sunlight_hub::dashboard::accounts;
+            let mut writer = Writer::open(&store_path(&data_dir)?)?;
+            accounts::ensure_schema(writer.conn()).map_err(|e| Error::Invalid(e.to_string()))?;
+            let tx = writer
+                .transaction()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let (id, token) =
+                accounts::create_api_token(&tx, &name, &label, &by, accounts::now_ms())
+                    .map_err(Error::Invalid)?;
+            store::audit(
+                &tx,
+                &by,
+                "api_token.add",
+                &format!("api_token:{id}"),
+                &format!("{} ({})", name.trim(), label.trim()),
+            )
+            .and_then(|()| tx.commit())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+            eprintln!(
+                "API token {id} for {} — shown once; send it as `Authorization: Bearer <token>`:",
+                name.trim()
+            );
+            println!("{token}");
+            Ok(())
+        }
+        Command::User(UserCommand::Tokens { data_dir }) => {
+            use sunlight_hub::dashboard::accounts;
+            let writer = Writer::open(&store_path(&data_dir)?)?;
+            accounts::ensure_schema(writer.conn()).map_err(|e| Error::Invalid(e.to_string()))?;
+            for t in accounts::list_api_tokens(writer.conn())
+                .map_err(|e| Error::Invalid(e.to_string()))?
+            {
+                let when = |ms: i64| {
+                    chrono::DateTime::from_timestamp_millis(ms)
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_default()
+                };
+                println!(
+                    "{}\t{}\t{}\tcreated {}{}",
+                    t.id,
+                    t.user,
+                    t.label,
+                    when(t.created_ms),
+                    t.revoked_ms
+                        .map(|ms| format!("\trevoked {}", when(ms)))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::User(UserCommand::RevokeToken { data_dir, id, by }) => {
+            use sunlight_hub::dashboard::accounts;
+            let mut writer = Writer::open(&store_path(&data_dir)?)?;
+            accounts::ensure_schema(writer.conn()).map_err(|e| Error::Invalid(e.to_string()))?;
+            let tx = writer
+                .transaction()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            if !accounts::revoke_api_token(&tx, id, accounts::now_ms())
+                .map_err(|e| Error::Invalid(e.to_string()))?
+            {
+                return Err(Error::Invalid(format!(
+                    "no live API token {id}: see `sunlight-hub user tokens`"
+                )));
+            }
+            store::audit(&tx, &by, "api_token.revoke", &format!("api_token:{id}"), "")
+                .and_then(|()| tx.commit())
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            println!("API token {id} revoked; requests with it are refused from now on");
+            Ok(())
+        }
         Command::Enroll(EnrollCommand::Token {
             data_dir,
             site,
@@ -651,6 +755,8 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     );
     sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config.clone())
         .map_err(|e| Error::io("starting the blob cleaner", e))?;
+    sunlight_hub::fleet::spawn(Writer::open(&path)?, sup.clone())
+        .map_err(|e| Error::io("starting the fleet watcher", e))?;
     let api_writer = Arc::new(Mutex::new(Writer::open(&path)?));
     let api = web::router(web::ApiState {
         reader: Arc::new(Mutex::new(Reader::open(&path)?)),

@@ -3,18 +3,19 @@
 //! catalog. Reads use the reader connection; the few writes (work-order and complaint steps) use
 //! their own write connection, one short transaction each, recorded in the audit log.
 //!
-//! Not yet signed in: the hub listens on 127.0.0.1 by default; accounts and roles come with the
-//! dashboard (issue 6).
+//! Every `/api/v1/` route but those boxes call needs an account (API token or dashboard session):
+//! see [`crate::apiauth`].
 
+use crate::apiauth::Caller;
 use crate::metrics::Metrics;
 use crate::store::{self, CaseFilter, EventFilter, Reader, Writer};
 use crate::supervise::Supervision;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use chrono::{Datelike, NaiveDate};
 use serde::Deserialize;
 use serde_json::json;
@@ -80,7 +81,24 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::blobs::router())
         .merge(crate::enroll::router())
         .merge(crate::dashboard::router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::apiauth::guard,
+        ))
         .with_state(state)
+}
+
+/// Who the audit log names for a change: the signed-in account, and the person the request says
+/// it acts for when that is someone else (`"jiancha (for 王科长)"`).
+fn audit_who(caller: &Option<Extension<Caller>>, claimed: &str) -> String {
+    let claimed = claimed.trim();
+    match caller {
+        Some(Extension(Caller(user))) if claimed.is_empty() || claimed == user.name => {
+            user.name.clone()
+        }
+        Some(Extension(Caller(user))) => format!("{} (for {claimed})", user.name),
+        None => claimed.to_owned(),
+    }
 }
 
 fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -346,6 +364,7 @@ pub(crate) async fn write<T: Send + 'static, E: std::fmt::Display + Send + 'stat
 /// `{"action": "callback" | "classify" | "fix" | "feedback", "by": "...", ...}`
 async fn work_order_action(
     State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Response {
@@ -366,7 +385,7 @@ async fn work_order_action(
         };
         store::audit(
             tx,
-            &who,
+            &audit_who(&caller, &who),
             &format!("work_order.{}", view.status),
             &format!("work_order:{id}"),
             &detail,
@@ -428,6 +447,7 @@ async fn complaint(
 /// `{"to": "investigating" | "handling" | "feedback" | "archived", "by": "...", "note": "...", "upheld": bool}`
 async fn complaint_advance(
     State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     Path((site, no)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
@@ -441,7 +461,7 @@ async fn complaint_advance(
         let view = store::complaints::advance(tx, &s, &n, &advance, today)?;
         store::audit(
             tx,
-            &advance.by,
+            &audit_who(&caller, &advance.by),
             &format!("complaint.{}", advance.to.as_str()),
             &format!("complaint:{s}:{n}"),
             &advance.note,
@@ -662,7 +682,11 @@ fn request_result<T: serde::Serialize>(
 }
 
 /// `{"site", "staff_id", "day": "YYYY-MM-DD", "time": "HH:MM", "reason", "by"}`
-async fn makeup_request(State(state): State<ApiState>, body: Bytes) -> Response {
+async fn makeup_request(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     let req: store::attendance::MakeupRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
@@ -673,7 +697,7 @@ async fn makeup_request(State(state): State<ApiState>, body: Bytes) -> Response 
         let v = store::attendance::request_makeup(tx, &sup.config, &sup.calendar, &req, today)?;
         store::audit(
             tx,
-            &req.by,
+            &audit_who(&caller, &req.by),
             "makeup.request",
             &format!("makeup:{}", v.id),
             &req.reason,
@@ -687,6 +711,7 @@ async fn makeup_request(State(state): State<ApiState>, body: Bytes) -> Response 
 /// `{"approve": true|false, "by", "note"}`
 async fn makeup_decision(
     State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<i64>,
     body: Bytes,
 ) -> Response {
@@ -699,7 +724,7 @@ async fn makeup_decision(
         let v = store::attendance::decide_makeup(tx, id, &d, today)?;
         store::audit(
             tx,
-            &d.by,
+            &audit_who(&caller, &d.by),
             &format!("makeup.{}", v.status),
             &format!("makeup:{id}"),
             &d.note,
@@ -711,7 +736,11 @@ async fn makeup_decision(
 }
 
 /// `{"site", "staff_id", "day", "what", "by", "months"?}`: marks the unit's other clerks (捆绑考核).
-async fn violation(State(state): State<ApiState>, body: Bytes) -> Response {
+async fn violation(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     let v: store::attendance::ViolationInput = match parse_body(&body) {
         Ok(v) => v,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
@@ -721,7 +750,7 @@ async fn violation(State(state): State<ApiState>, body: Bytes) -> Response {
         let out = store::attendance::record_violation(tx, &config, &v)?;
         store::audit(
             tx,
-            &v.by,
+            &audit_who(&caller, &v.by),
             "violation",
             &format!("staff:{}:{}", v.site, v.staff_id),
             &v.what,
@@ -744,7 +773,11 @@ struct PushBody {
 
 /// `{"site", "by"}`: sends the site's roster (with PIN hashes and card numbers) to its boxes as a
 /// `set_roster` command; each box caches it for offline punching and answers once.
-async fn roster_push(State(state): State<ApiState>, body: Bytes) -> Response {
+async fn roster_push(
+    State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     let p: PushBody = match parse_body(&body) {
         Ok(p) => p,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
@@ -766,7 +799,7 @@ async fn roster_push(State(state): State<ApiState>, body: Bytes) -> Response {
         }
         store::audit(
             tx,
-            &p.by,
+            &audit_who(&caller, &p.by),
             "roster.push",
             &p.site,
             &format!("{} staff", staff.len()),

@@ -144,7 +144,12 @@ pub struct Hub {
     /// More `sunlight-hub run` arguments (e.g. `--today 2025-11-13`).
     pub extra_args: Vec<String>,
     client: http::Client,
+    /// The API token the harness's requests carry (an admin account made on the first start).
+    api_token: Option<String>,
 }
+
+/// The account the harness signs in to the hub's API as.
+pub const HARNESS_ACCOUNT: &str = "harness-admin";
 
 impl Hub {
     pub fn new(dir: &Path, mode: BrokerMode) -> Hub {
@@ -156,7 +161,57 @@ impl Hub {
             proc: None,
             extra_args: Vec::new(),
             client: http::Client::new(),
+            api_token: None,
         }
+    }
+
+    /// An API token of an admin account on this hub (made on first use with the `user` commands,
+    /// as an operator would). Requests through this `Hub` carry it already.
+    pub fn api_token(&mut self) -> String {
+        if let Some(t) = &self.api_token {
+            return t.clone();
+        }
+        let token = self.make_api_token(HARNESS_ACCOUNT, "admin", None);
+        self.client.set_bearer(&token);
+        self.api_token = Some(token.clone());
+        token
+    }
+
+    /// Adds the account `name` (if missing) with `role` (and the site of a head), and returns a
+    /// new API token of it.
+    pub fn make_api_token(&self, name: &str, role: &str, site: Option<&str>) -> String {
+        let pw = self.dir.join(format!(".{name}.password"));
+        std::fs::write(&pw, "harness-password-0123\n").expect("write password file");
+        let mut add = Command::new(bin("sunlight-hub"));
+        add.args([
+            "user",
+            "add",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--password-file",
+        ])
+        .arg(&pw)
+        .arg("--data-dir")
+        .arg(&self.dir);
+        if let Some(site) = site {
+            add.args(["--site", site]);
+        }
+        // A second start of the same hub finds the account there already: that is fine.
+        let _ = add.output().expect("run sunlight-hub user add");
+        let out = Command::new(bin("sunlight-hub"))
+            .args(["user", "token", "--name", name, "--label", "test harness"])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .output()
+            .expect("run sunlight-hub user token");
+        assert!(
+            out.status.success(),
+            "user token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     pub fn mqtt_port(&self) -> u16 {
@@ -166,6 +221,7 @@ impl Hub {
     }
 
     pub fn start(&mut self) {
+        self.api_token();
         let mut cmd = Command::new(bin("sunlight-hub"));
         cmd.arg("run")
             .arg("--data-dir")
@@ -226,6 +282,12 @@ impl Hub {
     pub fn get_text(&self, path: &str) -> Option<(u16, String)> {
         self.client
             .get_text(&format!("http://127.0.0.1:{}{path}", self.http))
+    }
+
+    /// GETs anything (an image, say): (status, content type, body).
+    pub fn get_full(&self, path: &str) -> Option<(u16, String, Vec<u8>)> {
+        self.client
+            .get_full(&format!("http://127.0.0.1:{}{path}", self.http))
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {

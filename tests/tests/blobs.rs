@@ -168,11 +168,8 @@ fn images_upload_signed_once_and_show_per_camera() {
         .get(&format!("/api/v1/cameras?site={SITE}"))
         .expect("cameras");
     assert_eq!(cams["cameras"][0]["image"], "uploaded");
-    let client = reqwest::blocking_get(&format!(
-        "http://127.0.0.1:{}/api/v1/blobs/{digest}",
-        hub.http
-    ));
-    assert_eq!(client, Some(image.clone()));
+    let (status, _, got) = fetch(&hub, &format!("/api/v1/blobs/{digest}"));
+    assert_eq!((status, got), (200, image.clone()));
     let history = hub
         .get(&format!("/api/v1/cameras/{SITE}/cam-w1/snapshots"))
         .expect("history");
@@ -198,27 +195,9 @@ fn images_upload_signed_once_and_show_per_camera() {
     assert_eq!(hub.integrity(), "ok");
 }
 
-/// GET a URL: (status, content type, body).
-fn fetch(url: &str) -> (u16, String, Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let r = ::reqwest::get(url).await.expect("GET");
-        let status = r.status().as_u16();
-        let ctype = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        (
-            status,
-            ctype,
-            r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
-        )
-    })
+/// GET a hub path with the harness's credentials: (status, content type, body).
+fn fetch(hub: &Hub, path: &str) -> (u16, String, Vec<u8>) {
+    hub.get_full(path).expect("GET")
 }
 
 #[test]
@@ -229,7 +208,7 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
     hub.start();
     let key = DeviceKey::generate().expect("key");
     hub.register(SITE, "box-01", &key.public().to_base64());
-    let base = format!("http://127.0.0.1:{}/api/v1/blobs", hub.http);
+    let base = "/api/v1/blobs";
 
     // A 1280×720 snapshot, as the box's fake camera makes them.
     let image = camera_jpeg::generate(1280, 720, 42, "window 1");
@@ -241,7 +220,7 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
         &signed(&key, &digest, "box-01"),
     );
     assert_eq!(p.status, 201, "{}", p.body);
-    let (status, ctype, thumb) = fetch(&format!("{base}/{digest}?thumb=1"));
+    let (status, ctype, thumb) = fetch(&hub, &format!("{base}/{digest}?thumb=1"));
     assert_eq!((status, ctype.as_str()), (200, "image/jpeg"));
     assert_eq!(
         camera_jpeg::dimensions(&thumb),
@@ -259,8 +238,8 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
         .join(&key_of_thumb[..2])
         .join(format!("{key_of_thumb}.jpg"));
     assert_eq!(std::fs::read(&on_disk).ok(), Some(thumb.clone()));
-    assert_eq!(fetch(&format!("{base}/{digest}?thumb=1")).2, thumb);
-    assert_eq!(fetch(&format!("{base}/{digest}")).2, image);
+    assert_eq!(fetch(&hub, &format!("{base}/{digest}?thumb=1")).2, thumb);
+    assert_eq!(fetch(&hub, &format!("{base}/{digest}")).2, image);
 
     // An image the hub cannot decode: a clear refusal, nothing stored.
     let junk = jpeg(9);
@@ -272,7 +251,7 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
         &signed(&key, &junk_sha, "box-01"),
     );
     assert_eq!(p.status, 201, "{}", p.body);
-    let (status, _, body) = fetch(&format!("{base}/{junk_sha}?thumb=1"));
+    let (status, _, body) = fetch(&hub, &format!("{base}/{junk_sha}?thumb=1"));
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -287,28 +266,9 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
             .exists()
     );
     // No such image, and a bad query.
-    let (status, _, _) = fetch(&format!("{base}/{}?thumb=1", sha(b"never")));
+    let (status, _, _) = fetch(&hub, &format!("{base}/{}?thumb=1", sha(b"never")));
     assert_eq!(status, 404);
-    let (status, _, _) = fetch(&format!("{base}/{digest}?thumb=big"));
+    let (status, _, _) = fetch(&hub, &format!("{base}/{digest}?thumb=big"));
     assert_eq!(status, 400);
     assert_eq!(hub.integrity(), "ok");
-}
-
-mod reqwest {
-    pub use ::reqwest::*;
-
-    /// GET the bytes of a URL (200 only).
-    pub fn blocking_get(url: &str) -> Option<Vec<u8>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        rt.block_on(async {
-            let r = ::reqwest::get(url).await.ok()?;
-            if r.status() != 200 {
-                return None;
-            }
-            r.bytes().await.ok().map(|b| b.to_vec())
-        })
-    }
 }

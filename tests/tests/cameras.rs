@@ -56,24 +56,10 @@ fn spool(agent: &Agent) -> Value {
         .unwrap_or_default()
 }
 
-/// Raw bytes of a hub URL: (status, body).
+/// Raw bytes of a hub path, with the harness's credentials: (status, body).
 fn get_bytes(hub: &Hub, path: &str) -> (u16, Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let r = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}{path}", hub.http))
-            .send()
-            .await
-            .expect("GET");
-        let status = r.status().as_u16();
-        (
-            status,
-            r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
-        )
-    })
+    let (status, _, body) = hub.get_full(path).expect("GET");
+    (status, body)
 }
 
 /// A kiosk punch: (status, answer).

@@ -16,7 +16,14 @@ CREATE TABLE IF NOT EXISTS dashboard_sessions (
     id_hash BLOB PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES dashboard_users(id),
     csrf TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS dashboard_sessions_by_user ON dashboard_sessions (user_id);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES dashboard_users(id),
+    label TEXT NOT NULL, token_hash BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL, revoked_ms INTEGER);
 ";
+
+/// What API tokens start with, so that one found in a log or a script is recognisable.
+pub const API_TOKEN_PREFIX: &str = "slt_";
 
 /// How long a session lasts after sign-in (a working day and then some); no sliding renewal.
 pub const SESSION_MS: i64 = 12 * 3600 * 1000;
@@ -354,6 +361,98 @@ pub fn end_session(conn: &Connection, session_id: &str) -> rusqlite::Result<()> 
         [id_hash(session_id)],
     )?;
     Ok(())
+}
+
+/// An API token as listed (the token itself is shown once, at creation, and never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub user: String,
+    pub label: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// Makes an API token for the account `user_name`: returns its id and the token, which is shown
+/// once; the store keeps only its SHA-256. The token acts with the account's role and scope and
+/// stops working when the account is disabled or the token revoked.
+pub fn create_api_token(
+    conn: &Connection,
+    user_name: &str,
+    label: &str,
+    by: &str,
+    now_ms: i64,
+) -> Result<(i64, String), String> {
+    let label = label.trim();
+    if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
+        return Err(
+            "the label must be 1 to 64 characters, e.g. the script or system using it".into(),
+        );
+    }
+    let user_id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM dashboard_users WHERE name = ?1",
+            [user_name.trim()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?;
+    let user_id = user_id.ok_or_else(|| {
+        format!("no account named {user_name:?}: add it first with `sunlight-hub user add`")
+    })?;
+    let token = format!(
+        "{API_TOKEN_PREFIX}{}",
+        random_token().map_err(|e| format!("no randomness from the OS: {e}"))?
+    );
+    conn.execute(
+        "INSERT INTO api_tokens (user_id, label, token_hash, created_ms, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![user_id, label, id_hash(&token), now_ms, by],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((conn.last_insert_rowid(), token))
+}
+
+/// The account an API token acts for: none for an unknown or revoked token or a disabled account.
+pub fn api_token_user(conn: &Connection, token: &str) -> rusqlite::Result<Option<User>> {
+    let Some(hex_part) = token.strip_prefix(API_TOKEN_PREFIX) else {
+        return Ok(None);
+    };
+    if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "SELECT u.id, u.name, u.role, u.site, u.unit, u.disabled
+         FROM api_tokens t JOIN dashboard_users u ON u.id = t.user_id
+         WHERE t.token_hash = ?1 AND t.revoked_ms IS NULL AND u.disabled = 0",
+    )?
+    .query_row([id_hash(token)], user_row)
+    .optional()
+}
+
+/// Every API token, newest first.
+pub fn list_api_tokens(conn: &Connection) -> rusqlite::Result<Vec<ApiToken>> {
+    conn.prepare(
+        "SELECT t.id, u.name, t.label, t.created_ms, t.revoked_ms
+         FROM api_tokens t JOIN dashboard_users u ON u.id = t.user_id ORDER BY t.id DESC",
+    )?
+    .query_map([], |r| {
+        Ok(ApiToken {
+            id: r.get(0)?,
+            user: r.get(1)?,
+            label: r.get(2)?,
+            created_ms: r.get(3)?,
+            revoked_ms: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// Revokes a token; false when there is no such live token.
+pub fn revoke_api_token(conn: &Connection, id: i64, now_ms: i64) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+        params![id, now_ms],
+    )? == 1)
 }
 
 /// Compares two tokens in time independent of where they differ.

@@ -158,25 +158,32 @@ fn main() {
     for a in &accounts {
         println!("  {a}");
     }
-    println!("\nWhere to look:");
+    println!("\nWhere to look (the API needs a token; this one acts as an admin account):");
+    println!("  AUTH='Authorization: Bearer {}'", hub.api_token());
     println!(
-        "  curl -s {api}/api/v1/devices            # boxes: online, last seen, backlog, clock offset"
-    );
-    println!("  curl -s '{api}/api/v1/events?kind=punch' # punches as the hub stored them");
-    println!("  curl -s '{api}/api/v1/events?kind=case'  # case stages (受理 → 办结)");
-    println!(
-        "  curl -s '{api}/api/v1/cases'             # open cases with their light or card and due day"
-    );
-    println!("  curl -s '{api}/api/v1/cases?view=doing'  # 在办 (also todo 待办, done 已办)");
-    println!(
-        "  curl -s {api}/api/v1/rates               # on-time, early, satisfaction rates per unit"
+        "  curl -s -H \"$AUTH\" {api}/api/v1/devices            # boxes: online, last seen, backlog, clock offset"
     );
     println!(
-        "  curl -s {api}/api/v1/letters             # supervision letters; /api/v1/letters/ID prints one"
+        "  curl -s -H \"$AUTH\" '{api}/api/v1/events?kind=punch' # punches as the hub stored them"
     );
-    println!("  curl -s {api}/api/v1/work-orders         # bad ratings followed up");
-    println!("  curl -s {api}/api/v1/complaints          # the complaints queue");
-    println!("  curl -s {api}/api/v1/notifications       # who was told what (see hub/hub.log)");
+    println!("  curl -s -H \"$AUTH\" '{api}/api/v1/events?kind=case'  # case stages (受理 → 办结)");
+    println!(
+        "  curl -s -H \"$AUTH\" '{api}/api/v1/cases'             # open cases with their light or card and due day"
+    );
+    println!(
+        "  curl -s -H \"$AUTH\" '{api}/api/v1/cases?view=doing'  # 在办 (also todo 待办, done 已办)"
+    );
+    println!(
+        "  curl -s -H \"$AUTH\" {api}/api/v1/rates               # on-time, early, satisfaction rates per unit"
+    );
+    println!(
+        "  curl -s -H \"$AUTH\" {api}/api/v1/letters             # supervision letters; /api/v1/letters/ID prints one"
+    );
+    println!("  curl -s -H \"$AUTH\" {api}/api/v1/work-orders         # bad ratings followed up");
+    println!("  curl -s -H \"$AUTH\" {api}/api/v1/complaints          # the complaints queue");
+    println!(
+        "  curl -s -H \"$AUTH\" {api}/api/v1/notifications       # who was told what (see hub/hub.log)"
+    );
     println!("  curl -s {api}/metrics                    # ingest counters");
     println!("  logs and databases under {}\n", dir.display());
 
