@@ -91,21 +91,22 @@ pub fn sample(
     sys.refresh_cpu_usage();
     sys.refresh_memory();
     // The disk holding the data directory: the mount point that is the longest prefix of it.
-    let disk_free = Disks::new_with_refreshed_list()
+    let (disk_free, disk_total) = Disks::new_with_refreshed_list()
         .ok()
         .and_then(|disks| {
             disks
                 .iter()
                 .filter(|d| data_dir.starts_with(d.mount_point()))
                 .max_by_key(|d| d.mount_point().as_os_str().len())
-                .map(|d| d.available_space())
+                .map(|d| (d.available_space(), d.total_space()))
         })
-        .unwrap_or(0);
+        .unwrap_or((0, 0));
     let backlog = outbox.backlog().unwrap_or_default();
     json!({
         "cpu": sys.global_cpu_usage() as f64,
         "mem": sys.used_memory(),
         "disk_free": disk_free,
+        "disk_total": disk_total,
         "uptime": System::uptime().unwrap_or(0),
         "backlog_events": backlog.events,
         "backlog_bytes": backlog.bytes,

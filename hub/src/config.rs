@@ -17,6 +17,32 @@ pub struct HubConfig {
     pub pauses: PauseRules,
     pub attendance: AttendanceConfig,
     pub blobs: BlobConfig,
+    pub fleet: FleetConfig,
+}
+
+/// When a box is an alarm for the technicians (OVERSIGHT.md §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// A box silent this long in office hours is offline.
+    pub offline_after_min: u32,
+    /// A disk used above this percentage is nearly full.
+    pub disk_used_percent: u32,
+    /// A box clock further off the hub's than this is skewed.
+    pub clock_skew_secs: u32,
+    /// A backlog that only grew for this long means the box is not keeping up.
+    pub backlog_growing_min: u32,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            offline_after_min: 30,
+            disk_used_percent: 90,
+            clock_skew_secs: 120,
+            backlog_growing_min: 60,
+        }
+    }
 }
 
 /// Snapshot images at the hub: how long they are kept (seeds 002/003: 10–30 days).
@@ -180,6 +206,8 @@ pub enum Role {
     Supervisor,
     /// County leadership (分管领导).
     Leadership,
+    /// The field technicians (运维), told of boxes offline, disks full, clocks off.
+    Technician,
 }
 
 impl Role {
@@ -189,6 +217,7 @@ impl Role {
             Role::UnitChief => "unit_chief",
             Role::Supervisor => "supervisor",
             Role::Leadership => "leadership",
+            Role::Technician => "technician",
         }
     }
 }
@@ -473,6 +502,8 @@ mod tests {
         assert_eq!(config.ratings.unrated_after_days, 7);
         assert_eq!(config.attendance.schedules.len(), 2);
         assert_eq!(config.pauses.limit_for("鉴定"), 30);
+        assert_eq!(config.fleet.offline_after_min, 30);
+        assert!(config.contacts.iter().any(|c| c.role == Role::Technician));
     }
 
     #[test]

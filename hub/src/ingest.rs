@@ -322,7 +322,17 @@ fn apply_one(
             Ok(()) => {
                 store::tx::insert_event(tx, state.id, e, received_ms, state.clock_offset_ms)?;
                 match kind {
-                    Kind::Health => store::tx::record_health(tx, state.id, e.body())?,
+                    Kind::Health => {
+                        store::tx::record_health(tx, state.id, e.body())?;
+                        crate::fleet::record_health(
+                            tx,
+                            state.id,
+                            site.as_str(),
+                            device.as_str(),
+                            &e.at,
+                            e.body(),
+                        )?
+                    }
                     Kind::CmdResult => {
                         store::commands::apply_result(tx, site.as_str(), device.as_str(), e.body())?
                     }

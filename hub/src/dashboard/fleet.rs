@@ -25,6 +25,38 @@ fn bytes(v: &serde_json::Value) -> String {
     }
 }
 
+/// The backlog trend's span and resolution.
+const TREND_HOURS: i64 = 24;
+const TREND_POINTS: usize = 48;
+
+/// A box's backlog over time as a small inline SVG line (no scripts: the dashboard has none), with
+/// the highest value as its title.
+pub fn sparkline(points: &[(i64, i64)]) -> String {
+    let (w, h) = (120.0_f64, 24.0_f64);
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return "<span class=\"muted\">—</span>".into();
+    };
+    let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
+    let span = (last.0 - first.0).max(1) as f64;
+    let coords: Vec<String> = points
+        .iter()
+        .map(|(t, v)| {
+            format!(
+                "{:.1},{:.1}",
+                (*t - first.0) as f64 / span * w,
+                h - 1.0 - (*v as f64 / max) * (h - 2.0)
+            )
+        })
+        .collect();
+    let growing = points.len() >= 2 && last.1 > first.1;
+    format!(
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\"><title>max {}</title><polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/></svg>",
+        max as i64,
+        if growing { "#cf222e" } else { "#1f6feb" },
+        coords.join(" ")
+    )
+}
+
 pub async fn page(State(state): State<super::DashState>, viewer: Viewer) -> Response {
     if let Err(r) = viewer.require(&[Role::Supervisor, Role::Head, Role::Technician, Role::Admin]) {
         return r;
@@ -49,31 +81,69 @@ pub async fn page(State(state): State<super::DashState>, viewer: Viewer) -> Resp
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((boxes, alarms))
+            let conditions = crate::fleet::open_conditions(c, scope.site.as_deref())?;
+            let since = super::accounts::now_ms() - TREND_HOURS * 3_600_000;
+            let trends = boxes
+                .iter()
+                .map(|b| crate::fleet::backlog_trend(c, &b.site, &b.device, since, TREND_POINTS))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((boxes, alarms, conditions, trends))
         })
     })
     .await;
-    let (boxes, alarms) = match data {
+    let (boxes, alarms, conditions, trends) = match data {
         Ok(d) => d,
         Err(r) => return r,
     };
     let l = viewer.lang;
     let now = super::accounts::now_ms();
-    let mut body = format!(
-        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>CPU</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+    let mut body = String::new();
+    if conditions.is_empty() {
+        body.push_str(&format!(
+            "<p class=\"notice\">{}</p>",
+            l.t("当前没有设备问题。", "No open problem with any box.")
+        ));
+    } else {
+        body.push_str(&format!(
+            "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            l.t("当前问题", "Open problems"),
+            l.t("乡镇", "Site"),
+            l.t("设备", "Box"),
+            l.t("问题", "Problem"),
+            l.t("开始于", "Since"),
+            l.t("详情", "Detail"),
+        ));
+        for (c, since) in &conditions {
+            body.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"bad\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.site),
+                esc(&c.device),
+                match l {
+                    html::Lang::Zh => esc(crate::fleet::kind_zh(&c.kind)),
+                    html::Lang::En => esc(&c.kind.replace('_', " ")),
+                },
+                html::time_ms(Some(*since)),
+                esc(&c.detail),
+            ));
+        }
+        body.push_str("</table>");
+    }
+    body.push_str(&format!(
+        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>CPU</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         l.t("乡镇", "Site"),
         l.t("设备", "Box"),
         l.t("状态", "Status"),
         l.t("最后联系", "Last seen"),
         l.t("积压", "Backlog"),
+        l.t("积压趋势（24 小时）", "Backlog, last 24 h"),
         l.t("时钟偏差", "Clock offset"),
         l.t("内存", "Memory"),
         l.t("剩余磁盘", "Free disk"),
         l.t("运行时间", "Uptime"),
         l.t("版本", "Version"),
         l.t("告警", "Alarms"),
-    );
-    for b in &boxes {
+    ));
+    for (b, trend) in boxes.iter().zip(&trends) {
         let h: serde_json::Value = b
             .health
             .as_deref()
@@ -92,11 +162,12 @@ pub async fn page(State(state): State<super::DashState>, viewer: Viewer) -> Resp
             _ => bytes(&h["disk_free"]),
         };
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{status}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{disk}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{status}</td><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{disk}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
             esc(&b.site),
             esc(&b.device),
             html::time_ms(b.last_seen_ms),
             b.backlog_events.map_or_else(|| "—".into(), |n| n.to_string()),
+            sparkline(trend),
             html::offset(b.clock_offset_ms),
             h["cpu"].as_f64().map_or_else(|| "—".into(), |c| format!("{c:.0}%")),
             bytes(&h["mem"]),

@@ -101,6 +101,9 @@ pub struct Shot {
     pub taken_at: String,
 }
 
+/// Failed captures in a row that make a `camera_failing` alarm.
+pub const FAILING_AFTER: u32 = 3;
+
 /// A camera's record, for status.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CameraState {
@@ -246,8 +249,24 @@ impl Camera {
                 if first_stop {
                     state.stopped = Some(e.to_string());
                 }
+                // OVERSIGHT.md §6: a camera failing three captures in a row is an alarm, raised
+                // once per run of failures (the next success starts the count again).
+                let failing = !first_stop
+                    && state.stopped.is_none()
+                    && state.consecutive_failures == FAILING_AFTER;
                 drop(state);
-                if first_stop {
+                if failing {
+                    alarms.raise(Alarm {
+                        what: "camera_failing".into(),
+                        at: clock.now_rfc3339(),
+                        detail: format!(
+                            "camera {} ({}): {FAILING_AFTER} captures in a row failed; last: {e}",
+                            self.id, self.location
+                        ),
+                        camera_id: Some(self.id.clone()),
+                        count: Some(u64::from(FAILING_AFTER)),
+                    });
+                } else if first_stop {
                     alarms.raise(Alarm {
                         what: "camera_logins_stopped".into(),
                         at: clock.now_rfc3339(),
@@ -866,6 +885,29 @@ pub(crate) mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("text/html"), "{e}");
+        assert!(
+            rig.raised.try_recv().is_err(),
+            "one failure is no alarm yet"
+        );
+        // The third failure in a row is an alarm (OVERSIGHT.md §6), once for the run.
+        for _ in 0..4 {
+            assert!(
+                rig.cameras
+                    .take("html", Trigger::Schedule, Map::new())
+                    .await
+                    .is_err()
+            );
+        }
+        let alarm = rig.raised.try_recv().unwrap();
+        assert_eq!(
+            (alarm.what.as_str(), alarm.camera_id.as_deref(), alarm.count),
+            ("camera_failing", Some("html"), Some(3))
+        );
+        assert!(alarm.detail.contains("text/html"), "{}", alarm.detail);
+        assert!(
+            rig.raised.try_recv().is_err(),
+            "one alarm per run of failures"
+        );
         // Nothing was spooled or recorded for either.
         assert!(bodies(&rig.outbox, "snapshot").is_empty());
         assert_eq!(rig.cameras.spool().figures().unwrap().images, 0);
