@@ -107,6 +107,14 @@ CREATE TABLE IF NOT EXISTS blob_cleanups (
     bytes INTEGER NOT NULL, older_than_days INTEGER NOT NULL);
 ";
 
+/// The site whose box uploaded the image `sha256`, if the hub has it (thumbnails are asked for by
+/// their image's hash).
+pub fn site_of(conn: &Connection, sha256: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT site FROM blobs WHERE sha256 = ?1 AND removed_ms IS NULL")?
+        .query_row([sha256], |r| r.get(0))
+        .optional()
+}
+
 /// Records a `snapshot` event (the image may arrive before or after it).
 pub fn apply_snapshot(
     conn: &Connection,
@@ -681,11 +689,53 @@ async fn camera_history(
 /// for it an hour).
 async fn snapshot_now(
     State(state): State<ApiState>,
+    caller: Option<axum::Extension<crate::apiauth::Caller>>,
     Path((site, camera)): Path<(String, String)>,
     Query(q): Query<CameraQuery>,
 ) -> Response {
+    let by = caller.map_or_else(|| "api".to_owned(), |c| c.0.0.name.clone());
+    let wait = Duration::from_secs(q.wait.unwrap_or(15).min(60));
+    match request_snapshot(&state, &site, &camera, &by, wait).await {
+        Ok(SnapshotRequest::Arrived { commands, snapshot }) => {
+            axum::Json(json!({ "snapshot": snapshot, "commands": commands })).into_response()
+        }
+        Ok(SnapshotRequest::Waiting { commands }) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "commands": commands, "state": "waiting for the box" })),
+        )
+            .into_response(),
+        Ok(SnapshotRequest::NoBox) => refuse(
+            StatusCode::NOT_FOUND,
+            format!("no box is registered for {site}"),
+        ),
+        Err(r) => r,
+    }
+}
+
+/// What became of a "snapshot now".
+pub enum SnapshotRequest {
+    /// The new image is at the hub.
+    Arrived {
+        commands: Vec<String>,
+        snapshot: Box<SnapshotView>,
+    },
+    /// The command is out (and waits an hour for the box); the image has not arrived yet.
+    Waiting { commands: Vec<String> },
+    /// No box is registered for the site.
+    NoBox,
+}
+
+/// Sends `snapshot` to the box that has this camera (every box of the site when the camera has
+/// never sent a picture) and waits up to `wait` for the new image.
+pub async fn request_snapshot(
+    state: &ApiState,
+    site: &str,
+    camera: &str,
+    by: &str,
+    wait: Duration,
+) -> Result<SnapshotRequest, Response> {
     let asked = store::now_ms();
-    let (s, c) = (site.clone(), camera.clone());
+    let (s, c, by) = (site.to_owned(), camera.to_owned(), by.to_owned());
     let writer = state.writer.clone();
     let created = tokio::task::spawn_blocking(move || {
         let mut w = writer.lock().map_err(|_| crate::Error::Closed)?;
@@ -704,46 +754,37 @@ async fn snapshot_now(
                 "snapshot",
                 &json!({ "camera_id": c }),
                 3_600_000,
-                "api",
+                &by,
             )
         })
     })
     .await;
-    let ids = match created {
+    let commands = match created {
         Ok(Ok(ids)) if !ids.is_empty() => ids,
-        Ok(Ok(_)) => {
-            return refuse(
-                StatusCode::NOT_FOUND,
-                format!("no box is registered for {site}"),
-            );
-        }
-        Ok(Err(e)) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Ok(_)) => return Ok(SnapshotRequest::NoBox),
+        Ok(Err(e)) => return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, e)),
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(q.wait.unwrap_or(15).min(60));
+    let deadline = std::time::Instant::now() + wait;
     loop {
-        let (s, c) = (site.clone(), camera.clone());
-        let fresh = read(&state, move |conn| {
+        let (s, c) = (site.to_owned(), camera.to_owned());
+        let fresh = read(state, move |conn| {
             Ok(history(conn, &s, &c, asked - 5_000, i64::MAX)?
                 .into_iter()
                 .find(|v| v.image == "uploaded" && v.trigger == "command"))
         })
-        .await;
+        .await?;
         match fresh {
-            Ok(Some(v)) => {
-                return axum::Json(json!({ "snapshot": v, "commands": ids })).into_response();
+            Some(snapshot) => {
+                return Ok(SnapshotRequest::Arrived {
+                    commands,
+                    snapshot: Box::new(snapshot),
+                });
             }
-            Ok(None) if std::time::Instant::now() < deadline => {
+            None if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(300)).await
             }
-            Ok(None) => {
-                return (
-                    StatusCode::ACCEPTED,
-                    axum::Json(json!({ "commands": ids, "state": "waiting for the box" })),
-                )
-                    .into_response();
-            }
-            Err(r) => return r,
+            None => return Ok(SnapshotRequest::Waiting { commands }),
         }
     }
 }

@@ -37,6 +37,7 @@ impl HubClock {
     }
 }
 
-fn cst() -> FixedOffset {
+/// China Standard Time (UTC+8), the time of every office the hub oversees.
+pub fn cst() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
 }

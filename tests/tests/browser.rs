@@ -233,6 +233,15 @@ async fn session(c: &Client, base: &str, shots: &Path, letter: i64) {
     open(
         c,
         base,
+        "/wall",
+        shots,
+        "10b-wall",
+        &["win-mz-1", "LS-CAM-SECRET", "立即抓拍"],
+    )
+    .await;
+    open(
+        c,
+        base,
         &format!("/attendance/staff/{A}/0451?month=2025-11"),
         shots,
         "10a-staff-month",
@@ -324,5 +333,94 @@ fn the_dashboard_in_headless_chromium() {
         std::fs::copy(f.path(), keep.join(f.file_name())).expect("copy screenshot");
         n += 1;
     }
-    assert_eq!(n, 18, "a screenshot of each page");
+    assert_eq!(n, 19, "a screenshot of each page");
+}
+
+/// "Snapshot now" clicked on the wall, answered by a real box (with a camera that makes frames)
+/// through the real broker: the wall comes back with the new picture.
+#[test]
+fn snapshot_now_from_the_wall_in_headless_chromium() {
+    use sunlight_tests::{Agent, BrokerMode, Hub, wait_for};
+    let dir = scratch("dashboard-browser-wall");
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.start();
+    let (ok, out) = add_user(&hub, "jiancha", "supervisor", None, None, PASSWORD);
+    assert!(ok, "{out}");
+    let api = format!("http://127.0.0.1:{}", hub.http);
+    let hub_section = format!(
+        "[hub]\nbroker = \"mqtt://127.0.0.1:{}\"\napi = \"{api}\"\n[health]\ninterval_secs = 0\n[[camera]]\nid = \"window-3\"\nkind = \"file\"\nwidth = 640\nheight = 360\n",
+        hub.mqtt_port()
+    );
+    let mut agent = Agent::new_with_hub(&dir.join("box"), A, "box-shangshi", &hub_section, &hub);
+    agent.start();
+    wait_for(Duration::from_secs(20), "the box online", || {
+        agent
+            .status()
+            .filter(|s| s["link"]["connected"] == true)
+            .map(|_| ())
+    });
+    // A first picture, so that the camera is on the wall.
+    let (status, first) = hub
+        .post(
+            &format!("/api/v1/cameras/{A}/window-3/snapshot?wait=30"),
+            &json!({}),
+        )
+        .expect("first snapshot");
+    assert_eq!(status, 200, "{first}");
+    let first_sha = first["snapshot"]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+
+    let (_driver, port, browser) = chromedriver(&dir);
+    let shots = dir.join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let base = api.clone();
+    let new_sha = rt.block_on(async {
+        let c = tokio::time::timeout(Duration::from_secs(60), connect(port, &browser))
+            .await
+            .expect("chromium started within 60 s");
+        let outcome = tokio::time::timeout(Duration::from_secs(90), async {
+            c.goto(&format!("{base}/wall")).await.expect("goto");
+            wait_path(&c, "the sign-in form", |p| p == "/login").await;
+            sign_in(&c, "jiancha", PASSWORD).await;
+            wait_path(&c, "the wall", |p| p == "/wall").await;
+            wait_text(&c, "window-3").await;
+            shot(&c, &shots, "wall").await;
+            click(&c, Locator::XPath("//button[contains(., '立即抓拍')]")).await;
+            wait_text(&c, "已抓拍").await;
+            shot(&c, &shots, "wall-after-snapshot-now").await;
+            let img = c
+                .find(Locator::Css(".cam img"))
+                .await
+                .expect("the picture on the wall");
+            // The thumbnail really loaded in the browser (signed in by its session cookie).
+            let width = c
+                .execute(
+                    "return document.querySelector('.cam img').naturalWidth",
+                    vec![],
+                )
+                .await
+                .expect("naturalWidth");
+            assert_eq!(width, json!(320), "a 320 px thumbnail");
+            img.attr("src").await.expect("src").unwrap_or_default()
+        })
+        .await;
+        let _ = c.close().await;
+        outcome.expect("the wall session finished within 90 s")
+    });
+    assert!(
+        new_sha.contains("?thumb=1") && !new_sha.contains(&first_sha),
+        "the wall shows the new picture, not the first: {new_sha}"
+    );
+    let keep = bin_dir().join("e2e").join("browser-screenshots");
+    std::fs::create_dir_all(&keep).expect("keep dir");
+    for f in std::fs::read_dir(&shots).expect("shots").flatten() {
+        std::fs::copy(f.path(), keep.join(f.file_name())).expect("copy screenshot");
+    }
 }

@@ -31,6 +31,8 @@ fn pages(letter_a: i64) -> Vec<(String, &'static str)> {
             "迟到 6 分",
         ),
         ("/attendance/makeups".into(), "林业站打卡机故障"),
+        ("/wall".into(), "win-mz-1"),
+        (format!("/wall/{A}/win-mz-1?date={TODAY}"), "09:30:00"),
     ]
 }
 
@@ -619,4 +621,289 @@ fn roles_accounts_and_the_audit_log() {
         )
         .expect("hash");
     assert!(hash.starts_with("$argon2id$") && !hash.contains("another-long-password"));
+}
+
+/// A client of the JSON API with a token of `name` (made with `sunlight-hub user token`).
+fn api_client(hub: &sunlight_tests::Hub, name: &str) -> sunlight_tests::http::Client {
+    let c = sunlight_tests::http::Client::new();
+    c.set_bearer(&hub.make_api_token(name, "unused", None));
+    c
+}
+
+#[test]
+fn the_json_api_needs_an_account_and_follows_its_role() {
+    let dir = scratch("dashboard-api");
+    let hub = hub_with_data(&dir);
+    let url = |p: &str| format!("http://127.0.0.1:{}{p}", hub.http);
+    let nobody = sunlight_tests::http::Client::new();
+
+    // Without an account: 401 saying how to get in; nothing of the data.
+    for path in [
+        "/api/v1/cases",
+        "/api/v1/events?kind=punch",
+        "/api/v1/devices",
+        "/api/v1/attendance/board",
+        "/api/v1/cameras",
+    ] {
+        let (status, body) = nobody.get_text(&url(path)).expect("GET");
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("sunlight-hub user token"), "{body}");
+        assert_no_leak("a stranger", path, &body, &B_ONLY);
+    }
+    let sha_b = picture_of(&hub, "LS-CAM-SECRET");
+    assert_eq!(
+        nobody
+            .get_text(&url(&format!("/api/v1/blobs/{sha_b}")))
+            .expect("GET")
+            .0,
+        401
+    );
+    let (status, _) = nobody
+        .post_json(&url("/api/v1/roster/push"), &serde_json::json!({"site": A}))
+        .expect("POST");
+    assert_eq!(status, 401);
+    // What boxes and monitors call stays open: the handlers answer for themselves.
+    assert_eq!(nobody.get_text(&url("/healthz")).expect("GET").0, 200);
+    assert_eq!(nobody.get_text(&url("/metrics")).expect("GET").0, 200);
+    let (status, body) = nobody
+        .post_bytes(&url("/api/v1/enroll"), b"{}".to_vec())
+        .expect("POST enroll");
+    assert_ne!(status, 200);
+    assert!(
+        !body.contains("user token"),
+        "enrollment is not behind sign-in: {body}"
+    );
+    let bogus = sunlight_tests::http::Client::new();
+    bogus.set_bearer(&format!("slt_{}", "0".repeat(64)));
+    let (status, body) = bogus.get_text(&url("/api/v1/cases")).expect("GET");
+    assert_eq!(status, 401, "{body}");
+
+    // A supervisor reads everything; a technician the fleet only; a head no county-wide query.
+    let supervisor = api_client(&hub, "jiancha");
+    for path in [
+        "/api/v1/cases",
+        "/api/v1/events?kind=punch",
+        "/api/v1/devices",
+        "/api/v1/cameras",
+    ] {
+        assert_eq!(
+            supervisor.get_text(&url(path)).expect("GET").0,
+            200,
+            "{path}"
+        );
+    }
+    let tech = api_client(&hub, "yunwei");
+    for (path, status) in [
+        ("/api/v1/devices", 200),
+        ("/api/v1/alarms", 200),
+        ("/api/v1/cameras", 200),
+        ("/api/v1/cases", 403),
+        ("/api/v1/events?kind=punch", 403),
+        ("/api/v1/attendance/board", 403),
+    ] {
+        assert_eq!(
+            tech.get_text(&url(path)).expect("GET").0,
+            status,
+            "technician {path}"
+        );
+    }
+    let (status, _) = tech
+        .post_json(&url("/api/v1/roster/push"), &serde_json::json!({"site": A}))
+        .expect("POST");
+    assert_eq!(status, 403);
+    let head = api_client(&hub, "shangshi");
+    for path in [
+        "/api/v1/cases",
+        "/api/v1/devices",
+        "/api/v1/attendance/board",
+        "/api/v1/cameras",
+    ] {
+        let (status, body) = head.get_text(&url(path)).expect("GET");
+        assert_eq!(status, 403, "head {path}: {body}");
+        assert_no_leak("the head of A", path, &body, &B_ONLY);
+    }
+    // A head sees their own site's pictures, and another site's as if they did not exist.
+    let sha_a = picture_of(&hub, "win-mz-1");
+    let (status, ctype, _) = head
+        .get_full(&url(&format!("/api/v1/blobs/{sha_a}?thumb=1")))
+        .expect("GET");
+    assert_eq!((status, ctype.as_str()), (200, "image/jpeg"));
+    assert_eq!(
+        head.get_text(&url(&format!("/api/v1/blobs/{sha_b}")))
+            .expect("GET")
+            .0,
+        404
+    );
+
+    // A revoked token stops working at once.
+    let out = std::process::Command::new(sunlight_tests::bin("sunlight-hub"))
+        .args(["user", "tokens", "--data-dir"])
+        .arg(&hub.dir)
+        .output()
+        .expect("user tokens");
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !listing.contains("slt_"),
+        "tokens are never shown again: {listing}"
+    );
+    let id = listing
+        .lines()
+        .find(|l| l.split('\t').nth(1) == Some("jiancha"))
+        .and_then(|l| l.split('\t').next())
+        .expect("the supervisor's token is listed")
+        .to_owned();
+    let out = std::process::Command::new(sunlight_tests::bin("sunlight-hub"))
+        .args(["user", "revoke-token", "--id", &id, "--data-dir"])
+        .arg(&hub.dir)
+        .output()
+        .expect("user revoke-token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        supervisor.get_text(&url("/api/v1/cases")).expect("GET").0,
+        401
+    );
+    let audit: i64 = rusqlite::Connection::open(hub.dir.join("hub.db"))
+        .expect("store")
+        .query_row(
+            "SELECT count(*) FROM audit WHERE action IN ('api_token.add', 'api_token.revoke')",
+            [],
+            |r| r.get(0),
+        )
+        .expect("audit");
+    assert!(
+        audit >= 4,
+        "token creation and revocation are audited ({audit})"
+    );
+
+    // A dashboard session works too; changing something with it needs the CSRF header.
+    let mut b = Browser::signed_in(&hub, "jiancha");
+    assert_eq!(b.get("/api/v1/devices").status, 200);
+    let r = b.post("/api/v1/roster/push", &[]);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("X-CSRF-Token"), "{}", r.body);
+    let mut head_session = Browser::signed_in(&hub, "shangshi");
+    assert_eq!(head_session.get("/api/v1/cases").status, 403);
+}
+
+#[test]
+fn the_snapshots_wall_shows_each_camera_in_scope_and_asks_for_a_new_picture() {
+    let dir = scratch("dashboard-wall");
+    let hub = hub_with_data(&dir);
+    let sha_a = picture_of(&hub, "win-mz-1");
+    let mut sup = Browser::signed_in(&hub, "jiancha");
+    let wall = sup.get("/wall");
+    assert_eq!(wall.status, 200);
+    for cam in ["win-mz-1", "LS-CAM-SECRET"] {
+        assert!(wall.body.contains(cam), "the wall shows {cam}");
+    }
+    assert!(
+        wall.body
+            .contains(&format!("/api/v1/blobs/{sha_a}?thumb=1"))
+    );
+    // Its thumbnail is served to the signed-in browser (the session cookie).
+    let thumb = sup.get(&format!("/api/v1/blobs/{sha_a}?thumb=1"));
+    assert_eq!(thumb.status, 200);
+    // The history strip of the day.
+    let strip = sup.get(&format!("/wall/{A}/win-mz-1?date={TODAY}"));
+    assert!(strip.body.contains("09:30:00") && strip.body.contains("定时"));
+    assert_eq!(
+        sup.get(&format!("/wall/{A}/win-mz-1?date=11-04")).status,
+        422
+    );
+
+    // "Snapshot now": needs the form's token; the box is not online here, so the wall says the
+    // command is out and waits for it, refreshing itself.
+    let token = wall.csrf().expect("token");
+    let r = sup.post(
+        "/wall/snapshot",
+        &[("csrf", "wrong"), ("site", A), ("camera", "win-mz-1")],
+    );
+    assert_eq!(r.status, 403);
+    let r = sup.post(
+        "/wall/snapshot",
+        &[("csrf", &token), ("site", A), ("camera", "win-mz-1")],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let back = r.location().expect("back to the wall").to_owned();
+    assert!(back.contains("outcome=waiting"), "{back}");
+    let waiting = sup.get(&back);
+    assert!(waiting.body.contains("抓拍指令已发出"), "{}", waiting.body);
+    assert!(
+        waiting.body.contains("content=\"10\""),
+        "refreshes every 10 s"
+    );
+    let commands: i64 = rusqlite::Connection::open(hub.dir.join("hub.db"))
+        .expect("store")
+        .query_row(
+            "SELECT count(*) FROM commands WHERE kind = 'snapshot' AND site = ?1",
+            [A],
+            |r| r.get(0),
+        )
+        .expect("commands");
+    assert_eq!(commands, 1, "one command for A's box");
+
+    // A head: their cameras only, never B's, not even by a direct link or a forged form.
+    let mut head = Browser::signed_in(&hub, "shangshi");
+    let wall = head.get("/wall");
+    assert!(wall.body.contains("win-mz-1"));
+    assert_no_leak("the head of A", "/wall", &wall.body, &B_ONLY);
+    assert_eq!(head.get(&format!("/wall?site={B}")).status, 403);
+    assert_eq!(head.get(&format!("/wall/{B}/LS-CAM-SECRET")).status, 403);
+    let token = wall.csrf().expect("token");
+    let r = head.post(
+        "/wall/snapshot",
+        &[("csrf", &token), ("site", B), ("camera", "LS-CAM-SECRET")],
+    );
+    assert_eq!(r.status, 403);
+    let sha_b = picture_of(&hub, "LS-CAM-SECRET");
+    assert_eq!(
+        head.get(&format!("/api/v1/blobs/{sha_b}?thumb=1")).status,
+        404
+    );
+    assert_eq!(head.get(&format!("/api/v1/blobs/{sha_a}")).status, 200);
+}
+
+#[test]
+fn the_fleet_page_shows_open_problems_and_the_backlog_trend() {
+    let dir = scratch("dashboard-fleet");
+    let hub = hub_with_data(&dir);
+    let mut tech = Browser::signed_in(&hub, "yunwei");
+    // The watcher looks at the fleet when the hub starts: B's disk is 96% full and its backlog only
+    // grew for two hours.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let fleet = loop {
+        let page = tech.get("/fleet");
+        if page.body.contains("积压持续增长") || std::time::Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(fleet.body.contains("当前问题"), "{}", fleet.body);
+    assert!(fleet.body.contains("磁盘将满") && fleet.body.contains("积压持续增长"));
+    assert!(fleet.body.contains("<polyline"), "a backlog line per box");
+    // Raised once each, as alarms of box-lishan, however often the watcher looks.
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("store");
+    let alarms: Vec<(String, String)> = conn
+        .prepare("SELECT device, kind FROM alarms WHERE kind IN ('disk_full', 'backlog_growing', 'offline', 'clock_skew') ORDER BY kind")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("alarms");
+    assert_eq!(
+        alarms,
+        vec![
+            ("box-lishan".to_owned(), "backlog_growing".to_owned()),
+            ("box-lishan".to_owned(), "disk_full".to_owned())
+        ]
+    );
+    // A head of A sees neither B's problems nor its box.
+    let mut head = Browser::signed_in(&hub, "shangshi");
+    let page = head.get("/fleet");
+    assert_no_leak("the head of A", "/fleet", &page.body, &B_ONLY);
+    assert!(!page.body.contains("磁盘将满"));
 }

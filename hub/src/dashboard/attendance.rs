@@ -229,6 +229,7 @@ pub async fn board(
                             html::offset(Some(o))
                         ));
                     }
+                    s.push_str(&punch_photo(l, p.photo.as_deref()));
                     s
                 })
                 .collect();
@@ -503,6 +504,7 @@ pub async fn staff(
                 if p.makeup {
                     s.push_str(l.t("（补卡）", " (make-up)"));
                 }
+                s.push_str(&punch_photo(l, p.photo.as_deref()));
                 s
             })
             .collect();
@@ -776,5 +778,17 @@ pub async fn decide(
         }
         Ok(Err(e)) => super::message_page(StatusCode::INTERNAL_SERVER_ERROR, l, &e.to_string()),
         Err(r) => r,
+    }
+}
+
+/// The punch photo (拍照刷卡考勤) next to its punch: a small thumbnail opening the picture.
+fn punch_photo(l: Lang, url: Option<&str>) -> String {
+    match url {
+        Some(u) => format!(
+            " <a href=\"{u}\" target=\"_blank\" rel=\"noopener\"><img src=\"{u}?thumb=1\" alt=\"{alt}\" style=\"height:36px;vertical-align:middle;border-radius:2px\" loading=\"lazy\"></a>",
+            u = esc(u),
+            alt = l.t("打卡照片", "punch photo"),
+        ),
+        None => String::new(),
     }
 }

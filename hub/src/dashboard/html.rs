@@ -46,7 +46,7 @@ pub fn url(value: &str) -> String {
 }
 
 /// The menu entries: (path, zh, en, who sees it).
-const MENU: [(&str, &str, &str, &[Role]); 6] = [
+const MENU: [(&str, &str, &str, &[Role]); 7] = [
     (
         "/",
         "总览",
@@ -75,6 +75,12 @@ const MENU: [(&str, &str, &str, &[Role]); 6] = [
         "/fleet",
         "设备",
         "Fleet",
+        &[Role::Supervisor, Role::Head, Role::Technician, Role::Admin],
+    ),
+    (
+        "/wall",
+        "抓拍",
+        "Snapshots",
         &[Role::Supervisor, Role::Head, Role::Technician, Role::Admin],
     ),
     ("/admin/users", "账号", "Accounts", &[Role::Admin]),

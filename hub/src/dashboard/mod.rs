@@ -19,6 +19,7 @@ mod fleet;
 pub mod html;
 pub mod limiter;
 mod overview;
+mod wall;
 mod warnings;
 
 use crate::web::{ApiState, read, write};
@@ -79,6 +80,9 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route("/attendance/makeups", get(attendance::makeups))
         .route("/attendance/makeups/{id}", post(attendance::decide))
         .route("/fleet", get(fleet::page))
+        .route("/wall", get(wall::page))
+        .route("/wall/snapshot", post(wall::snapshot))
+        .route("/wall/{site}/{camera}", get(wall::history))
         .route("/admin/users", get(admin::users).post(admin::add_user))
         .route("/admin/users/{id}", post(admin::set_disabled))
         .layer(axum::middleware::map_response(security_headers))

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use sha2::Digest;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -27,13 +28,20 @@ pub const TODAY: &str = "2025-11-04";
 pub const PASSWORD: &str = "correct-horse-battery";
 
 /// Strings that exist only in B's data: a user scoped to A must never see any of them.
-pub const B_ONLY: [&str; 6] = [
+pub const B_ONLY: [&str; 7] = [
     B,
     "box-lishan",
     "LS-SECRET-01",
     "LS-SECRET-02",
     "陈秘密",
     "L611",
+    "LS-CAM-SECRET",
+];
+
+/// The cameras of the two townships: (site, box, camera).
+pub const CAMERAS: [(&str, &str, &str); 2] = [
+    (A, "box-shangshi", "win-mz-1"),
+    (B, "box-lishan", "LS-CAM-SECRET"),
 ];
 /// Strings of A's 林业站 only: the chief of A's 民政办 must not see them.
 pub const A_FORESTRY_ONLY: [&str; 3] = ["SS-0002", "赵林", "林业站"];
@@ -307,8 +315,58 @@ role = "A"
         let tx = w.transaction().expect("tx");
         store::tx::record_health(&tx, id, health).expect("health");
         store::tx::touch_device(&tx, id, store::now_ms()).expect("seen");
+        // The last two hours of health samples, every 10 minutes: B's backlog only grows and its
+        // disk is 96% full (both fleet alarms); A's backlog goes up and down to nothing.
+        let now = chrono::Utc::now();
+        for i in 0..13i64 {
+            let at = (now - chrono::Duration::minutes(120 - i * 10)).to_rfc3339();
+            let (backlog, free, total) = if site == B {
+                (10 + i * 40, 800_000_000i64, 20_000_000_000i64)
+            } else {
+                (
+                    [0, 12, 3, 0][(i % 4) as usize],
+                    21_000_000_000,
+                    64_000_000_000,
+                )
+            };
+            let sample = serde_json::json!({"cpu": 5.0, "mem": 1, "disk_free": free, "disk_total": total,
+                "uptime": 1, "backlog_events": backlog, "backlog_bytes": 0, "version": "0.1.0"});
+            sunlight_hub::fleet::record_health(&tx, id, site, device, &at, &sample.to_string())
+                .expect("health sample");
+        }
         tx.commit().expect("commit");
     }
+    // One picture per camera, taken on the simulated day, with the image in the blob store.
+    let blobs = sunlight_hub::blobs::LocalDir::new(db.parent().expect("data dir").join("blobs"))
+        .expect("blob dir");
+    let tx = w.transaction().expect("tx");
+    for (n, (site, device, camera)) in CAMERAS.into_iter().enumerate() {
+        let jpeg = sunlight_agent::capture::camera::jpeg::generate(640, 360, n as u64, camera);
+        let sha = hex::encode(sha2::Sha256::digest(&jpeg));
+        sunlight_hub::blobs::BlobStore::put(&blobs, &sha, &jpeg).expect("image stored");
+        tx.execute(
+            "INSERT INTO blobs (sha256, site, device, bytes, received_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![sha, site, device, jpeg.len() as i64, store::now_ms()],
+        )
+        .expect("blob row");
+        let body = serde_json::json!({"camera_id": camera, "sha256": sha, "bytes": jpeg.len(),
+            "width": 640, "height": 360, "taken_at": format!("{TODAY}T09:30:00+08:00"), "trigger": "schedule"});
+        sunlight_hub::blobs::apply_snapshot(&tx, site, device, &body.to_string())
+            .expect("snapshot");
+    }
+    tx.commit().expect("commit");
+}
+
+/// The SHA-256 of a camera's picture in the fixture.
+pub fn picture_of(hub: &Hub, camera: &str) -> String {
+    rusqlite::Connection::open(hub.dir.join("hub.db"))
+        .expect("store")
+        .query_row(
+            "SELECT sha256 FROM snapshots WHERE camera_id = ?1",
+            [camera],
+            |r| r.get(0),
+        )
+        .expect("a picture of the camera")
 }
 
 /// `sunlight-hub user add`, the password on standard input: (success, stdout + stderr).
