@@ -413,11 +413,7 @@ pub fn compute(
     let sites = sites(conn, scope)?;
     let mut rows: BTreeMap<(String, String), UnitRow> = BTreeMap::new();
     // The row of a (site, unit), made on first use.
-    fn row<'a>(
-        rows: &'a mut BTreeMap<(String, String), UnitRow>,
-        s: String,
-        u: String,
-    ) -> &'a mut UnitRow {
+    fn row(rows: &mut BTreeMap<(String, String), UnitRow>, s: String, u: String) -> &mut UnitRow {
         rows.entry((s.clone(), u.clone()))
             .or_insert_with(|| UnitRow {
                 site: s,
@@ -543,7 +539,7 @@ pub fn compute(
         let (units, people) =
             att::units_range(conn, office, cal, s, period.from, period.to, today)?;
         for u in units {
-            if !unit.is_none_or(|x| x == u.unit) {
+            if unit.is_some_and(|x| x != u.unit) {
                 continue;
             }
             if u.staff > 0 {

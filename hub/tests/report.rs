@@ -500,13 +500,12 @@ fn fixture() -> Fixture {
                 "from": from, "to": to, "note_ref": note});
             att::apply_duty(tx, A, "2025-11-01T09:00:00+08:00", &body.to_string())?;
         }
-        for (staff, leader, unit, day) in [
-            ("", "L01", "民政办", "2025-11-05"),
-            ("", "L01", "民政办", "2025-11-19"),
-            ("", "L03", "社保所", "2025-11-12"),
-            ("", "L01", "民政办", "2025-12-03"),
+        for (leader, unit, day) in [
+            ("L01", "民政办", "2025-11-05"),
+            ("L01", "民政办", "2025-11-19"),
+            ("L03", "社保所", "2025-11-12"),
+            ("L01", "民政办", "2025-12-03"),
         ] {
-            let _ = staff;
             let body = serde_json::json!({"leader_id": leader, "unit": unit, "findings": []});
             att::apply_patrol(tx, A, &at(day, "10:00"), &body.to_string())?;
         }
