@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod notify;
 pub mod oversight;
+pub mod report;
 pub mod store;
 pub mod supervise;
 pub mod web;

@@ -64,6 +64,8 @@ pub fn router(state: ApiState) -> Router {
             get(attendance_staff),
         )
         .route("/api/v1/attendance/units", get(attendance_units))
+        .route("/api/v1/reports/monthly", get(report_monthly))
+        .route("/api/v1/reports/weekly", get(report_weekly))
         .route("/api/v1/attendance/patrols", get(attendance_patrols))
         .route("/api/v1/attendance/leave", get(attendance_leave))
         .route(
@@ -846,6 +848,75 @@ async fn attendance_leave(
     {
         Ok(Some(l)) => axum::Json(json!({ "month": month, "leave": l })).into_response(),
         Ok(None) => bad_month(&month),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    month: Option<String>,
+    week: Option<String>,
+    site: Option<String>,
+    unit: Option<String>,
+}
+
+/// `GET /api/v1/reports/monthly?month=YYYY-MM&site=&unit=`: the monthly window work report
+/// (OVERSIGHT.md §5) as JSON; the last full month by default, the whole county without `site`.
+async fn report_monthly(State(state): State<ApiState>, Query(q): Query<ReportQuery>) -> Response {
+    if q.week.is_some() {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "week is for /api/v1/reports/weekly",
+        );
+    }
+    let today = state.sup.clock.today();
+    let period = match q.month.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        None => Ok(crate::report::Period::last_month(today)),
+        Some(m) => crate::report::Period::month(m),
+    };
+    report_json(state, period, q).await
+}
+
+/// `GET /api/v1/reports/weekly?week=YYYY-Www&site=&unit=`: the weekly summary (the same figures
+/// for an ISO week); the last full week by default.
+async fn report_weekly(State(state): State<ApiState>, Query(q): Query<ReportQuery>) -> Response {
+    if q.month.is_some() {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "month is for /api/v1/reports/monthly",
+        );
+    }
+    let today = state.sup.clock.today();
+    let period = match q.week.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        None => Ok(crate::report::Period::last_week(today)),
+        Some(w) => crate::report::Period::week(w),
+    };
+    report_json(state, period, q).await
+}
+
+async fn report_json(
+    state: ApiState,
+    period: Result<crate::report::Period, String>,
+    q: ReportQuery,
+) -> Response {
+    let period = match period {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    let nonempty = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let scope = crate::report::ReportScope {
+        site: nonempty(q.site),
+        unit: nonempty(q.unit),
+    };
+    let sup = state.sup.clone();
+    let today = sup.clock.today();
+    match read(&state, move |r| {
+        r.run(|c| crate::report::compute(c, &sup.office, &sup.calendar, &scope, &period, today))
+    })
+    .await
+    {
+        Ok(report) => axum::Json(report).into_response(),
         Err(r) => r,
     }
 }

@@ -46,7 +46,7 @@ pub fn url(value: &str) -> String {
 }
 
 /// The menu entries: (path, zh, en, who sees it).
-const MENU: [(&str, &str, &str, &[Role]); 7] = [
+const MENU: [(&str, &str, &str, &[Role]); 8] = [
     (
         "/",
         "总览",
@@ -69,6 +69,12 @@ const MENU: [(&str, &str, &str, &[Role]); 7] = [
         "/attendance",
         "考勤",
         "Attendance",
+        &[Role::Supervisor, Role::Head, Role::Admin],
+    ),
+    (
+        "/reports",
+        "报表",
+        "Reports",
         &[Role::Supervisor, Role::Head, Role::Admin],
     ),
     (

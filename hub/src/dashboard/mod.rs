@@ -6,7 +6,7 @@
 //! queries themselves (a head sees their site, or one unit of it), never only in the menu. Every
 //! form that changes something carries the session's CSRF token, checked on POST. Pages are built
 //! by the modules below from the store's own queries: `overview`, `warnings`, `cases`,
-//! `attendance`, `fleet`, and `admin` (accounts).
+//! `attendance`, `report` (the monthly report and its exports), `fleet`, and `admin` (accounts).
 
 // Page helpers return the finished error page as their `Err`: one per request, never hot.
 #![allow(clippy::result_large_err)]
@@ -19,6 +19,7 @@ mod fleet;
 pub mod html;
 pub mod limiter;
 mod overview;
+pub mod report;
 mod wall;
 mod warnings;
 
@@ -79,6 +80,8 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         )
         .route("/attendance/makeups", get(attendance::makeups))
         .route("/attendance/makeups/{id}", post(attendance::decide))
+        .route("/reports", get(report::page))
+        .route("/reports/{file}", get(report::export_file))
         .route("/fleet", get(fleet::page))
         .route("/wall", get(wall::page))
         .route("/wall/snapshot", post(wall::snapshot))

@@ -912,20 +912,69 @@ pub fn units_month(
     let Some((first, last)) = month_range(month) else {
         return Ok(None);
     };
+    Ok(Some(
+        units_range(conn, office, cal, site, first, last, today)?.0,
+    ))
+}
+
+/// One clerk's totals over a range of days (the monthly report ranks clerks with them).
+#[derive(Debug, Clone, Serialize)]
+pub struct StaffTotals {
+    pub staff_id: String,
+    pub name: String,
+    pub unit: String,
+    pub window: String,
+    pub role: String,
+    pub totals: Totals,
+}
+
+impl Totals {
+    fn merge(&mut self, o: &Totals) {
+        self.on_time += o.on_time;
+        self.late += o.late;
+        self.left_early += o.left_early;
+        self.absent += o.absent;
+        self.on_leave += o.on_leave;
+        self.makeups += o.makeups;
+    }
+}
+
+/// [`units_month`] over any range of days (`first..=last`, judged up to `today`), with each
+/// clerk's own totals.
+pub fn units_range(
+    conn: &Connection,
+    office: &Office,
+    cal: &Calendar,
+    site: &str,
+    first: NaiveDate,
+    last: NaiveDate,
+    today: NaiveDate,
+) -> rusqlite::Result<(Vec<UnitMonth>, Vec<StaffTotals>)> {
     let staff = roster(conn, Some(site), false)?;
     let facts = facts(conn, site, first, last)?;
     let mut units: BTreeMap<String, UnitMonth> = BTreeMap::new();
+    let mut people = Vec::with_capacity(staff.len());
     for s in &staff {
         let u = units.entry(s.unit.clone()).or_insert_with(|| UnitMonth {
             unit: s.unit.clone(),
             ..Default::default()
         });
         u.staff += 1;
+        let mut mine = Totals::default();
         for day in days(first, last, today) {
             let (verdicts, punches) = facts.judge(office, cal, &s.staff_id, day);
-            verdicts.iter().for_each(|(_, v)| u.totals.add(*v));
-            u.totals.makeups += punches.iter().filter(|p| p.makeup).count() as u32;
+            verdicts.iter().for_each(|(_, v)| mine.add(*v));
+            mine.makeups += punches.iter().filter(|p| p.makeup).count() as u32;
         }
+        u.totals.merge(&mine);
+        people.push(StaffTotals {
+            staff_id: s.staff_id.clone(),
+            name: s.name.clone(),
+            unit: s.unit.clone(),
+            window: s.window.clone(),
+            role: s.role.clone(),
+            totals: mine,
+        });
     }
     for day in days(first, last, today) {
         for w in windows_on(&staff, &facts, office, cal, day) {
@@ -978,7 +1027,7 @@ pub fn units_month(
             );
         }
     }
-    Ok(Some(units.into_values().collect()))
+    Ok((units.into_values().collect(), people))
 }
 
 fn windows_on(
