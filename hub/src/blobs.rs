@@ -793,17 +793,70 @@ pub async fn request_snapshot(
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_local_store_is_idempotent_and_removes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalDir::new(dir.path().to_path_buf()).unwrap();
+    /// A blob store for one test, with what it needs kept alive: a local directory, or a bucket
+    /// on an S3-compatible server (moto) started for the test on a free port. Every test below
+    /// runs against both.
+    struct TestStore {
+        store: Box<dyn BlobStore>,
+        dir: tempfile::TempDir,
+        _s3: Option<(crate::s3::testing::Moto, tokio::runtime::Runtime)>,
+    }
+
+    impl TestStore {
+        fn local() -> TestStore {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Box::new(LocalDir::new(dir.path().join("blobs")).unwrap());
+            TestStore {
+                store,
+                dir,
+                _s3: None,
+            }
+        }
+
+        fn s3() -> TestStore {
+            let dir = tempfile::tempdir().unwrap();
+            let moto = crate::s3::testing::Moto::start();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let store = runtime.block_on(moto.store("snapshots", runtime.handle().clone()));
+            TestStore {
+                store: Box::new(store),
+                dir,
+                _s3: Some((moto, runtime)),
+            }
+        }
+    }
+
+    fn the_store_is_idempotent_and_removes(store: &dyn BlobStore) {
         let sha = hex::encode(Sha256::digest(b"x"));
-        assert!(store.put(&sha, b"x").unwrap());
-        assert!(!store.put(&sha, b"x").unwrap());
-        assert_eq!(store.get(&sha).unwrap().as_deref(), Some(&b"x"[..]));
-        assert!(store.remove(&sha).unwrap());
         assert!(!store.has(&sha));
         assert_eq!(store.get(&sha).unwrap(), None);
+        assert!(store.put(&sha, b"x").unwrap());
+        assert!(store.has(&sha));
+        assert!(!store.put(&sha, b"x").unwrap(), "a second put is a no-op");
+        assert_eq!(store.get(&sha).unwrap().as_deref(), Some(&b"x"[..]));
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let big_sha = hex::encode(Sha256::digest(&big));
+        assert!(store.put(&big_sha, &big).unwrap());
+        assert_eq!(store.get(&big_sha).unwrap().unwrap(), big);
+        assert!(store.remove(&sha).unwrap());
+        assert!(!store.remove(&sha).unwrap(), "already gone");
+        assert!(!store.has(&sha));
+        assert_eq!(store.get(&sha).unwrap(), None);
+        assert!(store.has(&big_sha), "only that one removed");
+    }
+
+    #[test]
+    fn the_local_store_is_idempotent_and_removes() {
+        the_store_is_idempotent_and_removes(TestStore::local().store.as_ref());
+    }
+
+    #[test]
+    fn the_s3_store_is_idempotent_and_removes() {
+        the_store_is_idempotent_and_removes(TestStore::s3().store.as_ref());
     }
 
     /// A colour JPEG of `width`×`height` (a gradient), as a camera would send.
@@ -827,12 +880,19 @@ mod tests {
 
     #[test]
     fn a_thumbnail_is_320_wide_made_once_and_kept_under_its_own_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalDir::new(dir.path().to_path_buf()).unwrap();
+        thumbnails_are_made_once_and_kept(TestStore::local().store.as_ref());
+    }
+
+    #[test]
+    fn a_thumbnail_is_kept_in_the_s3_store() {
+        thumbnails_are_made_once_and_kept(TestStore::s3().store.as_ref());
+    }
+
+    fn thumbnails_are_made_once_and_kept(store: &dyn BlobStore) {
         let image = camera_jpeg(1280, 720);
         let sha = hex::encode(Sha256::digest(&image));
         store.put(&sha, &image).unwrap();
-        let thumb = thumbnail(&store, &sha).unwrap();
+        let thumb = thumbnail(store, &sha).unwrap();
         assert!(thumb.starts_with(&[0xFF, 0xD8, 0xFF]));
         assert_eq!(dimensions(&thumb), (320, 180));
         assert!(thumb.len() < image.len() / 4, "{} bytes", thumb.len());
@@ -845,7 +905,7 @@ mod tests {
         // The second request is answered from the store: a thumbnail stored there is what comes back.
         store.remove(&key).unwrap();
         store.put(&key, b"\xFF\xD8\xFFcached").unwrap();
-        assert_eq!(thumbnail(&store, &sha).unwrap(), b"\xFF\xD8\xFFcached");
+        assert_eq!(thumbnail(store, &sha).unwrap(), b"\xFF\xD8\xFFcached");
         // A grey picture stays grey; a tall one keeps its proportions.
         let grey = {
             let img = image::GrayImage::from_fn(640, 960, |x, _| image::Luma([(x % 256) as u8]));
@@ -861,21 +921,28 @@ mod tests {
         let small = camera_jpeg(320, 240);
         let small_sha = hex::encode(Sha256::digest(&small));
         store.put(&small_sha, &small).unwrap();
-        assert_eq!(thumbnail(&store, &small_sha).unwrap(), small);
+        assert_eq!(thumbnail(store, &small_sha).unwrap(), small);
         assert!(!store.has(&thumb_key(&small_sha)));
     }
 
     #[test]
     fn a_bad_image_or_a_missing_one_has_no_thumbnail_and_says_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalDir::new(dir.path().to_path_buf()).unwrap();
+        bad_or_missing_images_have_no_thumbnail(TestStore::local().store.as_ref());
+    }
+
+    #[test]
+    fn a_bad_image_in_the_s3_store_has_no_thumbnail() {
+        bad_or_missing_images_have_no_thumbnail(TestStore::s3().store.as_ref());
+    }
+
+    fn bad_or_missing_images_have_no_thumbnail(store: &dyn BlobStore) {
         // JPEG magic, then nothing a decoder can read.
         let mut junk = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
         junk.extend(b"JFIF\0");
         junk.extend(std::iter::repeat_n(7u8, 2000));
         let sha = hex::encode(Sha256::digest(&junk));
         store.put(&sha, &junk).unwrap();
-        let e = thumbnail(&store, &sha).unwrap_err();
+        let e = thumbnail(store, &sha).unwrap_err();
         assert!(matches!(e, ThumbError::BadImage(_)), "{e}");
         assert!(
             e.to_string()
@@ -899,16 +966,24 @@ mod tests {
         assert!(e.to_string().contains("65535×65535 pixels"), "{e}");
         let missing = hex::encode(Sha256::digest(b"never uploaded"));
         assert!(matches!(
-            thumbnail(&store, &missing),
+            thumbnail(store, &missing),
             Err(ThumbError::NotFound)
         ));
     }
 
     #[test]
     fn retention_removes_old_images_per_site_and_reports_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = LocalDir::new(dir.path().join("blobs")).unwrap();
-        let mut w = Writer::open(&dir.path().join("hub.db")).unwrap();
+        retention_removes_old_images(TestStore::local());
+    }
+
+    #[test]
+    fn retention_removes_old_images_from_the_s3_store() {
+        retention_removes_old_images(TestStore::s3());
+    }
+
+    fn retention_removes_old_images(test: TestStore) {
+        let blobs = test.store.as_ref();
+        let mut w = Writer::open(&test.dir.path().join("hub.db")).unwrap();
         let now = store::now_ms();
         let day = 86_400_000;
         let mut put = |site: &str, age_days: i64, content: &[u8]| {
@@ -929,15 +1004,16 @@ mod tests {
         let config = crate::config::BlobConfig {
             retention_days: 30,
             retention_by_site: [("b".to_owned(), 60)].into_iter().collect(),
+            ..Default::default()
         };
         // Thumbnails go with their image.
         blobs.put(&thumb_key(&old_a), b"thumb a").unwrap();
         blobs.put(&thumb_key(&new_a), b"thumb new a").unwrap();
-        let report = w.run(|tx| clean(tx, &blobs, &config, now)).unwrap();
+        let report = w.run(|tx| clean(tx, blobs, &config, now)).unwrap();
         assert_eq!(report, vec![("a".to_owned(), 1, 5)]);
         assert!(!blobs.has(&old_a) && blobs.has(&new_a) && blobs.has(&old_b));
         assert!(!blobs.has(&thumb_key(&old_a)) && blobs.has(&thumb_key(&new_a)));
-        let again = w.run(|tx| clean(tx, &blobs, &config, now)).unwrap();
+        let again = w.run(|tx| clean(tx, blobs, &config, now)).unwrap();
         assert!(again.is_empty());
     }
 }

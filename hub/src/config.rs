@@ -45,13 +45,17 @@ impl Default for FleetConfig {
     }
 }
 
-/// Snapshot images at the hub: how long they are kept (seeds 002/003: 10–30 days).
+/// Snapshot images at the hub: how long they are kept (seeds 002/003: 10–30 days) and where.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlobConfig {
     pub retention_days: u32,
     /// Site id → days, for sites kept longer or shorter.
     pub retention_by_site: std::collections::BTreeMap<String, u32>,
+    /// `local` (files under the data directory, the default) or `s3` (the `[blobs.s3]` bucket).
+    pub store: BlobStoreKind,
+    /// An S3-compatible bucket (MinIO, Ceph RGW, ...): used when `store = "s3"`.
+    pub s3: Option<S3Config>,
 }
 
 impl Default for BlobConfig {
@@ -59,8 +63,62 @@ impl Default for BlobConfig {
         BlobConfig {
             retention_days: 30,
             retention_by_site: Default::default(),
+            store: BlobStoreKind::Local,
+            s3: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobStoreKind {
+    Local,
+    S3,
+}
+
+/// `[blobs.s3]`: where the images go when `store = "s3"` (decision 0010).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The S3 API's base URL, e.g. `http://minio.county:9000` (`https://` with `ca_file` for a
+    /// certificate of the county CA).
+    pub endpoint: String,
+    pub bucket: String,
+    /// Signed into every request; MinIO and Ceph accept any region they are configured with
+    /// (default `us-east-1`).
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Put before every key, e.g. `sunlight/` (default none).
+    #[serde(default)]
+    pub prefix: String,
+    pub access_key: String,
+    /// The secret key in a file of its own (its first line; keep it `chmod 600`), or...
+    #[serde(default)]
+    pub secret_key_file: Option<std::path::PathBuf>,
+    /// ...in this file (then keep hub.toml itself `chmod 600`).
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// `http://host/bucket/key` (true, the default: MinIO, Ceph) or `http://bucket.host/key`.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// The CA that signed the endpoint's certificate, PEM, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Each request to the store may take this long.
+    #[serde(default = "default_s3_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_s3_timeout() -> u64 {
+    30
 }
 
 impl BlobConfig {
@@ -450,6 +508,33 @@ impl HubConfig {
             return Err(format!("notify.webhook.url {:?} must be http(s)://", w.url));
         }
         crate::oversight::attendance::Office::from_config(&self.attendance)?;
+        match (&self.blobs.store, &self.blobs.s3) {
+            (BlobStoreKind::S3, None) => {
+                return Err(
+                    "blobs.store = \"s3\" needs a [blobs.s3] section (endpoint, bucket, access_key, secret_key_file)".into(),
+                );
+            }
+            (_, Some(s3)) => {
+                if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+                    return Err(format!(
+                        "blobs.s3.endpoint {:?} must be http(s)://, e.g. \"http://minio.county:9000\"",
+                        s3.endpoint
+                    ));
+                }
+                if s3.bucket.trim().is_empty() || s3.access_key.trim().is_empty() {
+                    return Err("blobs.s3.bucket and blobs.s3.access_key must not be empty".into());
+                }
+                if s3.secret_key.is_some() == s3.secret_key_file.is_some() {
+                    return Err(
+                        "blobs.s3: give the secret key in secret_key_file (or secret_key), one of the two".into(),
+                    );
+                }
+                if s3.timeout_secs == 0 {
+                    return Err("blobs.s3.timeout_secs must be at least 1".into());
+                }
+            }
+            (BlobStoreKind::Local, None) => {}
+        }
         let c = &self.complaints;
         if !(c.investigate_working_days <= c.handle_working_days
             && c.handle_working_days <= c.feedback_working_days)
@@ -504,6 +589,33 @@ mod tests {
         assert_eq!(config.pauses.limit_for("鉴定"), 30);
         assert_eq!(config.fleet.offline_after_min, 30);
         assert!(config.contacts.iter().any(|c| c.role == Role::Technician));
+        assert_eq!(config.blobs.store, BlobStoreKind::Local);
+        let s3 = config.blobs.s3.unwrap();
+        assert_eq!(s3.bucket, "sunlight-snapshots");
+        assert!(s3.path_style && s3.secret_key_file.is_some() && s3.ca_file.is_some());
+    }
+
+    #[test]
+    fn an_s3_store_needs_its_section_and_one_secret() {
+        let e = HubConfig::parse("[blobs]\nstore = \"s3\"").unwrap_err();
+        assert!(e.contains("[blobs.s3]"), "{e}");
+        let e = HubConfig::parse("[blobs]\nstore = \"ftp\"").unwrap_err();
+        assert!(e.contains("ftp"), "{e}");
+        let section = "[blobs]\nstore = \"s3\"\n[blobs.s3]\nbucket = \"b\"\naccess_key = \"k\"\n";
+        let e = HubConfig::parse(&format!(
+            "{section}endpoint = \"minio:9000\"\nsecret_key = \"s\""
+        ))
+        .unwrap_err();
+        assert!(e.contains("blobs.s3.endpoint"), "{e}");
+        let e =
+            HubConfig::parse(&format!("{section}endpoint = \"http://minio:9000\"")).unwrap_err();
+        assert!(e.contains("secret_key_file"), "{e}");
+        let c = HubConfig::parse(&format!(
+            "{section}endpoint = \"http://minio:9000\"\nsecret_key = \"s\""
+        ))
+        .unwrap();
+        let s3 = c.blobs.s3.unwrap();
+        assert_eq!((s3.region.as_str(), s3.timeout_secs), ("us-east-1", 30));
     }
 
     #[test]

@@ -19,8 +19,10 @@ pub mod metrics;
 pub mod notify;
 pub mod oversight;
 pub mod report;
+pub mod s3;
 pub mod store;
 pub mod supervise;
+pub mod tls;
 pub mod web;
 
 pub use error::Error;

@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of the largest variant (`run` with its many options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub.
@@ -196,6 +198,17 @@ struct RunArgs {
     /// HTTP API address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
+    /// Also serve the API over HTTPS on this address (boxes enrolling and uploading over the
+    /// county network), with --tls-cert and --tls-key.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    https: Option<SocketAddr>,
+    /// The hub's server certificate from the county CA, PEM, with its chain (sunlight-provision
+    /// init makes hub/server.pem for the hub hosts).
+    #[arg(long, requires = "https")]
+    tls_cert: Option<PathBuf>,
+    /// Its private key, PEM (hub/server.key).
+    #[arg(long, requires = "https")]
+    tls_key: Option<PathBuf>,
     /// Run the embedded MQTT broker on this address (the default tier).
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     embedded_broker: SocketAddr,
@@ -749,10 +762,19 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         metrics.clone(),
         sup.clone(),
     );
-    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = Arc::new(
-        sunlight_hub::blobs::LocalDir::new(args.data_dir.join("blobs"))
-            .map_err(|e| Error::io("creating the blob directory", e))?,
-    );
+    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = match &sup.config.blobs.s3 {
+        Some(s3) if sup.config.blobs.store == sunlight_hub::config::BlobStoreKind::S3 => {
+            let store = sunlight_hub::s3::S3Store::open(s3, tokio::runtime::Handle::current())
+                .await
+                .map_err(Error::Invalid)?;
+            tracing::info!(store = ?store, "snapshot images go to the S3 store");
+            Arc::new(store)
+        }
+        _ => Arc::new(
+            sunlight_hub::blobs::LocalDir::new(args.data_dir.join("blobs"))
+                .map_err(|e| Error::io("creating the blob directory", e))?,
+        ),
+    };
     sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config.clone())
         .map_err(|e| Error::io("starting the blob cleaner", e))?;
     sunlight_hub::fleet::spawn(Writer::open(&path)?, sup.clone())
@@ -777,11 +799,39 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
                 e,
             )
         })?;
+    let https = match (args.https, &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let config = sunlight_hub::tls::server_config(cert, key).map_err(Error::Invalid)?;
+            let tcp = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Error::io(
+                    format!("listening for HTTPS on {addr} (pick another with --https)"),
+                    e,
+                )
+            })?;
+            let tls = sunlight_hub::tls::TlsListener::new(tcp, config)
+                .map_err(|e| Error::io("the HTTPS listener", e))?;
+            tracing::info!(https = %addr, cert = %cert.display(), "serving HTTPS");
+            // tap_io: the listener's peer address reaches handlers as ConnectInfo.
+            let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
+            let api = api.clone();
+            Some(async move {
+                axum::serve(tls, api.into_make_service_with_connect_info::<SocketAddr>()).await
+            })
+        }
+        _ => None,
+    };
+    let https = async move {
+        match https {
+            Some(serve) => serve.await,
+            None => std::future::pending().await,
+        }
+    };
     tracing::info!(http = %args.http, store = %path.display(), broker = %format!("{}:{}", link.host, link.port), "hub started");
     systemd_ready(Reader::open(&path)?);
     tokio::select! {
         r = ingest::run(link, ingest, api_writer) => r,
         r = axum::serve(listener, api.into_make_service_with_connect_info::<SocketAddr>()) => r.map_err(|e| Error::io("HTTP server", e)),
+        r = https => r.map_err(|e| Error::io("HTTPS server", e)),
         _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }

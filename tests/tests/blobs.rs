@@ -3,6 +3,8 @@
 //! damaged, oversized and non-JPEG uploads; the camera list and history then show it "uploaded";
 //! "snapshot now" records a command for the box and answers 202 while it has not answered.
 //! Thumbnails for the wall (`?thumb=1`): 320 px wide, made once and kept, refused for bad images.
+//! Each test runs twice: with the hub's images in its data directory (`store = "local"`) and in a
+//! bucket of an S3-compatible server (`store = "s3"`: moto's server, started on a free port).
 
 use base64::Engine;
 use serde_json::json;
@@ -65,10 +67,126 @@ fn sha(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Where the hub under test keeps its images.
+enum Store {
+    Local,
+    /// moto's S3 server (killed when dropped) and its port.
+    S3 {
+        _moto: Proc,
+        port: u16,
+    },
+}
+
+const BUCKET: &str = "county-snapshots";
+const PREFIX: &str = "sunlight/";
+
+impl Store {
+    /// A hub (not started) with its images in `kind`'s store.
+    fn hub(dir: &std::path::Path, kind: &str) -> (Hub, Store) {
+        let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+        if kind == "local" {
+            return (hub, Store::Local);
+        }
+        let found = std::process::Command::new("sh")
+            .args(["-c", "command -v moto_server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            found,
+            "moto_server is missing: pip install 'moto[server]' (scripts/test installs it)"
+        );
+        let port = free_port();
+        let moto = Proc::spawn(
+            std::process::Command::new("moto_server").args([
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ]),
+            dir.join("moto.log"),
+        );
+        wait_for(Duration::from_secs(30), "moto's S3 server", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        });
+        // The county makes the bucket with its own tools; moto takes an unsigned request.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let made = rt.block_on(async {
+            ::reqwest::Client::new()
+                .put(format!("http://127.0.0.1:{port}/{BUCKET}"))
+                .header("content-length", "0")
+                .body(Vec::new())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+        assert_eq!(made.ok(), Some(200), "creating the bucket");
+        let config = hub.dir.join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[blobs]\nstore = \"s3\"\n[blobs.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nbucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\naccess_key = \"sunlight-hub\"\nsecret_key = \"test-secret\"\n"
+            ),
+        )
+        .expect("hub.toml");
+        hub.extra_args = vec!["--config".into(), config.display().to_string()];
+        (hub, Store::S3 { _moto: moto, port })
+    }
+
+    /// The bytes the store holds under `key`, read behind the hub's back.
+    fn stored(&self, hub: &Hub, key: &str) -> Option<Vec<u8>> {
+        match self {
+            Store::Local => std::fs::read(
+                hub.dir
+                    .join("blobs")
+                    .join(&key[..2])
+                    .join(format!("{key}.jpg")),
+            )
+            .ok(),
+            // moto refuses unsigned reads of objects: read with a signed GET of our own.
+            Store::S3 { port, .. } => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let config = sunlight_hub::config::S3Config {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    bucket: BUCKET.into(),
+                    region: "us-east-1".into(),
+                    prefix: PREFIX.into(),
+                    access_key: "sunlight-hub".into(),
+                    secret_key_file: None,
+                    secret_key: Some("test-secret".into()),
+                    path_style: true,
+                    ca_file: None,
+                    timeout_secs: 10,
+                };
+                let store =
+                    sunlight_hub::s3::S3Store::new(&config, rt.handle().clone()).expect("store");
+                sunlight_hub::blobs::BlobStore::get(&store, key).expect("GET from the bucket")
+            }
+        }
+    }
+}
+
 #[test]
 fn images_upload_signed_once_and_show_per_camera() {
-    let dir = scratch("blobs");
-    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    images_upload_signed_once("local");
+}
+
+#[test]
+fn images_upload_signed_once_into_an_s3_bucket() {
+    images_upload_signed_once("s3");
+}
+
+fn images_upload_signed_once(kind: &str) {
+    let dir = scratch(&format!("blobs-{kind}"));
+    let (mut hub, store) = Store::hub(&dir, kind);
     let mut agent = Agent::new(
         &dir.join("agent"),
         SITE,
@@ -149,6 +267,12 @@ fn images_upload_signed_once_and_show_per_camera() {
         p.body
     );
 
+    assert_eq!(
+        store.stored(&hub, &digest),
+        None,
+        "nothing stored by refusals"
+    );
+
     // The real upload, then a repeat (a box resuming after a restart).
     let p = put(
         &hub,
@@ -164,6 +288,13 @@ fn images_upload_signed_once_and_show_per_camera() {
         &signed(&key, &digest, "box-01"),
     );
     assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(store.stored(&hub, &digest), Some(image.clone()));
+    if let Store::S3 { .. } = store {
+        assert!(
+            !hub.dir.join("blobs").join(&digest[..2]).exists(),
+            "nothing in the data directory"
+        );
+    }
     let cams = hub
         .get(&format!("/api/v1/cameras?site={SITE}"))
         .expect("cameras");
@@ -202,9 +333,18 @@ fn fetch(hub: &Hub, path: &str) -> (u16, String, Vec<u8>) {
 
 #[test]
 fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
+    thumbnails_made_once_kept_and_refused("local");
+}
+
+#[test]
+fn thumbnails_are_kept_in_an_s3_bucket() {
+    thumbnails_made_once_kept_and_refused("s3");
+}
+
+fn thumbnails_made_once_kept_and_refused(kind: &str) {
     use sunlight_agent::capture::camera::jpeg as camera_jpeg;
-    let dir = scratch("blobs-thumbs");
-    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    let dir = scratch(&format!("blobs-thumbs-{kind}"));
+    let (mut hub, store) = Store::hub(&dir, kind);
     hub.start();
     let key = DeviceKey::generate().expect("key");
     hub.register(SITE, "box-01", &key.public().to_base64());
@@ -232,12 +372,8 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
     // Kept in the blob store under its own key; the next request gets the same bytes, the image
     // itself is unchanged.
     let key_of_thumb = sunlight_hub::blobs::thumb_key(&digest);
-    let on_disk = hub
-        .dir
-        .join("blobs")
-        .join(&key_of_thumb[..2])
-        .join(format!("{key_of_thumb}.jpg"));
-    assert_eq!(std::fs::read(&on_disk).ok(), Some(thumb.clone()));
+    assert_eq!(store.stored(&hub, &key_of_thumb), Some(thumb.clone()));
+    assert_eq!(store.stored(&hub, &digest), Some(image.clone()));
     assert_eq!(fetch(&hub, &format!("{base}/{digest}?thumb=1")).2, thumb);
     assert_eq!(fetch(&hub, &format!("{base}/{digest}")).2, image);
 
@@ -258,13 +394,11 @@ fn thumbnails_for_the_wall_are_made_once_kept_and_refused_for_bad_images() {
         body.contains("the image cannot be made into a thumbnail"),
         "{body}"
     );
-    assert!(
-        !hub.dir
-            .join("blobs")
-            .join(&sunlight_hub::blobs::thumb_key(&junk_sha)[..2])
-            .join(format!("{}.jpg", sunlight_hub::blobs::thumb_key(&junk_sha)))
-            .exists()
+    assert_eq!(
+        store.stored(&hub, &sunlight_hub::blobs::thumb_key(&junk_sha)),
+        None
     );
+    assert_eq!(store.stored(&hub, &junk_sha), Some(junk.clone()));
     // No such image, and a bad query.
     let (status, _, _) = fetch(&hub, &format!("{base}/{}?thumb=1", sha(b"never")));
     assert_eq!(status, 404);

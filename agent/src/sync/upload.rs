@@ -115,7 +115,9 @@ pub struct Uploader {
     pub client: reqwest::Client,
 }
 
-/// The HTTP client for the hub's API: the county CA and this box's certificate when configured.
+/// The HTTP client for the hub's API: with `hub.ca_file` (the county CA), an https:// hub must
+/// show a certificate of that CA and no other (the system's roots are not used for the hub); this
+/// box's certificate is offered when configured.
 pub fn client(config: &crate::config::HubConfig) -> Result<reqwest::Client, Error> {
     let read = |p: &std::path::PathBuf| {
         std::fs::read(p).map_err(|e| Error::io(format!("reading {}", p.display()), e))
@@ -126,8 +128,18 @@ pub fn client(config: &crate::config::HubConfig) -> Result<reqwest::Client, Erro
     };
     let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
     if let Some(ca) = &config.ca_file {
-        let cert = reqwest::Certificate::from_pem(&read(ca)?).map_err(|e| bad("hub.ca_file", e))?;
-        builder = builder.add_root_certificate(cert);
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| bad("hub.ca_file", e))?;
+        if certs.is_empty() {
+            return Err(Error::Config {
+                path: "agent config".into(),
+                detail: format!(
+                    "hub.ca_file {} holds no PEM certificate (give the county CA, ca.pem)",
+                    ca.display()
+                ),
+            });
+        }
+        builder = builder.tls_certs_only(certs);
     }
     if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
         let mut pem = read(cert)?;
