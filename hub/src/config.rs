@@ -17,6 +17,15 @@ pub struct HubConfig {
     pub pauses: PauseRules,
     pub attendance: AttendanceConfig,
     pub blobs: BlobConfig,
+    pub updates: UpdatesConfig,
+}
+
+/// `[updates]`: the keys agent update archives must be signed with (base64, as
+/// `sunlight-provision update-key` prints them); none: `sunlight-hub update publish` refuses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    pub verifying_keys: Vec<String>,
 }
 
 /// Snapshot images at the hub: how long they are kept (seeds 002/003: 10–30 days).
@@ -399,6 +408,8 @@ impl HubConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        sunlight_protocol::update::verifying_keys(&self.updates.verifying_keys)
+            .map_err(|e| format!("updates.verifying_keys: {e}"))?;
         let r = &self.ratings;
         if !(5..=15).contains(&r.fix_working_days) {
             return Err(format!(

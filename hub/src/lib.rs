@@ -18,6 +18,7 @@ pub mod notify;
 pub mod oversight;
 pub mod store;
 pub mod supervise;
+pub mod updates;
 pub mod web;
 
 pub use error::Error;

@@ -79,6 +79,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .merge(crate::blobs::router())
         .merge(crate::enroll::router())
+        .merge(crate::updates::router())
         .merge(crate::dashboard::router(state.clone()))
         .with_state(state)
 }
