@@ -38,6 +38,10 @@ pub struct Decision {
     pub roster: Option<Roster>,
     /// The camera to take a snapshot with now (a valid `snapshot`); the answer follows the shot.
     pub snapshot: Option<String>,
+    /// The release to install (a valid `update`); the answer follows the installation.
+    pub update: Option<crate::update::UpdateArgs>,
+    /// Exit once the answer is recorded, for systemd to start the agent again (`restart`).
+    pub restart: bool,
 }
 
 impl Decision {
@@ -49,6 +53,8 @@ impl Decision {
             detail: detail.into(),
             roster: None,
             snapshot: None,
+            update: None,
+            restart: false,
         }
     }
 }
@@ -130,10 +136,25 @@ pub fn decide(payload: &[u8], site: &str, now: DateTime<Utc>) -> Result<Decision
                 "snapshot needs args.camera_id, the id of one of the box's cameras",
             ),
         },
-        CommandKind::ReloadConfig
-        | CommandKind::Update
-        | CommandKind::Restart
-        | CommandKind::UploadLogs => Decision::answer(&cmd_id, &kind, false, "not supported yet"),
+        CommandKind::Update => match crate::update::UpdateArgs::parse(&command.args) {
+            Ok(args) => Decision {
+                update: Some(args),
+                ..Decision::answer(&cmd_id, &kind, true, "")
+            },
+            Err(reason) => Decision::answer(&cmd_id, &kind, false, reason),
+        },
+        CommandKind::Restart => Decision {
+            restart: true,
+            ..Decision::answer(
+                &cmd_id,
+                &kind,
+                true,
+                "restarting: the agent exits and the service manager starts it again",
+            )
+        },
+        CommandKind::ReloadConfig | CommandKind::UploadLogs => {
+            Decision::answer(&cmd_id, &kind, false, "not supported yet")
+        }
     })
 }
 
@@ -145,6 +166,8 @@ pub struct Executor {
     pub site: String,
     /// The box's cameras, for `snapshot`; `None`: it has none.
     pub cameras: Option<Arc<Cameras>>,
+    /// Installs `update`s and restarts the agent (`restart`); `None`: both are refused.
+    pub updater: Option<crate::update::Updater>,
 }
 
 impl Executor {
@@ -199,6 +222,35 @@ impl Executor {
                 }
             }
         }
+        let mut restart = decision.restart;
+        if let Some(args) = decision.update.take() {
+            let outcome = match &self.updater {
+                Some(updater) => updater.execute(&decision.cmd_id, &args).await,
+                None => crate::update::Outcome {
+                    ok: false,
+                    detail: "this agent cannot update itself here".into(),
+                    update: None,
+                    restart: false,
+                },
+            };
+            decision.ok = outcome.ok;
+            decision.detail = outcome.detail;
+            body = json!({"cmd_id": decision.cmd_id, "ok": decision.ok, "detail": decision.detail,
+                "version": args.version, "update": outcome.update});
+            // Installed: the new binary runs at the next start even if the answer cannot be
+            // recorded now (it answers then).
+            if outcome.restart {
+                if let Some(updater) = &self.updater {
+                    updater.restart.notify_one();
+                }
+            }
+        }
+        if restart && self.updater.is_none() {
+            decision.ok = false;
+            decision.detail = "this agent cannot restart itself here".into();
+            body = json!({"cmd_id": decision.cmd_id, "ok": false, "detail": decision.detail});
+            restart = false;
+        }
         let spooled = snapshot.as_ref().map(|(row, _)| row.sha256.clone());
         let result = match EventDraft::new("cmd_result", &self.clock.now_rfc3339(), &body) {
             Ok(r) => r,
@@ -224,7 +276,13 @@ impl Executor {
         }
         match recorded {
             Ok(Some(appended)) => {
-                tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, detail = %decision.detail, seq = appended.seq, "command executed and answered")
+                tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, detail = %decision.detail, seq = appended.seq, "command executed and answered");
+                // Answered first, so a restart is executed once even across the restart.
+                if restart {
+                    if let Some(updater) = &self.updater {
+                        updater.restart.notify_one();
+                    }
+                }
             }
             Ok(None) => {
                 tracing::info!(cmd_id = %decision.cmd_id, "command already executed and answered; repeat ignored")
@@ -322,8 +380,16 @@ mod tests {
                 "role",
             ),
             (
-                payload("restart", json!({}), "2026-11-30T09:00:00+08:00"),
+                payload("reload_config", json!({}), "2026-11-30T09:00:00+08:00"),
                 "not supported yet",
+            ),
+            (
+                payload(
+                    "update",
+                    json!({"version": "0.2.0"}),
+                    "2026-11-30T09:00:00+08:00",
+                ),
+                "update needs args",
             ),
             (
                 payload("snapshot", json!({}), "2026-11-30T09:00:00+08:00"),
@@ -401,12 +467,13 @@ mod tests {
                 clock: Clock::new(chrono_tz::Asia::Shanghai),
                 site: SITE.into(),
                 cameras: None,
+                updater: None,
             };
             // Twice in a row, and twice at once (both past the early check).
             executor.execute(&cmd).await;
             executor.execute(&cmd).await;
             let (a, b) = (executor.clone(), executor.clone());
-            let other = payload("restart", json!({}), "2099-01-01T00:00:00+08:00");
+            let other = payload("reload_config", json!({}), "2099-01-01T00:00:00+08:00");
             let other = String::from_utf8(other)
                 .unwrap()
                 .replace("roster-suixian-shangshi-1", "r2");
@@ -426,6 +493,7 @@ mod tests {
             clock: Clock::new(chrono_tz::Asia::Shanghai),
             site: SITE.into(),
             cameras: None,
+            updater: None,
         };
         executor.execute(&cmd).await;
         assert_eq!(answers(&outbox).len(), 2);
@@ -439,6 +507,71 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restart_is_answered_first_and_executed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::AgentConfig::parse(
+            &format!(
+                "site = \"{SITE}\"\ndevice = \"box-01\"\ndata_dir = {:?}\n[hub]\nbroker = \"mqtt://127.0.0.1:1\"\n",
+                dir.path()
+            ),
+            std::path::Path::new("a.toml"),
+        )
+        .unwrap();
+        let restart = Arc::new(tokio::sync::Notify::new());
+        let executor = Executor {
+            outbox: outbox(&dir),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            site: SITE.into(),
+            cameras: None,
+            updater: Some(crate::update::Updater {
+                config,
+                client: reqwest::Client::new(),
+                restart: restart.clone(),
+            }),
+        };
+        let cmd = json!({"cmd_id": "restart-1", "kind": "restart"}).to_string();
+        executor.execute(cmd.as_bytes()).await;
+        let got = answers(&executor.outbox);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(
+            (&got[0]["cmd_id"], &got[0]["ok"]),
+            (&json!("restart-1"), &json!(true))
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(1), restart.notified())
+            .await
+            .expect("the agent is asked to exit after the answer");
+        // The hub sends it again (it has not seen the answer yet): nothing happens.
+        executor.execute(cmd.as_bytes()).await;
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), restart.notified())
+                .await
+                .is_err(),
+            "a repeat does not restart again"
+        );
+        assert_eq!(answers(&executor.outbox).len(), 1);
+        // An update without keys is refused with the reason, and does not restart.
+        let update = json!({"cmd_id": "u1", "kind": "update", "args": {"version": "9.9.9",
+            "url": "/api/v1/box/updates/9.9.9/archive", "sha256": "a".repeat(64)}})
+        .to_string();
+        executor.execute(update.as_bytes()).await;
+        let got = answers(&executor.outbox);
+        assert_eq!(got[1]["ok"], false);
+        assert!(
+            got[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("verifying_keys"),
+            "{}",
+            got[1]
+        );
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), restart.notified())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_bad_roster_keeps_the_old_one_and_is_answered_once() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = outbox(&dir);
@@ -447,6 +580,7 @@ mod tests {
             clock: Clock::new(chrono_tz::Asia::Shanghai),
             site: SITE.into(),
             cameras: None,
+            updater: None,
         };
         executor
             .execute(&payload(
@@ -485,6 +619,7 @@ mod tests {
             clock: Clock::new(chrono_tz::Asia::Shanghai),
             site: SITE.into(),
             cameras: Some(rig.cameras.clone()),
+            updater: None,
         };
         let cmd = json!({"cmd_id": "snap-1", "kind": "snapshot", "args": {"camera_id": "file"}})
             .to_string();

@@ -40,6 +40,48 @@ pub struct AgentConfig {
     /// The cameras (`[[camera]]`, any number; none: no snapshots).
     #[serde(default, rename = "camera")]
     pub cameras: Vec<CameraConfig>,
+    /// Signed updates from the hub (docs/updates.md).
+    #[serde(default)]
+    pub update: UpdateConfig,
+}
+
+/// `[update]`: who may sign this box's updates, which binary they replace, and how long a new
+/// binary has to prove itself before it is rolled back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// The update verifying keys (base64, `sunlight-provision update-key` prints them); none:
+    /// `update` commands are refused.
+    #[serde(default)]
+    pub verifying_keys: Vec<String>,
+    /// The binary the service runs and updates replace; default `{data_dir}/bin/sunlight-agent`
+    /// (the packaged unit runs that copy: packaging/systemd/sunlight-agent.service).
+    pub binary: Option<PathBuf>,
+    /// A new binary must have its health report acknowledged by the hub within this many seconds
+    /// of its installation, or it is rolled back.
+    #[serde(default = "default_health_deadline")]
+    pub health_deadline_secs: u64,
+    /// A new binary started more often than this without reporting healthy is rolled back.
+    #[serde(default = "default_max_starts")]
+    pub max_starts: u32,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            verifying_keys: Vec::new(),
+            binary: None,
+            health_deadline_secs: default_health_deadline(),
+            max_starts: default_max_starts(),
+        }
+    }
+}
+
+fn default_health_deadline() -> u64 {
+    300
+}
+fn default_max_starts() -> u32 {
+    3
 }
 
 /// `[snapshots]`: the JPEG spool, its upload to the hub and the office hours of scheduled shots.
@@ -581,6 +623,14 @@ impl AgentConfig {
             .map_err(|e| bad(format!("snapshots.office_hours: {e}")))?;
         parse_days(&snapshots.office_days)
             .map_err(|e| bad(format!("snapshots.office_days: {e}")))?;
+        sunlight_protocol::update::verifying_keys(&config.update.verifying_keys)
+            .map_err(|e| bad(format!("update.verifying_keys: {e}")))?;
+        if config.update.health_deadline_secs < 10 || config.update.max_starts == 0 {
+            return Err(bad(
+                "update.health_deadline_secs must be at least 10 and update.max_starts at least 1"
+                    .into(),
+            ));
+        }
         if snapshots.quota_mb == 0 {
             return Err(bad("snapshots.quota_mb must be at least 1".into()));
         }
@@ -632,6 +682,19 @@ impl AgentConfig {
 
     pub fn key_path(&self) -> PathBuf {
         self.data_dir.join("device.key")
+    }
+
+    /// The binary updates replace (`[update] binary`, default `{data_dir}/bin/sunlight-agent`).
+    pub fn update_binary(&self) -> PathBuf {
+        self.update
+            .binary
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("bin").join("sunlight-agent"))
+    }
+
+    /// Where updates keep their download, the previous binary and the pending marker.
+    pub fn update_dir(&self) -> PathBuf {
+        self.data_dir.join("update")
     }
 }
 

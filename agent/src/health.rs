@@ -111,7 +111,7 @@ pub fn sample(
         "backlog_events": backlog.events,
         "backlog_bytes": backlog.bytes,
         "clock_offset_ms": clock.offset_ms(),
-        "version": crate::VERSION,
+        "version": crate::update::version(),
     })
 }
 

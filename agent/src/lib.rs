@@ -22,6 +22,7 @@ pub mod roster;
 pub mod run;
 pub mod spool;
 pub mod sync;
+pub mod update;
 
 pub use config::AgentConfig;
 pub use error::Error;

@@ -31,6 +31,11 @@ enum Command {
     /// Show the link, backlog, last ack, snapshot spool, uploads and cameras of the running agent
     /// (or of its outbox if it is stopped).
     Status,
+    /// Updates from the hub (docs/updates.md).
+    Update {
+        #[command(subcommand)]
+        action: UpdateAction,
+    },
     /// The roster the kiosk checks punches against (normally sent by the hub).
     Roster {
         #[command(subcommand)]
@@ -67,6 +72,16 @@ struct EnrollArgs {
     /// Enroll even though this box has keys or a config (moved aside, not deleted): a new identity.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Subcommand)]
+enum UpdateAction {
+    /// Run by the packaged binary before every start of the service (ExecStartPre): installs
+    /// the service's updatable copy if it is missing, counts the starts of a newly installed
+    /// binary and puts the previous one back when it keeps failing or misses its deadline.
+    Guard,
+    /// Show the installed version, a pending update and the kept previous binary.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -228,6 +243,55 @@ fn run(command: Command, config: &std::path::Path) -> Result<(), sunlight_agent:
             rt.block_on(sunlight_agent::run::run(config))
         }
         Command::Status => status(&config),
+        Command::Update {
+            action: UpdateAction::Guard,
+        } => {
+            let did = sunlight_agent::update::guard(&config).map_err(|e| {
+                sunlight_agent::Error::Config {
+                    path: "update guard".into(),
+                    detail: e,
+                }
+            })?;
+            println!("update guard: {did}");
+            Ok(())
+        }
+        Command::Update {
+            action: UpdateAction::Show,
+        } => {
+            use sunlight_agent::update;
+            let paths = update::Paths::of(&config);
+            println!(
+                "binary     {} ({})",
+                paths.binary.display(),
+                if paths.binary.exists() {
+                    "present"
+                } else {
+                    "missing: run 'sunlight-agent update guard'"
+                }
+            );
+            println!("this       sunlight-agent {}", update::version());
+            println!(
+                "previous   {}",
+                if paths.previous().exists() {
+                    paths.previous().display().to_string()
+                } else {
+                    "none kept".into()
+                }
+            );
+            match update::read_marker(&paths) {
+                Ok(Some(m)) => println!(
+                    "pending    {} (from {}), {:?}, {} start(s){}",
+                    m.version,
+                    m.from_version,
+                    m.state,
+                    m.starts,
+                    m.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+                Ok(None) => println!("pending    nothing"),
+                Err(e) => println!("pending    unreadable marker: {e}"),
+            }
+            Ok(())
+        }
         Command::Roster {
             action: RosterAction::Load { file },
         } => {

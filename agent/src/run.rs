@@ -137,6 +137,15 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
             clock.clone(),
         ));
     }
+    // Updates: a rollback to report, or a new binary to prove healthy; and the restart switch
+    // for the hub's `update` and `restart` commands.
+    let restart = Arc::new(tokio::sync::Notify::new());
+    crate::update::on_start(&config, &outbox, &clock, &alarms, restart.clone()).await;
+    let updater = crate::update::Updater {
+        config: config.clone(),
+        client: crate::sync::upload::client(&config.hub)?,
+        restart: restart.clone(),
+    };
     tokio::spawn(crate::health::run(
         (config.health.interval_secs > 0).then(|| Duration::from_secs(config.health.interval_secs)),
         config.data_dir.clone(),
@@ -151,8 +160,10 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         clock,
         link,
         cameras: Some(snapshots.cameras.clone()),
+        updater: Some(updater),
     };
     tokio::select! {
+        _ = restart.notified() => tracing::info!("exiting to restart (hub command or update); the service manager starts the agent again"),
         r = sync.run() => r?,
         r = server => { r.map_err(|e| Error::Store(e.to_string()))?.map_err(|e| Error::io("intake server", e))?; }
         _ = shutdown_signal() => tracing::info!("stopping; unsent events stay in the outbox"),

@@ -18,6 +18,15 @@ pub struct HubConfig {
     pub attendance: AttendanceConfig,
     pub blobs: BlobConfig,
     pub fleet: FleetConfig,
+    pub updates: UpdatesConfig,
+}
+
+/// `[updates]`: the keys agent update archives must be signed with (base64, as
+/// `sunlight-provision update-key` prints them); none: `sunlight-hub update publish` refuses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    pub verifying_keys: Vec<String>,
 }
 
 /// When a box is an alarm for the technicians (OVERSIGHT.md §6).
@@ -486,6 +495,8 @@ impl HubConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        sunlight_protocol::update::verifying_keys(&self.updates.verifying_keys)
+            .map_err(|e| format!("updates.verifying_keys: {e}"))?;
         let r = &self.ratings;
         if !(5..=15).contains(&r.fix_working_days) {
             return Err(format!(

@@ -23,6 +23,7 @@ pub mod s3;
 pub mod store;
 pub mod supervise;
 pub mod tls;
+pub mod updates;
 pub mod web;
 
 pub use error::Error;

@@ -46,10 +46,55 @@ enum Command {
     /// Enroll boxes over the network: one-time tokens for `sunlight-agent enroll`.
     #[command(subcommand)]
     Enroll(EnrollCommand),
+    /// Agent updates: publish signed archives, roll them out in waves, follow each box.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
         path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Check an archive's signature against [updates] verifying_keys of --config and keep it in
+    /// the data directory, where boxes download it from.
+    Publish {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        /// The hub's configuration file with [updates] verifying_keys.
+        #[arg(long, default_value = "/etc/sunlight/hub.toml")]
+        config: PathBuf,
+        /// The release's version; the archive's VERSION file must say the same.
+        #[arg(long)]
+        version: String,
+        /// The signed .tar.gz (sunlight-provision sign-update).
+        archive: PathBuf,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// Send `update` to a wave of boxes: --percent P (a fixed share: the boxes of 10% are in 50%)
+    /// or --sites a,b. Boxes already on the version, or already sent it, are skipped.
+    Rollout {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        version: String,
+        #[arg(long, conflicts_with = "sites", required_unless_present = "sites")]
+        percent: Option<u32>,
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<String>,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// Show the published releases and each box's progress (sent, installed, healthy, rolled
+    /// back with the reason, failed).
+    Status {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        version: Option<String>,
     },
 }
 
@@ -266,6 +311,17 @@ enum DeviceCommand {
         #[arg(long, default_value = "admin")]
         by: String,
     },
+    /// Restart a box's agent: a `restart` command, answered first, executed once.
+    Restart {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
     /// Register a box with the public key that `sunlight-agent init` printed.
     Add {
         #[arg(long, default_value = "/var/lib/sunlight-hub")]
@@ -321,6 +377,40 @@ fn run(cli: Cli) -> Result<(), Error> {
                 }
             );
             Ok(())
+        }
+        Command::Device(DeviceCommand::Restart {
+            data_dir,
+            site,
+            device,
+            by,
+        }) => {
+            let mut writer = Writer::open(&existing_store(&data_dir)?)?;
+            let ids = writer.run(|tx| {
+                let ids = store::commands::create(
+                    tx,
+                    site.as_str(),
+                    Some(device.as_str()),
+                    "restart",
+                    &serde_json::json!({}),
+                    24 * 3_600_000,
+                    &by,
+                )?;
+                if !ids.is_empty() {
+                    store::audit(tx, &by, "device.restart", &format!("{site}/{device}"), "")?;
+                }
+                Ok(ids)
+            })?;
+            match ids.first() {
+                Some(id) => {
+                    println!(
+                        "restart {id} recorded for {site}/{device}; the hub sends it within seconds (GET /api/v1/commands shows the answer)."
+                    );
+                    Ok(())
+                }
+                None => Err(Error::Invalid(format!(
+                    "{site}/{device} is not registered at this hub"
+                ))),
+            }
         }
         Command::Device(DeviceCommand::Revoke {
             data_dir,
@@ -623,6 +713,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
+        Command::Update(command) => update(command),
         Command::CheckConfig { path } => {
             let config = HubConfig::load(&path)?;
             println!(
@@ -788,6 +879,10 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         blobs,
     });
     let api = enroll::attach(api, enrollment);
+    let api = sunlight_hub::updates::attach(
+        api,
+        sunlight_hub::updates::Archives::in_data_dir(&args.data_dir),
+    );
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .map_err(|e| {
@@ -1008,4 +1103,121 @@ fn write_bundle(
         ),
         false,
     )
+}
+
+fn existing_store(data_dir: &std::path::Path) -> Result<PathBuf, Error> {
+    let path = data_dir.join("hub.db");
+    if !path.is_file() {
+        return Err(Error::Invalid(format!(
+            "{} has no hub.db: pass the --data-dir the hub runs with (e.g. /var/lib/sunlight-hub)",
+            data_dir.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn update(command: UpdateCommand) -> Result<(), Error> {
+    use sunlight_hub::store::updates as db;
+    match command {
+        UpdateCommand::Publish {
+            data_dir,
+            config,
+            version,
+            archive,
+            by,
+        } => {
+            let config = HubConfig::load(&config)?;
+            let c = sunlight_hub::updates::publish(
+                &data_dir,
+                &config.updates.verifying_keys,
+                &version,
+                &archive,
+                &by,
+            )?;
+            println!(
+                "sunlight-agent {} published: {} bytes, sha256 {}, signed by update key #{}.",
+                c.version,
+                c.size,
+                c.sha256,
+                c.key_index + 1
+            );
+            println!(
+                "Boxes download it from {}.\nNext: sunlight-hub update rollout --data-dir {} --version {} --percent 10",
+                db::archive_path(&c.version),
+                data_dir.display(),
+                c.version
+            );
+            Ok(())
+        }
+        UpdateCommand::Rollout {
+            data_dir,
+            version,
+            percent,
+            sites,
+            by,
+        } => {
+            let wave = match percent {
+                Some(p) if (1..=100).contains(&p) => db::Wave::Percent(p),
+                Some(p) => {
+                    return Err(Error::Invalid(format!("--percent {p}: give 1 to 100")));
+                }
+                None if !sites.is_empty() => db::Wave::Sites(sites),
+                None => {
+                    return Err(Error::Invalid("give --percent P or --sites a,b".into()));
+                }
+            };
+            let mut writer = Writer::open(&existing_store(&data_dir)?)?;
+            let r = writer
+                .run(|tx| db::rollout(tx, &version, &wave, &by))?
+                .map_err(Error::Invalid)?;
+            println!(
+                "update {version}: sent to {} box(es){}",
+                r.sent.len(),
+                if r.sent.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.sent.join(", "))
+                }
+            );
+            for s in &r.skipped {
+                println!("  skipped {s}");
+            }
+            println!(
+                "A running hub publishes the commands within seconds; follow them with\n  sunlight-hub update status --data-dir {} --version {version}",
+                data_dir.display()
+            );
+            Ok(())
+        }
+        UpdateCommand::Status { data_dir, version } => {
+            let reader = Reader::open(&existing_store(&data_dir)?)?;
+            let (releases, boxes) = reader.run(|c| {
+                Ok((
+                    db::releases(c)?,
+                    db::targets(c, version.as_deref(), store::now_ms())?,
+                ))
+            })?;
+            for r in &releases {
+                println!(
+                    "release {:<12} {} bytes, sha256 {}, published {} by {}",
+                    r.version, r.size, r.sha256, r.published_at, r.by
+                );
+            }
+            println!(
+                "{:<10} {:<32} {:<12} {:<12} {:<24} detail",
+                "version", "box", "state", "running", "updated"
+            );
+            for b in &boxes {
+                println!(
+                    "{:<10} {:<32} {:<12} {:<12} {:<24} {}",
+                    b.version,
+                    format!("{}/{}", b.site, b.device),
+                    b.state,
+                    b.running.as_deref().unwrap_or("?"),
+                    b.updated_at,
+                    b.detail.as_deref().unwrap_or("")
+                );
+            }
+            Ok(())
+        }
+    }
 }

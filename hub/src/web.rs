@@ -82,6 +82,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .merge(crate::blobs::router())
         .merge(crate::enroll::router())
+        .merge(crate::updates::router())
         .merge(crate::dashboard::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -3,7 +3,8 @@
 //! This crate is PROTOCOL.md v1 in code, so that neither side owns the contract: both build and check
 //! messages only through it. It holds the identifiers and MQTT topics ([`ids`], [`topics`]), the
 //! event kinds and their bodies ([`event`]), the per-device hash chain ([`chain`]), the signed batch
-//! envelope ([`batch`]), and the hub's replies and commands ([`message`]). Nothing here does I/O.
+//! envelope ([`batch`]), the hub's replies and commands ([`message`]), and the signed update archive
+//! ([`update`]). Nothing here opens files or sockets: callers hand in readers and writers.
 
 pub mod batch;
 pub mod blob;
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod keys;
 pub mod message;
 pub mod topics;
+pub mod update;
 
 pub use batch::{BatchBuilder, ReceivedBatch, ReceivedEvent};
 pub use chain::{EventHash, GENESIS};

@@ -3,8 +3,8 @@
 //! the network ([`enroll_ca`]; the tokens and the signing endpoint are the hub's,
 //! `sunlight_hub::enroll`), the broker's configuration and ACL generated from the registered boxes
 //! ([`broker`]), and the hub config skeleton ([`hub_skeleton`]). The binary (`main.rs`) is a thin
-//! shell that parses arguments and prints what was made and what to do next. On-site checks and
-//! updates are not built yet (issue 7).
+//! shell that parses arguments and prints what was made and what to do next. The agent update
+//! signing key and signed archives are [`update_key`]. On-site checks are not built yet (issue 7).
 
 pub mod broker;
 pub mod ca;
@@ -12,5 +12,6 @@ pub mod enroll_ca;
 pub mod error;
 pub mod files;
 pub mod hub_skeleton;
+pub mod update_key;
 
 pub use error::Error;

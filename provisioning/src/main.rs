@@ -16,8 +16,9 @@ const NOT_YET: &str = "\
 Enrolling a box over the network: 'hub-signer' here once, then at the hub 'sunlight-hub enroll \
 token --site S --device D ...' per box (the hub keeps the tokens and registers the boxes, so there \
 is no 'site add' / 'device add' here), and 'sunlight-agent enroll' on the box. Without a link, a \
-box gets its certificate here ('device cert --csr'). Not built yet (issue 7): the on-site \
-'check', updates. See docs/provisioning.md.";
+box gets its certificate here ('device cert --csr'). Agent updates: 'update-key' once, \
+'sign-update' per release (docs/updates.md). Not built yet (issue 7): the on-site 'check'. See \
+docs/provisioning.md.";
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,25 @@ enum Command {
     /// Generate a broker's configuration.
     #[command(subcommand)]
     BrokerConfig(BrokerCommand),
+    /// Make the agent update signing key in --dir (the county CA directory, kept offline) and
+    /// print its verifying key for the hub's and the boxes' configs.
+    UpdateKey {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Make a new key although one exists (boxes must then trust both for a while).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign an update archive (.tar.gz with sunlight-agent and VERSION) with the update key.
+    SignUpdate {
+        /// The signing key (update-signing.key in the CA directory).
+        #[arg(long)]
+        key: PathBuf,
+        archive: PathBuf,
+        /// Write the signed archive here instead of replacing ARCHIVE.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Revoke a box's certificates: recorded in --dir, written to the CRL, and the broker config
     /// generated again without it.
     Revoke {
@@ -197,6 +217,36 @@ fn run(command: Command) -> Result<(), Error> {
             force,
         }) => device_cert(&CaDir::new(&dir), &site, &device, out, csr, force),
         Command::Device(DeviceCommand::List { dir }) => device_list(&CaDir::new(&dir)),
+        Command::UpdateKey { dir, force } => {
+            let m = sunlight_provisioning::update_key::make(&dir, force)?;
+            println!(
+                "Update signing key written to {} (0600): keep it offline with the CA.",
+                m.key.display()
+            );
+            println!(
+                "Verifying key (also in {}):\n\n    {}\n",
+                m.verifying_file.display(),
+                m.verifying_key
+            );
+            println!(
+                "Next:\n1. At the hub, in hub.toml:   [updates] verifying_keys = [\"{k}\"]\n2. On every box, in agent.toml: [update]  verifying_keys = [\"{k}\"]\n3. Per release: sunlight-provision sign-update --key {} sunlight-agent-VERSION.tar.gz",
+                m.key.display(),
+                k = m.verifying_key
+            );
+            Ok(())
+        }
+        Command::SignUpdate { key, archive, out } => {
+            let s = sunlight_provisioning::update_key::sign(&key, &archive, out.as_deref())?;
+            println!(
+                "{} signed: sunlight-agent {}, verifying key {}.\nNext: sunlight-hub update publish --version {} {}",
+                s.out.display(),
+                s.version,
+                s.verifying_key,
+                s.version,
+                s.out.display()
+            );
+            Ok(())
+        }
         Command::BrokerConfig(BrokerCommand::Mosquitto(args)) => mosquitto(args),
         Command::Revoke {
             dir,

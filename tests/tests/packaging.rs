@@ -51,9 +51,10 @@ fn the_units_name_the_binaries_and_the_maintainer_script_is_valid_shell() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for (unit, exe) in [
         ("sunlight-hub.service", "/usr/bin/sunlight-hub run"),
+        // The updatable copy, guarded by the packaged binary (docs/updates.md).
         (
             "sunlight-agent.service",
-            "/usr/bin/sunlight-agent -c /etc/sunlight/agent.toml run",
+            "/var/lib/sunlight/bin/sunlight-agent -c /etc/sunlight/agent.toml run",
         ),
     ] {
         let text =
@@ -64,6 +65,11 @@ fn the_units_name_the_binaries_and_the_maintainer_script_is_valid_shell() {
             "{unit}"
         );
     }
+    let agent = std::fs::read_to_string(root.join("packaging/systemd/sunlight-agent.service"))
+        .expect("unit");
+    assert!(agent.contains(
+        "ExecStartPre=-/usr/bin/sunlight-agent -c /etc/sunlight/agent.toml update guard"
+    ));
     let status = std::process::Command::new("sh")
         .arg("-n")
         .arg(root.join("packaging/debian/postinst"))

@@ -210,7 +210,7 @@ async fn status(State(state): State<IntakeState>) -> Response {
     axum::Json(json!({
         "site": state.site,
         "device": state.device,
-        "version": crate::VERSION,
+        "version": crate::update::version(),
         "link": link,
         "backlog": backlog,
         "clock_offset_ms": state.clock.offset_ms(),

@@ -56,6 +56,8 @@ pub struct Sync {
     pub link: SharedLink,
     /// The box's cameras, for the hub's `snapshot` command.
     pub cameras: Option<Arc<crate::capture::camera::Cameras>>,
+    /// Installs updates and restarts the agent, for the hub's `update` and `restart` commands.
+    pub updater: Option<crate::update::Updater>,
 }
 
 fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
@@ -74,7 +76,7 @@ fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
     let status_topic = topic(&config.site, &config.device, Channel::Status);
     opts.set_last_will(LastWill::new(
         status_topic,
-        Status::offline(crate::VERSION).to_bytes(),
+        Status::offline(crate::update::version()).to_bytes(),
         QoS::AtLeastOnce,
         true,
     ));
@@ -142,6 +144,7 @@ impl Sync {
                 clock: self.clock.clone(),
                 site: site.to_string(),
                 cameras: self.cameras.clone(),
+                updater: self.updater.clone(),
             }
             .run(cmd_rx),
         );
@@ -164,7 +167,7 @@ impl Sync {
                             status_topic.clone(),
                             QoS::AtLeastOnce,
                             true,
-                            Status::online(crate::VERSION).to_bytes(),
+                            Status::online(crate::update::version()).to_bytes(),
                         );
                         if net_tx.send(NetEvent::Connected).await.is_err() {
                             return;

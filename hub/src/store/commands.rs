@@ -126,7 +126,9 @@ pub fn mark_published(conn: &Connection, cmd_id: &str, now_ms: i64) -> rusqlite:
     Ok(())
 }
 
-/// Records a box's `cmd_result` event (the first answer counts; a repeat changes nothing).
+/// Records a box's `cmd_result` event (the first answer counts; a repeat changes nothing). An
+/// `update` is answered twice: before the box restarts into the new binary, and with `final: true`
+/// once it is healthy or rolled back; the final answer replaces the first.
 pub fn apply_result(
     conn: &Connection,
     site: &str,
@@ -141,16 +143,19 @@ pub fn apply_result(
     };
     let updated = conn.execute(
         "UPDATE commands SET result_ok = ?4, result_detail = ?5, result_ms = ?6
-         WHERE cmd_id = ?1 AND site = ?2 AND device = ?3 AND result_ms IS NULL",
+         WHERE cmd_id = ?1 AND site = ?2 AND device = ?3
+           AND (result_ms IS NULL OR (?7 AND kind = 'update'))",
         params![
             cmd_id,
             site,
             device,
             v["ok"].as_bool(),
             v["detail"].as_str(),
-            super::now_ms()
+            super::now_ms(),
+            v["final"].as_bool() == Some(true)
         ],
     )?;
+    super::updates::apply_result(conn, site, device, &v)?;
     if updated == 0 {
         tracing::info!(
             site,

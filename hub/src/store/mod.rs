@@ -21,6 +21,7 @@ pub mod letters;
 pub mod notices;
 pub mod rates;
 pub mod ratings;
+pub mod updates;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -82,6 +83,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         cases::SCHEMA,
         attendance::SCHEMA,
         commands::SCHEMA,
+        updates::SCHEMA,
         crate::blobs::SCHEMA,
         crate::fleet::SCHEMA,
         notices::SCHEMA,
