@@ -24,6 +24,8 @@ pub struct IngestConfig {
     pub max_batch_bytes: usize,
     /// Messages applied in one transaction, at most.
     pub group_messages: usize,
+    /// How often an unanswered command is published again, in ms.
+    pub command_resend_ms: i64,
 }
 
 impl Default for IngestConfig {
@@ -31,6 +33,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_batch_bytes: sunlight_protocol::DEFAULT_MAX_BATCH_BYTES,
             group_messages: 256,
+            command_resend_ms: COMMAND_RESEND_MS,
         }
     }
 }
@@ -425,16 +428,20 @@ impl std::fmt::Debug for BrokerTls {
 }
 
 /// Runs ingest until the process ends: MQTT in, one ingest thread, acks out.
-/// How often an unanswered command is published again.
+/// How often an unanswered command is published again, by default.
 const COMMAND_RESEND_MS: i64 = 60_000;
 
 /// Publishes recorded commands that wait for their answer (see [`store::commands`]).
-async fn publish_commands(client: AsyncClient, store: Arc<std::sync::Mutex<Writer>>) {
+async fn publish_commands(
+    client: AsyncClient,
+    store: Arc<std::sync::Mutex<Writer>>,
+    resend_ms: i64,
+) {
     loop {
         let store2 = store.clone();
         let due = tokio::task::spawn_blocking(move || {
             let w = store2.lock().ok()?;
-            store::commands::due(w.conn(), store::now_ms(), COMMAND_RESEND_MS).ok()
+            store::commands::due(w.conn(), store::now_ms(), resend_ms).ok()
         })
         .await
         .ok()
@@ -471,6 +478,7 @@ pub async fn run(
     // at broker::MAX_PACKET; Mosquitto with message_size_limit).
     let max_packet = INCOMING_PACKET_LIMIT.max(ingest.config.max_batch_bytes + 4096);
     let group_messages = ingest.config.group_messages.max(1);
+    let resend_ms = ingest.config.command_resend_ms.max(1000);
     let mut opts = MqttOptions::new(link.client_id.clone(), link.host.clone(), link.port);
     opts.set_keep_alive(Duration::from_secs(15))
         .set_clean_session(false)
@@ -518,7 +526,7 @@ pub async fn run(
         })
         .map_err(|e| crate::Error::io("starting the ingest thread", e))?;
 
-    tokio::spawn(publish_commands(client.clone(), commands));
+    tokio::spawn(publish_commands(client.clone(), commands, resend_ms));
 
     // Acks out, never from the polling task (rumqttc would deadlock).
     let ack_client = client.clone();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dashboard;
 pub mod enroll;
 pub mod error;
+pub mod fieldops;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;

@@ -83,6 +83,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         attendance::SCHEMA,
         commands::SCHEMA,
         crate::blobs::SCHEMA,
+        crate::fieldops::SCHEMA,
         notices::SCHEMA,
         letters::SCHEMA,
         ratings::SCHEMA,
