@@ -56,6 +56,10 @@ pub struct Sync {
     pub link: SharedLink,
     /// The box's cameras, for the hub's `snapshot` command.
     pub cameras: Option<Arc<crate::capture::camera::Cameras>>,
+    /// For the hub's `reload_config` and `upload_logs` commands.
+    pub maintenance: Option<Arc<crate::maintenance::Maintenance>>,
+    /// Beaten each time the sender loop turns (the systemd watchdog checks it).
+    pub heartbeat: crate::watchdog::Heartbeat,
 }
 
 fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
@@ -142,6 +146,7 @@ impl Sync {
                 clock: self.clock.clone(),
                 site: site.to_string(),
                 cameras: self.cameras.clone(),
+                maintenance: self.maintenance.clone(),
             }
             .run(cmd_rx),
         );
@@ -231,6 +236,7 @@ impl Sync {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drained = false;
         loop {
+            self.heartbeat.beat();
             // Send while the window has room and the outbox has events.
             while window.can_send() && !drained {
                 let from = window.next_seq();
