@@ -6,14 +6,15 @@
 //! picture, not spooled, not recorded), the USB cameras the kernel lists (`/dev/v4l/by-id`) and IP
 //! cameras answering ONVIF WS-Discovery on the LAN (information only); the hub (`GET
 //! /api/v1/box/time`: round trip, and the clock offset from the fastest of three, NTP-style
-//! midpoint); the broker (TCP or TLS with the box's certificate, CONNACK, then SUBSCRIBE to the
-//! box's own `down/check` answered by a SUBACK that grants it, which the broker's ACL decides, and a
-//! QoS 1 PUBLISH to `up/check` answered by a PUBACK); free disk space for the data directory; and
-//! that the data directory and the outbox are writable.
+//! midpoint); the broker (TCP or TLS with the box's certificate, CONNACK, SUBSCRIBE to the box's own
+//! `down/check` and its SUBACK, a QoS 1 PUBLISH of a random nonce to `up/check` and its PUBACK, then
+//! the hub's echo of the nonce on `down/check`: a round trip through the broker's ACL both ways and
+//! through the hub); free disk space for the data directory; and that the data directory and the
+//! outbox are writable.
 //!
 //! It must not disturb a running agent: it connects to the broker with its own client id
 //! (`sunlight-check-<site>-<device>-<pid>`, no last will, clean session) — never the agent's, which
-//! would throw the agent off — and publishes only to `up/check`, which the hub ignores. It writes
+//! would throw the agent off — and publishes only to `up/check`, which the hub only echoes. It writes
 //! nothing into the outbox: its hash chain and sequence numbers belong to the agent's writer
 //! thread, and a second writer appending from another process would race it for the chain head.
 //! The outbox check takes SQLite's write lock (`BEGIN IMMEDIATE`) and gives it back with
@@ -525,6 +526,10 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
     let mut suback = None;
     let mut puback_ms = None;
     let mut published_at = None;
+    let mut echo_ms = None;
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::getrandom(&mut nonce);
+    let nonce = format!("check {}", hex::encode(nonce));
     let deadline = tokio::time::Instant::now() + options.timeout;
     let failure = loop {
         let event = match tokio::time::timeout_at(deadline, eventloop.poll()).await {
@@ -534,7 +539,13 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
                     Some(_) if suback.is_none() => {
                         format!("{url}: no SUBACK within {} s", options.timeout.as_secs())
                     }
-                    Some(_) => format!("{url}: no PUBACK within {} s", options.timeout.as_secs()),
+                    Some(_) if puback_ms.is_none() => {
+                        format!("{url}: no PUBACK within {} s", options.timeout.as_secs())
+                    }
+                    Some(_) => format!(
+                        "{url}: the broker took the test message (PUBACK) but no echo came back on {down} within {} s",
+                        options.timeout.as_secs()
+                    ),
                 });
             }
             Ok(Err(e)) => break Some(format!("{url}: {e}")),
@@ -557,9 +568,12 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
                 Some(rumqttc::SubscribeReasonCode::Success(qos)) => {
                     suback = Some(*qos);
                     published_at = Some(Instant::now());
-                    if let Err(e) =
-                        client.try_publish(up.clone(), QoS::AtLeastOnce, false, b"check".to_vec())
-                    {
+                    if let Err(e) = client.try_publish(
+                        up.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        nonce.clone().into_bytes(),
+                    ) {
                         break Some(format!("publishing: {e}"));
                     }
                 }
@@ -572,6 +586,11 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
             },
             Event::Incoming(Packet::PubAck(_)) => {
                 puback_ms = published_at.map(|t| t.elapsed().as_millis());
+            }
+            Event::Incoming(Packet::Publish(p))
+                if p.topic == down && p.payload[..] == *nonce.as_bytes() =>
+            {
+                echo_ms = published_at.map(|t| t.elapsed().as_millis());
                 break None;
             }
             _ => {}
@@ -583,7 +602,7 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
         None => Item::pass(
             name,
             format!(
-                "{url}: {} and CONNACK in {} ms; SUBACK grants QoS {} on {down}; PUBACK for {up} in {} ms",
+                "{url}: {} and CONNACK in {} ms; SUBACK grants QoS {} on {down}; PUBACK for {up} in {} ms; the hub's echo back in {} ms",
                 if tls {
                     "TLS handshake"
                 } else {
@@ -591,7 +610,8 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
                 },
                 connected_ms.unwrap_or_default(),
                 suback.map(|q| q as u8).unwrap_or_default(),
-                puback_ms.unwrap_or_default()
+                puback_ms.unwrap_or_default(),
+                echo_ms.unwrap_or_default()
             ),
         ),
         Some(detail) => {
@@ -600,6 +620,11 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
                 || detail.contains("handshake")
             {
                 "the broker refused this box's certificate or the box does not trust the broker's: check hub.ca_file/cert_file/key_file; a revoked box must be enrolled again".to_owned()
+            } else if puback_ms.is_some() {
+                format!(
+                    "ask the county operator: is the hub running and connected to the broker, and does the broker's ACL list {}.{}? (regenerate it: sunlight-provision broker-config)",
+                    config.site, config.device
+                )
             } else if connected_ms.is_some() {
                 format!(
                     "ask the county operator to regenerate the broker config (sunlight-provision broker-config) so its ACL lists {}.{}",

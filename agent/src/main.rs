@@ -127,8 +127,14 @@ fn main() -> ExitCode {
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
+    // The check prints its own report: only errors besides it.
+    let level = if matches!(cli.command, Command::Check(_)) {
+        "error"
+    } else {
+        "info"
+    };
     let filter =
-        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let file = match &cli.command {
         Command::Run => AgentConfig::load(&cli.config).ok().and_then(|c| {

@@ -558,6 +558,19 @@ pub async fn run(
                 let _ = client.try_subscribe(topics::HUB_UP_FILTER, QoS::AtLeastOnce);
                 let _ = client.try_subscribe(topics::HUB_STATUS_FILTER, QoS::AtLeastOnce);
             }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/up/check") => {
+                // `sunlight-agent check`: echo it on the box's own down/check, so the box sees a
+                // round trip through the broker's ACL in both directions and through this hub.
+                let prefix = p.topic.trim_end_matches("/up/check");
+                if p.payload.len() <= 256 && prefix.matches('/').count() == 3 {
+                    let _ = client.try_publish(
+                        format!("{prefix}/down/check"),
+                        QoS::AtLeastOnce,
+                        false,
+                        p.payload.to_vec(),
+                    );
+                }
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if in_tx
                     .send(Message {
