@@ -379,7 +379,7 @@ mod tests {
         assert!(!a.detail.contains("applied now"), "{}", a.detail);
 
         for (bad, reason) in [
-            ("site = \"suixian-shangshi\"\n[hub]\n", "device"),
+            ("site = \"suixian-shangshi\"\n[hub]\n", "is invalid"),
             (
                 &config_text(dir.path(), "[sync]\nwindow = \"many\"\n") as &str,
                 "window",
