@@ -12,9 +12,13 @@
 //! then the same transaction records the id, indexes the image, appends its `snapshot` event
 //! (trigger `command`) and the answer, `ok` with the image's sha256 as `detail` (and in `sha256`).
 //! A camera error is answered `ok: false` with the reason; the hub may send a new command.
+//!
+//! `reload_config` and `upload_logs` run in [`crate::maintenance`]; their answer (with what was
+//! reloaded, or the uploaded log's sha256) is recorded the same way, after the effect.
 
 use crate::capture::camera::{Cameras, TakeError, Trigger};
 use crate::clock::Clock;
+use crate::maintenance::{Maintenance, Task};
 use crate::outbox::{CommandOutcome, Outbox};
 use crate::roster::Roster;
 use chrono::{DateTime, Utc};
@@ -42,6 +46,8 @@ pub struct Decision {
     pub update: Option<crate::update::UpdateArgs>,
     /// Exit once the answer is recorded, for systemd to start the agent again (`restart`).
     pub restart: bool,
+    /// A maintenance task (`reload_config`, `upload_logs`); the answer follows it.
+    pub maintain: Option<Task>,
 }
 
 impl Decision {
@@ -55,6 +61,7 @@ impl Decision {
             snapshot: None,
             update: None,
             restart: false,
+            maintain: None,
         }
     }
 }
@@ -143,6 +150,17 @@ pub fn decide(payload: &[u8], site: &str, now: DateTime<Utc>) -> Result<Decision
             },
             Err(reason) => Decision::answer(&cmd_id, &kind, false, reason),
         },
+        CommandKind::ReloadConfig => Decision {
+            maintain: Some(Task::ReloadConfig),
+            ..Decision::answer(&cmd_id, &kind, true, "")
+        },
+        CommandKind::UploadLogs => match Task::upload_logs(&command.args) {
+            Ok(task) => Decision {
+                maintain: Some(task),
+                ..Decision::answer(&cmd_id, &kind, true, "")
+            },
+            Err(reason) => Decision::answer(&cmd_id, &kind, false, reason),
+        },
         CommandKind::Restart => Decision {
             restart: true,
             ..Decision::answer(
@@ -152,9 +170,6 @@ pub fn decide(payload: &[u8], site: &str, now: DateTime<Utc>) -> Result<Decision
                 "restarting: the agent exits and the service manager starts it again",
             )
         },
-        CommandKind::ReloadConfig | CommandKind::UploadLogs => {
-            Decision::answer(&cmd_id, &kind, false, "not supported yet")
-        }
     })
 }
 
@@ -168,6 +183,8 @@ pub struct Executor {
     pub cameras: Option<Arc<Cameras>>,
     /// Installs `update`s and restarts the agent (`restart`); `None`: both are refused.
     pub updater: Option<crate::update::Updater>,
+    /// For `reload_config` and `upload_logs`; `None`: not available (tests).
+    pub maintenance: Option<Arc<Maintenance>>,
 }
 
 impl Executor {
@@ -250,6 +267,25 @@ impl Executor {
             decision.detail = "this agent cannot restart itself here".into();
             body = json!({"cmd_id": decision.cmd_id, "ok": false, "detail": decision.detail});
             restart = false;
+        }
+        if let Some(task) = decision.maintain.take() {
+            let answer = match &self.maintenance {
+                Some(m) => m.execute(&decision.cmd_id, task).await,
+                None => crate::maintenance::Answer {
+                    ok: false,
+                    detail: "maintenance commands are not available in this agent".into(),
+                    extra: Default::default(),
+                },
+            };
+            decision.ok = answer.ok;
+            decision.detail = answer.detail;
+            let mut map = answer.extra;
+            map.insert("cmd_id".into(), json!(decision.cmd_id));
+            map.insert("ok".into(), json!(decision.ok));
+            map.insert("detail".into(), json!(decision.detail));
+            body = Value::Object(map);
+            tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, "command executed; recording its answer");
+            crate::maintenance::hold_answer_for_tests().await;
         }
         let spooled = snapshot.as_ref().map(|(row, _)| row.sha256.clone());
         let result = match EventDraft::new("cmd_result", &self.clock.now_rfc3339(), &body) {
@@ -467,6 +503,7 @@ mod tests {
                 clock: Clock::new(chrono_tz::Asia::Shanghai),
                 site: SITE.into(),
                 cameras: None,
+                maintenance: None,
                 updater: None,
             };
             // Twice in a row, and twice at once (both past the early check).
@@ -494,6 +531,7 @@ mod tests {
             site: SITE.into(),
             cameras: None,
             updater: None,
+            maintenance: None,
         };
         executor.execute(&cmd).await;
         assert_eq!(answers(&outbox).len(), 2);
@@ -581,6 +619,7 @@ mod tests {
             site: SITE.into(),
             cameras: None,
             updater: None,
+            maintenance: None,
         };
         executor
             .execute(&payload(
@@ -620,6 +659,7 @@ mod tests {
             site: SITE.into(),
             cameras: Some(rig.cameras.clone()),
             updater: None,
+            maintenance: None,
         };
         let cmd = json!({"cmd_id": "snap-1", "kind": "snapshot", "args": {"camera_id": "file"}})
             .to_string();

@@ -11,18 +11,22 @@
 //! new box to the county: its keys made here, its certificate and agent.toml from the hub.
 
 pub mod capture;
+pub mod check;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod enroll;
 pub mod error;
 pub mod health;
+pub mod logfile;
+pub mod maintenance;
 pub mod outbox;
 pub mod roster;
 pub mod run;
 pub mod spool;
 pub mod sync;
 pub mod update;
+pub mod watchdog;
 
 pub use config::AgentConfig;
 pub use error::Error;

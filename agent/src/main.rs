@@ -36,6 +36,10 @@ enum Command {
         #[command(subcommand)]
         action: UpdateAction,
     },
+    /// Check this box at install time: cameras (a test picture each), the hub (round trip, clock
+    /// offset), the broker (TLS, CONNACK, SUBACK, PUBACK), disk space, the outbox. Prints a
+    /// pass/fail report; exit code 0 only when every check passed. Safe next to a running agent.
+    Check(CheckArgs),
     /// The roster the kiosk checks punches against (normally sent by the hub).
     Roster {
         #[command(subcommand)]
@@ -74,6 +78,25 @@ struct EnrollArgs {
     force: bool,
 }
 
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// Print the report as JSON (for machines).
+    #[arg(long)]
+    json: bool,
+    /// Free space (MiB) the data directory's disk must have.
+    #[arg(long, default_value_t = 500)]
+    min_free_mb: u64,
+    /// Largest clock offset against the hub (ms) that passes.
+    #[arg(long, default_value_t = 2000)]
+    max_offset_ms: i64,
+    /// Time limit of each network step, in seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout_secs: u64,
+    /// Do not look for ONVIF cameras on the LAN (WS-Discovery multicast).
+    #[arg(long)]
+    no_discovery: bool,
+}
+
 #[derive(Subcommand)]
 enum UpdateAction {
     /// Run by the packaged binary before every start of the service (ExecStartPre): installs
@@ -97,16 +120,12 @@ enum RosterAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    // Enrollment writes the config: it runs without one.
+    init_logging(&cli);
+    // Enrollment writes the config: it runs without one. The check reports a bad config itself.
     let result = match cli.command {
         Command::Enroll(args) => enroll(args, cli.config),
+        Command::Check(args) => return check(args, &cli.config),
         command => run(command, &cli.config).map_err(|e| e.to_string()),
     };
     match result {
@@ -115,6 +134,99 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr (journald under systemd); `run` also keeps a size-capped log file in its data
+/// directory, for the hub's `upload_logs` command.
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // The check prints its own report: only errors besides it.
+    let level = if matches!(cli.command, Command::Check(_)) {
+        "error"
+    } else {
+        "info"
+    };
+    let filter =
+        || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let file = match &cli.command {
+        Command::Run => AgentConfig::load(&cli.config).ok().and_then(|c| {
+            let dir = sunlight_agent::logfile::dir(&c.data_dir);
+            match sunlight_agent::logfile::LogFile::open(
+                &dir,
+                sunlight_agent::logfile::MAX_FILE_BYTES,
+            ) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprintln!("warning: no log file in {}: {e}", dir.display());
+                    None
+                }
+            }
+        }),
+        _ => None,
+    };
+    let file = file.map(|f| {
+        tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+    });
+    tracing_subscriber::registry()
+        .with(filter())
+        .with(stderr)
+        .with(file)
+        .init();
+}
+
+/// `sunlight-agent check`: the report on stdout, progress on stderr when it is a terminal.
+fn check(args: CheckArgs, path: &std::path::Path) -> ExitCode {
+    use std::io::IsTerminal;
+    use sunlight_agent::check;
+    let report = match AgentConfig::load(path) {
+        Ok(config) => {
+            let options = check::Options {
+                min_free_mb: args.min_free_mb,
+                max_offset_ms: args.max_offset_ms,
+                timeout: std::time::Duration::from_secs(args.timeout_secs.max(1)),
+                discover: !args.no_discovery,
+            };
+            let tty = std::io::stderr().is_terminal();
+            let progress = move |what: &str| {
+                if tty {
+                    eprint!("\r\x1b[2Kchecking {what} …");
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: starting the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = rt.block_on(check::run(&config, path, &options, &progress));
+            if tty {
+                eprint!("\r\x1b[2K");
+            }
+            report
+        }
+        Err(e) => check::config_failed(path, &e.to_string()),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        print!("{}", check::render(&report));
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -216,11 +328,11 @@ fn enroll(a: EnrollArgs, config: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn run(command: Command, config: &std::path::Path) -> Result<(), sunlight_agent::Error> {
-    let config = AgentConfig::load(config)?;
+fn run(command: Command, path: &std::path::Path) -> Result<(), sunlight_agent::Error> {
+    let config = AgentConfig::load(path)?;
     match command {
-        // Handled in main, without a config.
-        Command::Enroll(_) => Ok(()),
+        // Handled in main.
+        Command::Enroll(_) | Command::Check(_) => Ok(()),
         Command::Init => {
             let key = sunlight_agent::run::init(&config)?;
             println!("{}", key.public());
@@ -240,7 +352,7 @@ fn run(command: Command, config: &std::path::Path) -> Result<(), sunlight_agent:
                 .enable_all()
                 .build()
                 .map_err(|e| sunlight_agent::Error::io("starting the runtime", e))?;
-            rt.block_on(sunlight_agent::run::run(config))
+            rt.block_on(sunlight_agent::run::run(config, path.to_path_buf()))
         }
         Command::Status => status(&config),
         Command::Update {

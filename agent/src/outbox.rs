@@ -97,6 +97,8 @@ enum Request {
         Box<SpoolWrite>,
         oneshot::Sender<Result<Option<Appended>, Error>>,
     ),
+    /// Answered by the writer thread between commits: it is alive and taking requests.
+    Ping(oneshot::Sender<()>),
 }
 
 /// Handle to the outbox; cheap to clone.
@@ -316,6 +318,16 @@ impl Outbox {
         wait.await.map_err(|_| Error::Closed)?
     }
 
+    /// Whether the writer thread takes requests: it answers between commits (for the watchdog).
+    pub async fn ping(&self) -> Result<(), Error> {
+        let (reply, wait) = oneshot::channel();
+        self.tx
+            .send(Request::Ping(reply))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)
+    }
+
     /// Woken after every commit that added events.
     pub fn appended(&self) -> Arc<Notify> {
         self.appended.clone()
@@ -405,10 +417,16 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.blocking_recv() {
+            if let Request::Ping(reply) = first {
+                let _ = reply.send(());
+                continue;
+            }
             let mut group = vec![first];
             let mut events = group_events(&group[0]);
+            let mut pings = Vec::new();
             while events < GROUP_EVENTS {
                 match rx.try_recv() {
+                    Ok(Request::Ping(reply)) => pings.push(reply),
                     Ok(req) => {
                         events += group_events(&req);
                         group.push(req);
@@ -417,6 +435,9 @@ impl Writer {
                 }
             }
             self.commit_group(group);
+            for reply in pings {
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -446,6 +467,9 @@ impl Writer {
                         Request::Command(_, reply) | Request::Spool(_, reply) => {
                             let _ = reply.send(Ok(results.next().flatten()));
                         }
+                        Request::Ping(reply) => {
+                            let _ = reply.send(());
+                        }
                     }
                 }
                 if added {
@@ -466,6 +490,9 @@ impl Writer {
                         }
                         Request::Command(_, reply) | Request::Spool(_, reply) => {
                             let _ = reply.send(Err(err));
+                        }
+                        Request::Ping(reply) => {
+                            let _ = reply.send(());
                         }
                     }
                 }
@@ -534,6 +561,7 @@ impl Writer {
                         };
                         appended.push(done);
                     }
+                    Request::Ping(_) => {}
                     Request::Ack(through, _) => {
                         let through = (*through).min(self.head.seq);
                         if through > self.head.acked {
@@ -591,6 +619,7 @@ fn group_events(req: &Request) -> usize {
     match req {
         Request::Append(items, _) => items.len(),
         Request::Ack(..) | Request::Command(..) | Request::Spool(..) => 1,
+        Request::Ping(_) => 0,
     }
 }
 

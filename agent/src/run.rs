@@ -65,8 +65,9 @@ pub fn load_key(path: &Path) -> Result<DeviceKey, Error> {
     })
 }
 
-/// Runs the agent until SIGTERM / Ctrl-C.
-pub async fn run(config: AgentConfig) -> Result<(), Error> {
+/// Runs the agent until SIGTERM / Ctrl-C. `config_path`: where `config` was read from (the hub's
+/// `reload_config` reads it again).
+pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result<(), Error> {
     let key = Arc::new(load_key(&config.key_path())?);
     let tz = config.tz().map_err(|detail| Error::Config {
         path: "agent config".into(),
@@ -129,14 +130,14 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
             }
         });
     }
-    if let Some(import) = &config.import {
-        tokio::spawn(crate::capture::import_dir::run(
-            import.dir.clone(),
-            Duration::from_secs(import.poll_secs),
-            outbox.clone(),
-            clock.clone(),
-        ));
-    }
+    let maintenance = Arc::new(crate::maintenance::Maintenance::new(
+        &config,
+        config_path,
+        key.clone(),
+        clock.clone(),
+        outbox.clone(),
+    )?);
+    maintenance.start_import(config.import.as_ref());
     // Updates: a rollback to report, or a new binary to prove healthy; and the restart switch
     // for the hub's `update` and `restart` commands.
     let restart = Arc::new(tokio::sync::Notify::new());
@@ -153,6 +154,8 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         clock.clone(),
         raised,
     ));
+    let heartbeat = crate::watchdog::Heartbeat::default();
+    crate::watchdog::start(outbox.clone(), heartbeat.clone());
     let sync = Sync {
         config,
         outbox,
@@ -161,6 +164,8 @@ pub async fn run(config: AgentConfig) -> Result<(), Error> {
         link,
         cameras: Some(snapshots.cameras.clone()),
         updater: Some(updater),
+        maintenance: Some(maintenance),
+        heartbeat,
     };
     tokio::select! {
         _ = restart.notified() => tracing::info!("exiting to restart (hub command or update); the service manager starts the agent again"),

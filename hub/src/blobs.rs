@@ -437,6 +437,18 @@ fn authenticate(
     headers: &HeaderMap,
     sha256: &str,
 ) -> Result<(String, String), Response> {
+    authenticate_signed(reader, headers, |site, device, time| {
+        wire::put_message(sha256, site, device, time)
+    })
+}
+
+/// Checks a box's request signed by its device key (the headers of `sunlight_protocol::blob`) over
+/// `message(site, device, time)`; returns the box's site and device.
+pub(crate) fn authenticate_signed(
+    reader: &Reader,
+    headers: &HeaderMap,
+    message: impl Fn(&str, &str, &str) -> Vec<u8>,
+) -> Result<(String, String), Response> {
     let h = |name: &str| {
         headers
             .get(name)
@@ -479,7 +491,7 @@ fn authenticate(
         })?;
     let sig = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig.as_bytes())
         .map_err(|_| refuse(StatusCode::UNAUTHORIZED, "the signature is not base64"))?;
-    if !key.verify(&wire::put_message(sha256, &site, &device, &time), &sig) {
+    if !key.verify(&message(&site, &device, &time), &sig) {
         return Err(refuse(StatusCode::UNAUTHORIZED, "bad signature"));
     }
     Ok((site, device))

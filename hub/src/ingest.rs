@@ -24,6 +24,8 @@ pub struct IngestConfig {
     pub max_batch_bytes: usize,
     /// Messages applied in one transaction, at most.
     pub group_messages: usize,
+    /// How often an unanswered command is published again, in ms.
+    pub command_resend_ms: i64,
 }
 
 impl Default for IngestConfig {
@@ -31,6 +33,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_batch_bytes: sunlight_protocol::DEFAULT_MAX_BATCH_BYTES,
             group_messages: 256,
+            command_resend_ms: COMMAND_RESEND_MS,
         }
     }
 }
@@ -435,16 +438,20 @@ impl std::fmt::Debug for BrokerTls {
 }
 
 /// Runs ingest until the process ends: MQTT in, one ingest thread, acks out.
-/// How often an unanswered command is published again.
+/// How often an unanswered command is published again, by default.
 const COMMAND_RESEND_MS: i64 = 60_000;
 
 /// Publishes recorded commands that wait for their answer (see [`store::commands`]).
-async fn publish_commands(client: AsyncClient, store: Arc<std::sync::Mutex<Writer>>) {
+async fn publish_commands(
+    client: AsyncClient,
+    store: Arc<std::sync::Mutex<Writer>>,
+    resend_ms: i64,
+) {
     loop {
         let store2 = store.clone();
         let due = tokio::task::spawn_blocking(move || {
             let w = store2.lock().ok()?;
-            store::commands::due(w.conn(), store::now_ms(), COMMAND_RESEND_MS).ok()
+            store::commands::due(w.conn(), store::now_ms(), resend_ms).ok()
         })
         .await
         .ok()
@@ -481,6 +488,7 @@ pub async fn run(
     // at broker::MAX_PACKET; Mosquitto with message_size_limit).
     let max_packet = INCOMING_PACKET_LIMIT.max(ingest.config.max_batch_bytes + 4096);
     let group_messages = ingest.config.group_messages.max(1);
+    let resend_ms = ingest.config.command_resend_ms.max(1000);
     let mut opts = MqttOptions::new(link.client_id.clone(), link.host.clone(), link.port);
     opts.set_keep_alive(Duration::from_secs(15))
         .set_clean_session(false)
@@ -528,7 +536,7 @@ pub async fn run(
         })
         .map_err(|e| crate::Error::io("starting the ingest thread", e))?;
 
-    tokio::spawn(publish_commands(client.clone(), commands));
+    tokio::spawn(publish_commands(client.clone(), commands, resend_ms));
 
     // Acks out, never from the polling task (rumqttc would deadlock).
     let ack_client = client.clone();
@@ -559,6 +567,19 @@ pub async fn run(
                 tracing::info!(host = %link.host, port = link.port, "hub connected to broker");
                 let _ = client.try_subscribe(topics::HUB_UP_FILTER, QoS::AtLeastOnce);
                 let _ = client.try_subscribe(topics::HUB_STATUS_FILTER, QoS::AtLeastOnce);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/up/check") => {
+                // `sunlight-agent check`: echo it on the box's own down/check, so the box sees a
+                // round trip through the broker's ACL in both directions and through this hub.
+                let prefix = p.topic.trim_end_matches("/up/check");
+                if p.payload.len() <= 256 && prefix.matches('/').count() == 3 {
+                    let _ = client.try_publish(
+                        format!("{prefix}/down/check"),
+                        QoS::AtLeastOnce,
+                        false,
+                        p.payload.to_vec(),
+                    );
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if in_tx

@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod enroll;
 pub mod error;
 pub mod fleet;
+pub mod fieldops;
 pub mod ingest;
 pub mod metrics;
 pub mod notify;

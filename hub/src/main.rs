@@ -49,6 +49,9 @@ enum Command {
     /// Agent updates: publish signed archives, roll them out in waves, follow each box.
     #[command(subcommand)]
     Update(UpdateCommand),
+    /// Send maintenance commands to boxes (executed at most once, answered through the outbox).
+    #[command(subcommand)]
+    Command(CommandCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
@@ -95,6 +98,39 @@ enum UpdateCommand {
         data_dir: PathBuf,
         #[arg(long)]
         version: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CommandCommand {
+    /// Record a command for a box (or every box of a site); the running hub publishes it until the
+    /// box answers or it expires. Answers: `sunlight-hub command list`, GET /api/v1/commands.
+    Send {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: String,
+        /// One box; every registered box of the site without it.
+        #[arg(long)]
+        device: Option<String>,
+        /// reload_config, upload_logs, snapshot, set_roster, restart, update.
+        #[arg(long)]
+        kind: String,
+        /// The arguments as a JSON object, e.g. '{"max_kb": 256}'.
+        #[arg(long)]
+        args: Option<String>,
+        /// Hours the box has to pick it up.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u32,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// The latest commands and their answers.
+    List {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        site: Option<String>,
     },
 }
 
@@ -292,6 +328,9 @@ struct RunArgs {
     /// (default: the first hub host of the county CA, port 8883).
     #[arg(long, requires = "enroll_ca_dir")]
     public_broker_url: Option<String>,
+    /// Seconds before an unanswered command is published to its box again.
+    #[arg(long, default_value_t = 60)]
+    command_resend_secs: u32,
 }
 
 #[derive(Subcommand)]
@@ -714,6 +753,61 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Update(command) => update(command),
+        Command::Command(CommandCommand::Send {
+            data_dir,
+            site,
+            device,
+            kind,
+            args,
+            ttl_hours,
+            by,
+        }) => {
+            let args = match args {
+                Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                    Error::Invalid(format!(
+                        "--args {text:?} is not JSON: {e} (give an object, e.g. '{{\"max_kb\": 256}}')"
+                    ))
+                })?),
+                None => None,
+            };
+            let send = sunlight_hub::fieldops::SendCommand {
+                site,
+                device,
+                kind,
+                args,
+                ttl_hours: Some(ttl_hours),
+                by: Some(by),
+            };
+            sunlight_hub::fieldops::check_command(&send).map_err(Error::Invalid)?;
+            let mut w = Writer::open(&store_path(&data_dir)?)?;
+            let ids = w
+                .run(|tx| sunlight_hub::fieldops::create_command(tx, &send))?
+                .map_err(Error::Invalid)?;
+            for id in ids {
+                println!("{id}");
+            }
+            eprintln!(
+                "The running hub publishes it until the box answers; see: sunlight-hub command list --data-dir {}",
+                data_dir.display()
+            );
+            Ok(())
+        }
+        Command::Command(CommandCommand::List { data_dir, site }) => {
+            let r = Reader::open(&store_path(&data_dir)?)?;
+            let list = r.run(|c| store::commands::list(c, site.as_deref(), store::now_ms()))?;
+            for c in list {
+                println!(
+                    "{}\t{}/{}\t{}\t{}\t{}",
+                    c.cmd_id,
+                    c.site,
+                    c.device,
+                    c.kind,
+                    c.state,
+                    c.detail.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
         Command::CheckConfig { path } => {
             let config = HubConfig::load(&path)?;
             println!(
@@ -848,6 +942,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         Writer::open(&path)?,
         IngestConfig {
             max_batch_bytes: args.max_batch_bytes,
+            command_resend_ms: i64::from(args.command_resend_secs.max(1)) * 1000,
             ..Default::default()
         },
         metrics.clone(),

@@ -57,7 +57,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/items", get(items))
         .route("/api/v1/roster", get(roster))
         .route("/api/v1/roster/push", axum::routing::post(roster_push))
-        .route("/api/v1/commands", get(commands))
+        .route(
+            "/api/v1/commands",
+            get(commands).post(crate::fieldops::send_command),
+        )
         .route("/api/v1/attendance/board", get(attendance_board))
         .route(
             "/api/v1/attendance/staff/{site}/{staff_id}",
@@ -83,6 +86,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::blobs::router())
         .merge(crate::enroll::router())
         .merge(crate::updates::router())
+        .merge(crate::fieldops::router())
         .merge(crate::dashboard::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

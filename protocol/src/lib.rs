@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod blob;
+pub mod boxlogs;
 pub mod chain;
 pub mod error;
 pub mod event;

@@ -1,6 +1,7 @@
-//! What the hub's systemd unit relies on (packaging/systemd/sunlight-hub.service, `Type=notify`,
-//! `WatchdogSec`): the hub process, started with a notification socket as systemd would, says
-//! READY=1 once it serves and keeps pinging WATCHDOG=1. And the units and maintainer script parse.
+//! What the systemd units rely on (packaging/systemd/sunlight-hub.service and
+//! sunlight-agent.service, `Type=notify`, `WatchdogSec`): the hub and the agent, each started with a
+//! notification socket as systemd would, say READY=1 once they serve and keep pinging WATCHDOG=1.
+//! And the units and maintainer script parse.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
@@ -44,6 +45,63 @@ fn the_hub_tells_systemd_it_is_ready_and_pings_the_watchdog() {
     );
     // READY only once it serves HTTP.
     assert!(std::net::TcpStream::connect(("127.0.0.1", http)).is_ok());
+}
+
+#[test]
+fn the_agent_tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    let dir = scratch("agent-sd-notify");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    // The hub only registers the box here; the agent's broker is not running, and its sync loop
+    // turns (and reconnects) all the same.
+    let hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    let agent = Agent::new(
+        &dir.join("box"),
+        "suixian-shangshi",
+        "box-01",
+        free_port(),
+        &hub,
+        "",
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "WATCHDOG_PID=$$ exec '{}' -c '{}' run",
+            bin("sunlight-agent").display(),
+            agent.config.display()
+        ))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000");
+    let _agent = Proc::spawn(&mut cmd, dir.join("agent.log"));
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 256];
+    while start.elapsed() < Duration::from_secs(20) {
+        let Ok(n) = socket.recv(&mut buf) else { break };
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        if seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3 {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    assert!(
+        seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,
+        "{seen:?}"
+    );
+    // READY only once the intake listens.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", agent.intake)).is_ok());
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/systemd/sunlight-agent.service"),
+    )
+    .expect("unit");
+    assert!(
+        unit.contains("Type=notify") && unit.contains("WatchdogSec="),
+        "{unit}"
+    );
 }
 
 #[test]

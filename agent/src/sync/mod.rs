@@ -58,6 +58,10 @@ pub struct Sync {
     pub cameras: Option<Arc<crate::capture::camera::Cameras>>,
     /// Installs updates and restarts the agent, for the hub's `update` and `restart` commands.
     pub updater: Option<crate::update::Updater>,
+    /// For the hub's `reload_config` and `upload_logs` commands.
+    pub maintenance: Option<Arc<crate::maintenance::Maintenance>>,
+    /// Beaten each time the sender loop turns (the systemd watchdog checks it).
+    pub heartbeat: crate::watchdog::Heartbeat,
 }
 
 fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
@@ -145,6 +149,7 @@ impl Sync {
                 site: site.to_string(),
                 cameras: self.cameras.clone(),
                 updater: self.updater.clone(),
+                maintenance: self.maintenance.clone(),
             }
             .run(cmd_rx),
         );
@@ -234,6 +239,7 @@ impl Sync {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drained = false;
         loop {
+            self.heartbeat.beat();
             // Send while the window has room and the outbox has events.
             while window.can_send() && !drained {
                 let from = window.next_seq();

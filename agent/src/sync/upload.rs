@@ -350,7 +350,7 @@ impl Uploader {
 }
 
 /// The error and its sources, for the log (reqwest's own message alone says little).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -86,6 +86,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         updates::SCHEMA,
         crate::blobs::SCHEMA,
         crate::fleet::SCHEMA,
+        crate::fieldops::SCHEMA,
         notices::SCHEMA,
         letters::SCHEMA,
         ratings::SCHEMA,
