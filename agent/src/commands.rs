@@ -566,6 +566,7 @@ mod tests {
                 client: reqwest::Client::new(),
                 restart: restart.clone(),
             }),
+            maintenance: None,
         };
         let cmd = json!({"cmd_id": "restart-1", "kind": "restart"}).to_string();
         executor.execute(cmd.as_bytes()).await;

@@ -26,7 +26,8 @@ struct Cli {
 }
 
 // Parsed once at start: the size of the largest variant (`run` with its many options) costs nothing.
-#[allow(clippy::large_enum_variant)]
+// `sunlight-hub command send|list` is the CLI's word for commands to boxes.
+#[allow(clippy::large_enum_variant, clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub.
