@@ -416,8 +416,12 @@ mod tests {
                 "role",
             ),
             (
-                payload("reload_config", json!({}), "2026-11-30T09:00:00+08:00"),
-                "not supported yet",
+                payload(
+                    "upload_logs",
+                    json!({"max_kb": 0}),
+                    "2026-11-30T09:00:00+08:00",
+                ),
+                "max_kb",
             ),
             (
                 payload(

@@ -101,7 +101,13 @@ fn online(agent: &Agent) {
 }
 
 /// GET over HTTPS trusting only `ca`: (status, body).
-fn get_https(port: u16, path: &str, ca: &Path) -> Result<(u16, Vec<u8>), String> {
+/// GET over HTTPS trusting only `ca`, with an API token when the route needs one.
+fn get_https(
+    port: u16,
+    path: &str,
+    ca: &Path,
+    token: Option<&str>,
+) -> Result<(u16, Vec<u8>), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,11 +118,11 @@ fn get_https(port: u16, path: &str, ca: &Path) -> Result<(u16, Vec<u8>), String>
         .build()
         .expect("client");
     rt.block_on(async {
-        let r = client
-            .get(format!("https://127.0.0.1:{port}{path}"))
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let mut req = client.get(format!("https://127.0.0.1:{port}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.map_err(|e| format!("{e:?}"))?;
         let status = r.status().as_u16();
         Ok((
             status,
@@ -138,7 +144,7 @@ fn blob_count(hub: &Hub) -> i64 {
 fn a_box_uploads_over_https_to_a_hub_with_the_county_certificate() {
     let dir = scratch("https-uploads");
     let (ca, cert, key) = county(&dir);
-    let (hub, port) = https_hub(&dir.join("hub"), &cert, &key);
+    let (mut hub, port) = https_hub(&dir.join("hub"), &cert, &key);
     let mut agent = camera_box(
         &dir.join("agent"),
         &hub,
@@ -162,8 +168,13 @@ fn a_box_uploads_over_https_to_a_hub_with_the_county_certificate() {
         .to_owned();
 
     // The same bytes over HTTPS with the county CA (and over the plain port, for a proxy).
-    let (status, bytes) =
-        get_https(port, &format!("/api/v1/blobs/{sha256}"), &ca).expect("HTTPS GET");
+    let (status, bytes) = get_https(
+        port,
+        &format!("/api/v1/blobs/{sha256}"),
+        &ca,
+        Some(&hub.api_token()),
+    )
+    .expect("HTTPS GET");
     assert_eq!(status, 200);
     assert_eq!(hex::encode(Sha256::digest(&bytes)), sha256);
     assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
@@ -220,7 +231,7 @@ fn a_box_refuses_a_hub_whose_certificate_is_not_from_the_county_ca() {
     assert_eq!(blob_count(&hub), 0);
     // Nor does anything that trusts only the county CA.
     assert!(
-        get_https(port, "/healthz", &ca).is_err(),
+        get_https(port, "/healthz", &ca, None).is_err(),
         "the county CA does not vouch for the stranger"
     );
 }

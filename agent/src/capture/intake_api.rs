@@ -422,7 +422,13 @@ mod tests {
         drop(router);
         // Not in the row, and not anywhere in the database files (WAL included).
         for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let path = entry.unwrap().path();
+            // A file removed since the listing (SQLite's -shm on close) holds nothing any more;
+            // directories (the log directory) are not database files.
+            let Ok(bytes) = std::fs::read(&path) else {
+                assert!(!path.exists() || path.is_dir(), "{}", path.display());
+                continue;
+            };
             assert!(!bytes.windows(11).any(|w| w == b"13812341234"));
             assert!(!bytes.windows(8).any(|w| w == b"12341234"));
         }
