@@ -104,6 +104,11 @@ pub struct SnapshotsConfig {
     /// ... on these days ("mon" ... "sun").
     #[serde(default = "default_office_days")]
     pub office_days: Vec<String>,
+    /// ... except on the official public holidays (the State Council's data shipped with the agent),
+    /// and also on its make-up working days (调休) that fall on other days. Years the data does not
+    /// cover follow `office_days` alone.
+    #[serde(default = "yes")]
+    pub official_holidays: bool,
     /// The camera whose picture becomes the kiosk punch's `photo`; absent: punches carry none.
     pub punch_camera: Option<String>,
 }
@@ -116,11 +121,15 @@ impl Default for SnapshotsConfig {
             upload_max_backlog: default_upload_max_backlog(),
             office_hours: default_office_hours(),
             office_days: default_office_days(),
+            official_holidays: true,
             punch_camera: None,
         }
     }
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_quota_mb() -> u64 {
     1024
 }

@@ -203,7 +203,14 @@ async fn start_cameras(
     ));
     let hours = crate::config::parse_hours(&config.snapshots.office_hours).map_err(bad)?;
     let days = crate::config::parse_days(&config.snapshots.office_days).map_err(bad)?;
-    cameras.start_schedules(&config.cameras, &hours, &days);
+    let official = if config.snapshots.official_holidays {
+        Some(Arc::new(
+            sunlight_protocol::holidays::Official::cn().map_err(bad)?,
+        ))
+    } else {
+        None
+    };
+    cameras.start_schedules(&config.cameras, &hours, &days, official);
     let upload = Arc::new(Mutex::new(UploadState {
         api: config.hub.api.clone(),
         ..UploadState::default()

@@ -12,6 +12,7 @@ pub mod boxlogs;
 pub mod chain;
 pub mod error;
 pub mod event;
+pub mod holidays;
 pub mod ids;
 pub mod keys;
 pub mod message;

@@ -8,7 +8,8 @@
 //!   broker port, a camera refusing the login (401), too little disk (simulated with a minimum
 //!   above what the disk has free: the test does not fill a disk).
 //! - Through the mTLS broker: the box's certificate passes (TLS, CONNACK, SUBACK, PUBACK); a box
-//!   with a valid certificate that the broker's ACL does not list gets no echo through the hub.
+//!   with a valid certificate that the broker's ACL does not list gets no echo through the hub; a
+//!   box without its certificate is refused by the broker.
 
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -413,6 +414,26 @@ fn through_the_mtls_broker_the_box_certificate_passes_and_a_box_missing_from_the
         detail.contains("TLS handshake and CONNACK") && detail.contains("SUBACK grants QoS 1"),
         "{detail}"
     );
+
+    // box-01 without its certificate and key (a box whose enrollment did not finish): the broker
+    // requires a client certificate, so the connection fails and `check` says what to do.
+    let no_cert = variant(
+        &box01,
+        "no-cert",
+        &format!(
+            "cert_file = \"{c}/box.pem\"\nkey_file = \"{c}/box.key\"\n",
+            c = certs1.display()
+        ),
+        "",
+    );
+    let (code, report) = check(&no_cert, &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert!(
+        failed(&report).contains(&"broker".to_string()),
+        "{report:#}"
+    );
+    let it = item(&report, "broker");
+    assert!(it["next"].as_str().unwrap().contains("cert_file"), "{it:#}");
 
     // box-09: the TLS handshake and CONNACK pass (a valid certificate); Mosquitto grants even its
     // SUBACK and PUBACK (MQTT 3.1.1 has no refusal for an ACL-denied publish), but the ACL drops

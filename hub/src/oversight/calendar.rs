@@ -3,12 +3,12 @@
 //! A year without official data is an error, never a guess.
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
-use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use sunlight_protocol::holidays::{Official, OfficialDay};
 use thiserror::Error;
 
-/// The official data shipped with the hub.
-pub const OFFICIAL_CN: &str = include_str!("../../data/holidays-cn.toml");
+/// The official data shipped with the hub (and the box).
+pub const OFFICIAL_CN: &str = sunlight_protocol::holidays::OFFICIAL_CN;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CalendarError {
@@ -20,50 +20,12 @@ pub enum CalendarError {
     Invalid(String),
 }
 
-#[derive(Deserialize)]
-struct File {
-    years: BTreeMap<String, YearFile>,
-}
-
-#[derive(Deserialize)]
-struct YearFile {
-    #[allow(dead_code)]
-    source: String,
-    holidays: Vec<String>,
-    workdays: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Year {
-    holidays: BTreeSet<NaiveDate>,
-    workdays: BTreeSet<NaiveDate>,
-}
-
 /// Working days of one county.
 #[derive(Debug, Clone, Default)]
 pub struct Calendar {
-    years: BTreeMap<i32, Year>,
+    official: Official,
     /// date → is a working day, set by an admin; wins over everything.
     overrides: BTreeMap<NaiveDate, bool>,
-}
-
-fn date(text: &str) -> Result<NaiveDate, CalendarError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| CalendarError::Invalid(format!("{text:?} is not a YYYY-MM-DD date")))
-}
-
-/// "A" or "A..B" (inclusive) as dates.
-fn dates(text: &str) -> Result<Vec<NaiveDate>, CalendarError> {
-    let (from, to) = match text.split_once("..") {
-        Some((a, b)) => (date(a)?, date(b)?),
-        None => (date(text)?, date(text)?),
-    };
-    if to < from || (to - from).num_days() > 31 {
-        return Err(CalendarError::Invalid(format!(
-            "range {text:?} is reversed or longer than a month"
-        )));
-    }
-    Ok(from.iter_days().take_while(|d| *d <= to).collect())
 }
 
 impl Calendar {
@@ -73,44 +35,15 @@ impl Calendar {
     }
 
     pub fn from_toml(text: &str) -> Result<Calendar, CalendarError> {
-        let file: File = toml::from_str(text).map_err(|e| CalendarError::Invalid(e.to_string()))?;
-        let mut cal = Calendar::default();
-        for (name, y) in file.years {
-            let year: i32 = name
-                .parse()
-                .map_err(|_| CalendarError::Invalid(format!("year {name:?}")))?;
-            let mut data = Year::default();
-            for d in y
-                .holidays
-                .iter()
-                .map(|t| dates(t))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .flatten()
-            {
-                data.holidays.insert(d);
-            }
-            for d in y
-                .workdays
-                .iter()
-                .map(|t| date(t))
-                .collect::<Result<Vec<_>, _>>()?
-            {
-                data.workdays.insert(d);
-            }
-            if let Some(d) = data
-                .holidays
-                .iter()
-                .chain(&data.workdays)
-                .find(|d| d.year() != year)
-            {
-                return Err(CalendarError::Invalid(format!(
-                    "{d} is listed under {year}"
-                )));
-            }
-            cal.years.insert(year, data);
-        }
-        Ok(cal)
+        Ok(Calendar {
+            official: Official::parse(text).map_err(CalendarError::Invalid)?,
+            overrides: BTreeMap::new(),
+        })
+    }
+
+    /// The official data under the overrides (for showing an admin what they override).
+    pub fn official_data(&self) -> &Official {
+        &self.official
     }
 
     /// Sets an admin override: `working` true makes the date a working day, false a day off.
@@ -122,17 +55,12 @@ impl Calendar {
         if let Some(&working) = self.overrides.get(&d) {
             return Ok(working);
         }
-        let year = self
-            .years
-            .get(&d.year())
-            .ok_or(CalendarError::NoData(d.year()))?;
-        if year.holidays.contains(&d) {
-            return Ok(false);
+        match self.official.day(d) {
+            None => Err(CalendarError::NoData(d.year())),
+            Some(OfficialDay::Holiday) => Ok(false),
+            Some(OfficialDay::MakeUpWorkday) => Ok(true),
+            Some(OfficialDay::Ordinary) => Ok(!matches!(d.weekday(), Weekday::Sat | Weekday::Sun)),
         }
-        if year.workdays.contains(&d) {
-            return Ok(true);
-        }
-        Ok(!matches!(d.weekday(), Weekday::Sat | Weekday::Sun))
     }
 
     /// Does `d` count towards a limit measured in `unit`?
@@ -192,7 +120,7 @@ mod tests {
     use super::*;
 
     fn d(s: &str) -> NaiveDate {
-        date(s).unwrap()
+        sunlight_protocol::holidays::date(s).unwrap()
     }
 
     #[test]

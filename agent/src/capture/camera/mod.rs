@@ -592,6 +592,7 @@ impl Cameras {
         configs: &[CameraConfig],
         office_hours: &crate::config::Hours,
         office_days: &[chrono::Weekday],
+        official: Option<Arc<sunlight_protocol::holidays::Official>>,
     ) {
         for c in configs {
             let Some(every) = c.every() else { continue };
@@ -608,6 +609,7 @@ impl Cameras {
                     every,
                     hours,
                     days: office_days.to_vec(),
+                    official: official.clone(),
                 },
                 self.clock.clone(),
             ));

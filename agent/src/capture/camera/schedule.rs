@@ -1,13 +1,15 @@
 //! Scheduled snapshots: every `every` from local midnight (08:00, 08:05, ... for five minutes),
-//! within the office hours on office days. [`next_slot`] is the pure part; [`run`] sleeps until each
+//! within the office hours on office days: the configured weekdays, less the official public
+//! holidays, plus the official make-up working days (调休). [`next_slot`] is the pure part; [`run`] sleeps until each
 //! slot, takes the snapshot, and retries a failed one with back-off until the next slot is due.
 
 use super::{CameraError, Cameras, TakeError, Trigger};
 use crate::clock::Clock;
 use crate::config::Hours;
-use chrono::{DateTime, Datelike, NaiveTime, TimeZone, Timelike, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Weekday};
 use std::sync::Arc;
 use std::time::Duration;
+use sunlight_protocol::holidays::{Official, OfficialDay};
 
 /// When a camera's scheduled snapshots are due.
 #[derive(Debug, Clone)]
@@ -16,16 +18,33 @@ pub struct Plan {
     /// Ranges of seconds after local midnight.
     pub hours: Hours,
     pub days: Vec<Weekday>,
+    /// The official holidays and make-up working days; `None`: the weekdays alone.
+    pub official: Option<Arc<Official>>,
 }
 
-/// The first slot strictly after `now`, looking a week ahead at most.
+impl Plan {
+    /// Is `date` an office day?
+    pub fn office_day(&self, date: NaiveDate) -> bool {
+        match self.official.as_ref().and_then(|o| o.day(date)) {
+            Some(OfficialDay::Holiday) => false,
+            Some(OfficialDay::MakeUpWorkday) => true,
+            Some(OfficialDay::Ordinary) | None => self.days.contains(&date.weekday()),
+        }
+    }
+}
+
+/// How far [`next_slot`] looks: past the longest official holiday (Spring Festival, nine days) with
+/// the weekends around it.
+const LOOKAHEAD_DAYS: u64 = 40;
+
+/// The first slot strictly after `now`, looking [`LOOKAHEAD_DAYS`] ahead at most.
 pub fn next_slot<Tz: TimeZone>(now: &DateTime<Tz>, plan: &Plan) -> Option<DateTime<Tz>> {
     let every = plan.every.as_secs().clamp(1, 86_400) as u32;
     let tz = now.timezone();
     let today = now.date_naive();
-    for day_offset in 0..8 {
+    for day_offset in 0..=LOOKAHEAD_DAYS {
         let date = today.checked_add_days(chrono::Days::new(day_offset))?;
-        if !plan.days.contains(&date.weekday()) {
+        if !plan.office_day(date) {
             continue;
         }
         let after = if day_offset == 0 {
@@ -60,7 +79,7 @@ pub async fn run(cameras: Arc<Cameras>, id: String, plan: Plan, clock: Clock) {
     loop {
         let wall = chrono::Utc::now().with_timezone(&tz);
         let Some(slot) = next_slot(&wall, &plan) else {
-            tracing::warn!(camera_id = %id, "no office hours within a week; scheduled snapshots stop");
+            tracing::warn!(camera_id = %id, "no office hours within 40 days; scheduled snapshots stop");
             return;
         };
         let wait = (slot - wall).to_std().unwrap_or_default();
@@ -124,6 +143,7 @@ mod tests {
                 "fri".into(),
             ])
             .unwrap(),
+            official: None,
         }
     }
 
@@ -178,6 +198,7 @@ mod tests {
                 &["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(String::from),
             )
             .unwrap(),
+            official: None,
         };
         assert_eq!(
             next("2026-11-28 23:59:59", &always),
@@ -193,5 +214,43 @@ mod tests {
             ..plan(300)
         };
         assert!(next_slot(&at("2026-11-23 07:00:00"), &never).is_none());
+    }
+
+    #[test]
+    fn official_holidays_are_left_out_and_make_up_days_are_worked() {
+        let official = Some(Arc::new(Official::cn().unwrap()));
+        let five = Plan {
+            official: official.clone(),
+            ..plan(300)
+        };
+        // National Day 2025: Tuesday 09-30 evening → Thursday 10-09 (10-01..10-08 off).
+        assert_eq!(
+            next("2025-09-30 17:30:00", &five),
+            "Thu 2025-10-09 08:30:00"
+        );
+        // Sunday 2025-09-28 is a make-up working day (调休).
+        assert_eq!(
+            next("2025-09-27 10:00:00", &five),
+            "Sun 2025-09-28 08:30:00"
+        );
+        // Spring Festival 2026: Saturday 02-14 worked, then nine days off, back on Tuesday 02-24.
+        assert_eq!(
+            next("2026-02-13 18:00:00", &five),
+            "Sat 2026-02-14 08:30:00"
+        );
+        assert_eq!(
+            next("2026-02-14 17:30:00", &five),
+            "Tue 2026-02-24 08:30:00"
+        );
+        // A year the data does not cover follows the weekdays alone.
+        assert_eq!(
+            next("2031-01-01 07:00:00", &five),
+            "Wed 2031-01-01 08:30:00"
+        );
+        // Without the official data (official_holidays = false), National Day is a Wednesday.
+        assert_eq!(
+            next("2025-09-30 17:30:00", &plan(300)),
+            "Wed 2025-10-01 08:30:00"
+        );
     }
 }
