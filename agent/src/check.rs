@@ -615,10 +615,13 @@ async fn broker(config: &AgentConfig, options: &Options) -> Item {
             ),
         ),
         Some(detail) => {
-            let next = if detail.contains("TLS")
-                || detail.contains("certificate")
-                || detail.contains("handshake")
-            {
+            let lower = detail.to_lowercase();
+            let tls_failed = lower.contains("tls")
+                || lower.contains("certificate")
+                || lower.contains("handshake");
+            let next = if tls_failed && tls && config.hub.cert_file.is_none() {
+                "the broker asks for this box's certificate and hub.cert_file / hub.key_file are not set in agent.toml: enroll the box (sunlight-agent enroll --hub URL --token T) or name the files it got".to_owned()
+            } else if tls_failed {
                 "the broker refused this box's certificate or the box does not trust the broker's: check hub.ca_file/cert_file/key_file; a revoked box must be enrolled again".to_owned()
             } else if puback_ms.is_some() {
                 format!(
