@@ -167,7 +167,14 @@ pub async fn run(
     checks.push(usb_devices());
     if options.discover {
         progress("ONVIF cameras on the LAN (2 s)");
-        checks.push(onvif_discovery(Duration::from_secs(2)).await);
+        checks.push(
+            onvif_discovery(
+                WS_DISCOVERY,
+                Duration::from_secs(2),
+                &configured_hosts(config),
+            )
+            .await,
+        );
     }
     progress("hub");
     checks.extend(hub(config, options).await);
@@ -324,8 +331,33 @@ fn usb_devices() -> Item {
     }
 }
 
-/// ONVIF WS-Discovery: a multicast Probe for network video transmitters; lists who answers.
-async fn onvif_discovery(wait: Duration) -> Item {
+/// WS-Discovery's multicast group and port.
+const WS_DISCOVERY: &str = "239.255.255.250:3702";
+
+/// The hosts of the IP cameras in agent.toml (`host`, or the host of `url`).
+fn configured_hosts(config: &AgentConfig) -> Vec<String> {
+    config
+        .cameras
+        .iter()
+        .filter_map(|c| {
+            c.host.clone().or_else(|| {
+                let url = reqwest::Url::parse(c.url.as_deref()?).ok()?;
+                url.host_str().map(str::to_owned)
+            })
+        })
+        .collect()
+}
+
+/// The text between `<…XAddrs>` and `</…XAddrs>` (any namespace prefix).
+fn xaddrs(text: &str) -> Option<&str> {
+    let open = text.find("XAddrs>")? + "XAddrs>".len();
+    let rest = &text[open..];
+    Some(rest[..rest.find('<')?].trim()).filter(|a| !a.is_empty())
+}
+
+/// ONVIF WS-Discovery: a Probe for network video transmitters sent to `to` (the multicast group
+/// on a box); lists who answers, and which of them agent.toml does not name yet.
+async fn onvif_discovery(to: &str, wait: Duration, configured: &[String]) -> Item {
     let name = "onvif";
     let socket = match tokio::net::UdpSocket::bind("0.0.0.0:0").await {
         Ok(s) => s,
@@ -350,10 +382,7 @@ xmlns:d=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\" xmlns:dn=\"http://ww
 <w:Action e:mustUnderstand=\"true\">http://schemas.xmlsoap.org/ws/2005/04/discovery/Probe</w:Action></e:Header>\
 <e:Body><d:Probe><d:Types>dn:NetworkVideoTransmitter</d:Types></d:Probe></e:Body></e:Envelope>"
     );
-    if let Err(e) = socket
-        .send_to(probe.as_bytes(), "239.255.255.250:3702")
-        .await
-    {
+    if let Err(e) = socket.send_to(probe.as_bytes(), to).await {
         return Item::info(name, format!("WS-Discovery not possible here: {e}"));
     }
     let mut found = Vec::new();
@@ -363,16 +392,19 @@ xmlns:d=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\" xmlns:dn=\"http://ww
         tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
     {
         let text = String::from_utf8_lossy(&buf[..n]);
-        let xaddrs = text
-            .split_once("XAddrs>")
-            .and_then(|(_, rest)| rest.split_once('<'))
-            .map(|(a, _)| a.trim().to_owned())
-            .unwrap_or_default();
-        let entry = if xaddrs.is_empty() {
-            from.ip().to_string()
-        } else {
-            format!("{} ({xaddrs})", from.ip())
+        if !text.contains("ProbeMatch") {
+            continue;
+        }
+        let ip = from.ip().to_string();
+        let known = configured.iter().any(|h| *h == ip)
+            || xaddrs(&text).is_some_and(|a| configured.iter().any(|h| a.contains(h.as_str())));
+        let mut entry = match xaddrs(&text) {
+            Some(a) => format!("{ip} ({a})"),
+            None => ip,
         };
+        if !known {
+            entry.push_str(" — not in agent.toml");
+        }
         if !found.contains(&entry) {
             found.push(entry);
         }
@@ -771,6 +803,78 @@ fn outbox(config: &AgentConfig) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A camera answering WS-Discovery on a real UDP socket: a ProbeMatch naming its device
+    /// service for each Probe of network video transmitters, after a line of noise.
+    async fn fake_onvif_camera() -> std::net::SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let probe = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if !probe.contains("Probe>") || !probe.contains("NetworkVideoTransmitter") {
+                    continue;
+                }
+                let id = probe
+                    .split_once("<w:MessageID>")
+                    .and_then(|(_, r)| r.split_once('<'))
+                    .map(|(id, _)| id.to_owned())
+                    .unwrap_or_default();
+                let _ = socket.send_to(b"not a SOAP envelope", from).await;
+                let answer = format!(
+                    "<?xml version=\"1.0\"?><SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://www.w3.org/2003/05/soap-envelope\" \
+xmlns:wsa=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\" xmlns:d=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\">\
+<SOAP-ENV:Header><wsa:RelatesTo>{id}</wsa:RelatesTo></SOAP-ENV:Header><SOAP-ENV:Body><d:ProbeMatches><d:ProbeMatch>\
+<d:Types>dn:NetworkVideoTransmitter</d:Types><d:XAddrs>http://127.0.0.1:8899/onvif/device_service</d:XAddrs>\
+</d:ProbeMatch></d:ProbeMatches></SOAP-ENV:Body></SOAP-ENV:Envelope>"
+                );
+                let _ = socket.send_to(answer.as_bytes(), from).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn onvif_discovery_lists_cameras_that_answer_and_marks_those_not_configured() {
+        let camera = fake_onvif_camera().await.to_string();
+        let wait = Duration::from_millis(500);
+        let new = onvif_discovery(&camera, wait, &[]).await;
+        assert_eq!(new.status, Status::Info);
+        assert_eq!(
+            new.detail,
+            "1 answered WS-Discovery: 127.0.0.1 (http://127.0.0.1:8899/onvif/device_service) — not in agent.toml"
+        );
+        let known = onvif_discovery(&camera, wait, &["127.0.0.1".to_owned()]).await;
+        assert_eq!(
+            known.detail,
+            "1 answered WS-Discovery: 127.0.0.1 (http://127.0.0.1:8899/onvif/device_service)"
+        );
+        // Nobody there: said so, not a failure.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let none = onvif_discovery(
+            &silent.local_addr().unwrap().to_string(),
+            Duration::from_millis(300),
+            &[],
+        )
+        .await;
+        assert_eq!(none.status, Status::Info);
+        assert!(
+            none.detail.starts_with("no ONVIF camera answered"),
+            "{}",
+            none.detail
+        );
+    }
+
+    #[test]
+    fn xaddrs_are_read_under_any_namespace_prefix() {
+        assert_eq!(
+            xaddrs("<d:XAddrs> http://a/onvif </d:XAddrs>"),
+            Some("http://a/onvif")
+        );
+        assert_eq!(xaddrs("<XAddrs></XAddrs>"), None);
+        assert_eq!(xaddrs("no such element"), None);
+    }
 
     #[test]
     fn the_report_names_each_failure_with_its_next_step_and_the_result() {
