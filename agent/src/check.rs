@@ -396,7 +396,7 @@ xmlns:d=\"http://schemas.xmlsoap.org/ws/2005/04/discovery\" xmlns:dn=\"http://ww
             continue;
         }
         let ip = from.ip().to_string();
-        let known = configured.iter().any(|h| *h == ip)
+        let known = configured.contains(&ip)
             || xaddrs(&text).is_some_and(|a| configured.iter().any(|h| a.contains(h.as_str())));
         let mut entry = match xaddrs(&text) {
             Some(a) => format!("{ip} ({a})"),
