@@ -384,3 +384,60 @@ async fn token_issue(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_site_is_registered_once_and_sites_known_by_their_boxes_are_listed_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("hub.db");
+        let mut w = store::Writer::open(&path).unwrap();
+        let shangshi = SiteId::new("suixian-shangshi").unwrap();
+        let lishan = SiteId::new("suixian-lishan").unwrap();
+        let key = sunlight_protocol::DeviceKey::generate().unwrap().public();
+        store::add_device(&path, &lishan, &DeviceId::new("box-01").unwrap(), &key).unwrap();
+        w.run(|tx| {
+            assert!(!known(tx, "suixian-shangshi")?);
+            assert!(known(tx, "suixian-lishan")?);
+            Ok(())
+        })
+        .unwrap();
+        let site = w
+            .run(|tx| Ok(add(tx, &shangshi, "尚市镇便民服务中心", "wangke")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (site.name.as_deref(), site.devices),
+            (Some("尚市镇便民服务中心"), 0)
+        );
+        let again = w
+            .run(|tx| Ok(add(tx, &shangshi, "another", "wangke")))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(again, AddError::Exists(ref m) if m.contains("尚市镇")));
+        let all = w.run(|tx| list(tx)).unwrap();
+        let ids: Vec<(&str, Option<&str>, i64)> = all
+            .iter()
+            .map(|s| (s.id.as_str(), s.name.as_deref(), s.devices))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("suixian-lishan", None, 1),
+                ("suixian-shangshi", Some("尚市镇便民服务中心"), 0)
+            ]
+        );
+        let audit: i64 = w
+            .run(|tx| {
+                tx.query_row(
+                    "SELECT count(*) FROM audit WHERE action = 'site.add' AND who = 'wangke'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(audit, 1);
+    }
+}

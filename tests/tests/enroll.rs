@@ -1070,6 +1070,57 @@ fn site_and_device_added_over_the_api_enroll_a_box_that_syncs_and_trusts_the_upd
     assert!(err.contains("409") && err.contains("already"), "{err}");
     let sites = hub.get("/api/v1/sites").expect("sites");
     assert_eq!(sites["sites"][0]["name"], "尚市镇便民服务中心", "{sites}");
+    // Bad input over the API: a clear 422 in both languages, nothing registered or issued.
+    for (path, body, says) in [
+        (
+            "/api/v1/sites",
+            json!({"id": "Not A Site", "name": "x"}),
+            "site id",
+        ),
+        (
+            "/api/v1/sites",
+            json!({"id": "suixian-lishan", "name": "  "}),
+            "1 to",
+        ),
+        (
+            "/api/v1/sites",
+            json!({"id": "suixian-lishan"}),
+            "the body must be",
+        ),
+        (
+            "/api/v1/enroll/tokens",
+            json!({"site": SHANGSHI, "device": "box-12", "hub_url": "ftp://x"}),
+            "hub_url",
+        ),
+        (
+            "/api/v1/enroll/tokens",
+            json!({"site": SHANGSHI, "device": "box-12", "hub_url": "http://h", "ttl_hours": 0}),
+            "1 to 720",
+        ),
+        (
+            "/api/v1/enroll/tokens",
+            json!({"site": SHANGSHI, "device": "Box 12", "hub_url": "http://h"}),
+            "device",
+        ),
+    ] {
+        let (status, answer) = hub.post(path, &body).expect("the hub answers");
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(says),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        hub.get("/api/v1/sites").expect("sites")["sites"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        hub.get("/api/v1/enroll/tokens").expect("tokens")["tokens"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
     let printed = stdout_ok(
         provision(
             &hub,
