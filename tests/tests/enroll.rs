@@ -14,6 +14,8 @@
 //! - the agent: refuses to enroll a box set up already, keeps its keys across a refused attempt and
 //!   reuses them, and enrolls from an offline bundle.
 //! - the enrollment CA's key cannot make a broker certificate that boxes accept (client-only EKU).
+//! - over the hub's API: `sunlight-provision site add` / `device add`, the printed command enrolls a
+//!   box that syncs and whose config holds the hub's update verifying key; 401/403/404/409/422.
 
 use base64::Engine;
 use rumqttc::{Client, Event, MqttOptions, Packet, Transport};
@@ -784,10 +786,28 @@ fn tokens_are_one_time_for_one_box_and_refusals_say_why() {
     assert!(config.exists());
 
     // Offline bundle: the token, the hub and the county CA on a stick.
+    // With --config, the bundle carries the update verifying keys of that hub.toml; this hub
+    // runs without them, so the box takes them from the bundle.
     let stick = dir.join("stick");
-    let out = token(&hub, &county, "box-09", &["--bundle", s(&stick)]);
+    let update_key = sunlight_protocol::update::UpdateKey::generate()
+        .expect("update key")
+        .verifying_key();
+    let hub_toml = dir.join("hub.toml");
+    std::fs::write(
+        &hub_toml,
+        format!("[updates]\nverifying_keys = [\"{update_key}\"]\n"),
+    )
+    .expect("hub.toml");
+    let out = token(
+        &hub,
+        &county,
+        "box-09",
+        &["--bundle", s(&stick), "--config", s(&hub_toml)],
+    );
     assert!(out.contains("sunlight-agent enroll --bundle"), "{out}");
     assert_eq!(mode(&stick.join("enroll.toml")), 0o600);
+    let bundle = std::fs::read_to_string(stick.join("enroll.toml")).expect("enroll.toml");
+    assert!(bundle.contains(&update_key), "{bundle}");
     let box9 = dir.join("box-09");
     let out = ok(
         "sunlight-agent",
@@ -803,6 +823,11 @@ fn tokens_are_one_time_for_one_box_and_refusals_say_why() {
     );
     assert!(out.contains("suixian-shangshi/box-09 enrolled"), "{out}");
     assert!(out.contains("matches --ca-sha256"), "{out}");
+    let keys = sunlight_agent::AgentConfig::load(&box9.join("agent.toml"))
+        .expect("the agent reads its config")
+        .update
+        .verifying_keys;
+    assert_eq!(keys, std::slice::from_ref(&update_key));
 
     // A hub without an enrollment CA says so.
     let mut plain = Hub::new(&dir.join("hub-plain"), BrokerMode::Embedded(free_port()));
