@@ -59,6 +59,9 @@ pub struct EnrollArgs {
     pub hub_ca: Option<PathBuf>,
     /// Enroll even though this box has keys or a config (they are moved aside).
     pub force: bool,
+    /// Update verifying keys from an offline bundle: written to `[update] verifying_keys` when
+    /// the hub's answer has none (a hub from before it sent them).
+    pub update_keys: Vec<String>,
 }
 
 /// An offline bundle (`sunlight-hub enroll token --bundle DIR`): `enroll.toml` and `ca.pem`.
@@ -69,6 +72,8 @@ struct BundleFile {
     device: String,
     token: String,
     ca_sha256: Option<String>,
+    #[serde(default)]
+    update_verifying_keys: Vec<String>,
 }
 
 impl EnrollArgs {
@@ -93,6 +98,12 @@ impl EnrollArgs {
             EnrollError::Refused(format!("{}: {what}: {e}", path.display()))
         };
         let ca = dir.join("ca.pem");
+        sunlight_protocol::update::verifying_keys(&b.update_verifying_keys).map_err(|e| {
+            EnrollError::Refused(format!(
+                "{}: update_verifying_keys: {e}. Ask the county operator for a new bundle",
+                path.display()
+            ))
+        })?;
         Ok(EnrollArgs {
             hub: b.hub,
             token: b.token,
@@ -103,6 +114,7 @@ impl EnrollArgs {
             ca_sha256: b.ca_sha256,
             hub_ca: ca.is_file().then_some(ca),
             force,
+            update_keys: b.update_verifying_keys,
         })
     }
 }
@@ -160,6 +172,8 @@ pub struct Enrolled {
     pub resumed: bool,
     /// The hub had enrolled this box already and sent the same answer again.
     pub repeated: bool,
+    /// How many update verifying keys the config has (`[update] verifying_keys`).
+    pub update_keys: usize,
 }
 
 const PENDING: &str = "enroll.pending";
@@ -300,7 +314,26 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
             "the hub's answer holds no certificate".into(),
         ));
     }
-    let config = AgentConfig::parse(&answer.agent_config_toml, &config_path)?;
+    let mut config_text = answer.agent_config_toml.clone();
+    let mut config = AgentConfig::parse(&config_text, &config_path)?;
+    let has_update_table = toml::from_str::<toml::Table>(&config_text)
+        .map(|t| t.contains_key("update"))
+        .unwrap_or(true);
+    if config.update.verifying_keys.is_empty() && !args.update_keys.is_empty() && !has_update_table
+    {
+        // A hub from before enroll answers carried the keys: the bundle's are written instead.
+        let keys: Vec<String> = args
+            .update_keys
+            .iter()
+            .map(|k| format!("\"{}\"", k.trim()))
+            .collect();
+        config_text.push_str(&format!(
+            "\n[update]\n# Who may sign this box's agent updates (from the enrollment bundle).\n\
+             verifying_keys = [{}]\n",
+            keys.join(", ")
+        ));
+        config = AgentConfig::parse(&config_text, &config_path)?;
+    }
     let cert_path = data_dir.join("box.pem");
     let ca_path = data_dir.join("ca.pem");
     let names_ours = config.site == args.site
@@ -331,12 +364,7 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| crate::Error::io(format!("creating {}", dir.display()), e))?;
     }
-    write_file(
-        &config_path,
-        answer.agent_config_toml.as_bytes(),
-        0o640,
-        false,
-    )?;
+    write_file(&config_path, config_text.as_bytes(), 0o640, false)?;
     if let Some(dir) = config_path.parent() {
         adopt_group(&config_path, dir);
     }
@@ -359,6 +387,7 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
         unsent_before,
         resumed,
         repeated: answer.repeated,
+        update_keys: config.update.verifying_keys.len(),
     })
 }
 
@@ -646,6 +675,7 @@ mod tests {
             ca_sha256: None,
             hub_ca: None,
             force: false,
+            update_keys: Vec::new(),
         };
         let err = enroll(&args).unwrap_err().to_string();
         assert!(err.contains("set up already"), "{err}");

@@ -251,6 +251,7 @@ fn enroll(a: EnrollArgs, config: PathBuf) -> Result<(), String> {
             ca_sha256: a.ca_sha256,
             hub_ca: a.hub_ca,
             force: a.force,
+            update_keys: Vec::new(),
         },
         _ => {
             return Err(
@@ -312,9 +313,15 @@ fn enroll(a: EnrollArgs, config: PathBuf) -> Result<(), String> {
         }
     );
     println!(
-        "  {:<34} this box's configuration: broker {}",
+        "  {:<34} this box's configuration: broker {}; {}",
         r.config.display(),
-        r.broker_url
+        r.broker_url,
+        match r.update_keys {
+            0 => "no update verifying key (the hub has none: updates are refused until\n\
+                  \x20  [update] verifying_keys is added)"
+                .to_string(),
+            n => format!("{n} update verifying key(s): signed agent updates are accepted"),
+        }
     );
     println!(
         "\nNext:\n\

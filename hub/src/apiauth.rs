@@ -49,6 +49,8 @@ pub fn is_public(method: &Method, path: &str) -> bool {
 }
 
 /// Whether `role` may call `method path` at all (scope within a site is checked further on).
+/// Registering sites and boxes (`/api/v1/sites`, `/api/v1/enroll/tokens`) and update rollouts
+/// (`POST /api/v1/updates/rollout`) are for supervisors and admins only: no other role lists them.
 pub fn role_allows(role: Role, method: &Method, path: &str) -> bool {
     match role {
         Role::Supervisor | Role::Admin => true,
@@ -213,5 +215,22 @@ mod tests {
         assert!(!role_allows(Role::Head, &get, "/api/v1/cases"));
         assert!(!role_allows(Role::Head, &get, "/api/v1/attendance/board"));
         assert!(role_allows(Role::Head, &get, "/api/v1/blobs/ab"));
+        // Registering sites and boxes and rolling out updates: supervisors and admins only.
+        for path in [
+            "/api/v1/sites",
+            "/api/v1/enroll/tokens",
+            "/api/v1/updates/rollout",
+        ] {
+            assert!(role_allows(Role::Admin, &post, path));
+            assert!(role_allows(Role::Supervisor, &post, path));
+            assert!(!role_allows(Role::Technician, &post, path), "{path}");
+            assert!(!role_allows(Role::Head, &post, path), "{path}");
+            assert!(!is_public(&post, path), "{path}");
+        }
+        assert!(!role_allows(
+            Role::Technician,
+            &get,
+            "/api/v1/enroll/tokens"
+        ));
     }
 }

@@ -347,6 +347,104 @@ pub fn next_device_id(device: &DeviceId) -> String {
     format!("{s}-2")
 }
 
+// ---------------------------------------------------------------------------------------------
+// The offline bundle
+
+/// One file of an offline bundle.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BundleFile {
+    pub name: String,
+    pub text: String,
+    /// Holds the token: written readable by its owner only (0600).
+    pub secret: bool,
+}
+
+/// What an offline bundle is made of.
+#[derive(Debug, Clone)]
+pub struct BundleSpec<'a> {
+    pub site: &'a SiteId,
+    pub device: &'a DeviceId,
+    pub token: &'a Token,
+    /// The hub's HTTP address as boxes reach it.
+    pub hub_url: &'a str,
+    /// When the token expires, as shown.
+    pub expires: &'a str,
+    /// The county CA and its SHA-256.
+    pub ca_pem: &'a str,
+    pub ca_sha256: &'a str,
+    /// The hub's `[updates] verifying_keys`.
+    pub update_keys: &'a [String],
+}
+
+/// The files of an offline bundle (`sunlight-agent enroll --bundle DIR` reads them):
+/// `enroll.toml` (the token, the hub, the CA's fingerprint and the update verifying keys),
+/// `ca.pem` and a README for the technician. `sunlight-hub enroll token --bundle` and
+/// `POST /api/v1/enroll/tokens` with `"bundle": true` both make it here.
+pub fn bundle_files(b: &BundleSpec<'_>) -> Vec<BundleFile> {
+    let keys: Vec<String> = b.update_keys.iter().map(|k| toml_str(k.trim())).collect();
+    let (site, device, expires) = (b.site, b.device, b.expires);
+    vec![
+        BundleFile {
+            name: "enroll.toml".into(),
+            text: format!(
+                "# Enrollment of {site}/{device} (sunlight-agent enroll --bundle THIS-DIR). One use, until {expires}.\n\
+                 hub = {}\n\
+                 site = {}\n\
+                 device = {}\n\
+                 token = \"{}\"\n\
+                 ca_sha256 = {}\n\
+                 # Who may sign the box's agent updates (the hub's [updates] verifying_keys).\n\
+                 update_verifying_keys = [{}]\n",
+                toml_str(b.hub_url),
+                toml_str(site.as_str()),
+                toml_str(device.as_str()),
+                b.token,
+                toml_str(b.ca_sha256),
+                keys.join(", ")
+            ),
+            secret: true,
+        },
+        BundleFile {
+            name: "ca.pem".into(),
+            text: b.ca_pem.to_owned(),
+            secret: false,
+        },
+        BundleFile {
+            name: "README.txt".into(),
+            text: format!(
+                "Sunlight box enrollment: {site}/{device}\n\
+                 \n\
+                 On the box, as root, with the box on the network:\n\
+                 \n\
+                 \x20   sunlight-agent enroll --bundle <this directory>\n\
+                 \n\
+                 The token in enroll.toml works once, for this box only, until {expires}.\n\
+                 Wipe this stick afterwards.\n"
+            ),
+            secret: false,
+        },
+    ]
+}
+
+/// Writes one bundle file into `dir` (made if missing) and syncs it to the medium (a USB stick
+/// pulled out right after must hold it). Returns the file's path.
+pub fn write_bundle_file(dir: &Path, file: &BundleFile) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(&file.name);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if file.secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path)?;
+    f.write_all(file.text.as_bytes())?;
+    f.sync_all()?;
+    Ok(path)
+}
+
 /// A token as `sunlight-hub enroll list` shows it (never the token itself).
 #[derive(Debug, Serialize)]
 pub struct TokenView {
@@ -618,6 +716,10 @@ impl Enrollment {
     pub fn disabled() -> Enrollment {
         Enrollment(None)
     }
+    /// The enrollment CA, when enrollment is on.
+    pub fn signer(&self) -> Option<Arc<Signer>> {
+        self.0.clone()
+    }
 }
 
 /// Gives the router's enrollment endpoint its signer (or tells it enrollment is off).
@@ -663,8 +765,10 @@ pub struct EnrollAnswer {
     pub ca_pem: String,
     pub ca_sha256: String,
     pub broker_url: String,
-    /// The box's complete agent.toml.
+    /// The box's complete agent.toml (with `[update] verifying_keys` when the hub has some).
     pub agent_config_toml: String,
+    /// The hub's `[updates] verifying_keys`: who may sign the box's agent updates.
+    pub update_verifying_keys: Vec<String>,
     pub serial: String,
     pub not_after: String,
     /// This token was already used by this very box (same keys): the same answer again.
@@ -891,7 +995,7 @@ fn toml_str(s: &str) -> String {
 }
 
 /// The box's agent.toml: who it is, where its files are, the broker over mTLS, the hub's API.
-fn agent_config(c: &Checked, broker_url: &str, serial: &str) -> String {
+fn agent_config(c: &Checked, broker_url: &str, serial: &str, update_keys: &[String]) -> String {
     let dir = c.data_dir.trim_end_matches('/');
     let dir = if dir.is_empty() { "/" } else { dir };
     let file = |name: &str| toml_str(&format!("{}/{name}", dir.trim_end_matches('/')));
@@ -916,7 +1020,7 @@ fn agent_config(c: &Checked, broker_url: &str, serial: &str) -> String {
          cert_file = {cert}\n\
          key_file = {key}\n\
          # The hub's HTTP API, where snapshots are uploaded.\n\
-         {api}",
+         {api}{updates}",
         site = c.site,
         device = c.device,
         site_s = toml_str(c.site.as_str()),
@@ -927,6 +1031,23 @@ fn agent_config(c: &Checked, broker_url: &str, serial: &str) -> String {
         ca = file("ca.pem"),
         cert = file("box.pem"),
         key = file("box.key"),
+        updates = update_section(update_keys),
+    )
+}
+
+/// The `[update]` table of an enrolled box's agent.toml: the hub's `[updates] verifying_keys`, so
+/// the box checks signed updates without anyone copying a key to it. Empty without keys.
+pub fn update_section(update_keys: &[String]) -> String {
+    if update_keys.is_empty() {
+        return String::new();
+    }
+    let keys: Vec<String> = update_keys.iter().map(|k| toml_str(k.trim())).collect();
+    format!(
+        "\n[update]\n\
+         # Who may sign this box's agent updates: the county hub's [updates] verifying_keys\n\
+         # (sunlight-provision update-key).\n\
+         verifying_keys = [{}]\n",
+        keys.join(", ")
     )
 }
 
@@ -934,6 +1055,7 @@ fn agent_config(c: &Checked, broker_url: &str, serial: &str) -> String {
 fn answer(
     c: &Checked,
     signer: &Signer,
+    update_keys: &[String],
     certificate_pem: String,
     serial: String,
     not_after_ms: i64,
@@ -942,7 +1064,8 @@ fn answer(
     EnrollAnswer {
         site: c.site.to_string(),
         device: c.device.to_string(),
-        agent_config_toml: agent_config(c, &signer.broker_url, &serial),
+        agent_config_toml: agent_config(c, &signer.broker_url, &serial, update_keys),
+        update_verifying_keys: update_keys.to_vec(),
         certificate_pem,
         chain_pem: signer.chain_pem.clone(),
         ca_pem: signer.ca_pem.clone(),
@@ -958,6 +1081,7 @@ fn answer(
 fn enroll_in(
     tx: &Transaction<'_>,
     signer: &Signer,
+    update_keys: &[String],
     c: &Checked,
     from: &str,
 ) -> Result<EnrollAnswer, Refusal> {
@@ -1004,7 +1128,7 @@ fn enroll_in(
                 )
                 .optional()?;
             if let (true, Some((pem, serial, not_after))) = (same_key, earlier) {
-                return Ok(answer(c, signer, pem, serial, not_after, true));
+                return Ok(answer(c, signer, update_keys, pem, serial, not_after, true));
             }
         }
         return Err(refusal);
@@ -1087,7 +1211,15 @@ fn enroll_in(
             fmt_ms(not_after_ms)
         ),
     )?;
-    Ok(answer(c, signer, pem, serial, not_after_ms, false))
+    Ok(answer(
+        c,
+        signer,
+        update_keys,
+        pem,
+        serial,
+        not_after_ms,
+        false,
+    ))
 }
 
 async fn enroll(
@@ -1117,7 +1249,11 @@ async fn enroll(
         .map(|c| c.0.0.ip().to_string())
         .unwrap_or_else(|| "unknown address".into());
     let (site, device) = (checked.site.to_string(), checked.device.to_string());
-    let result = crate::web::write(&state, move |tx| enroll_in(tx, &signer, &checked, &from)).await;
+    let update_keys = state.sup.config.updates.verifying_keys.clone();
+    let result = crate::web::write(&state, move |tx| {
+        enroll_in(tx, &signer, &update_keys, &checked, &from)
+    })
+    .await;
     match result {
         Ok(Ok(answer)) => {
             tracing::info!(%site, %device, serial = %answer.serial, repeated = answer.repeated, "box enrolled");
@@ -1214,8 +1350,16 @@ mod tests {
             "csr_pem": csr_pem, "data_dir": "/srv/sun \"light\"", "hub_url": "https://hub.example/"
         });
         let c = check_request(body.to_string().as_bytes()).unwrap();
-        let text = agent_config(&c, "mqtts://hub.example:8883", "4a");
+        let text = agent_config(&c, "mqtts://hub.example:8883", "4a", &[]);
         let v: toml::Table = toml::from_str(&text).unwrap();
+        assert!(v.get("update").is_none(), "{text}");
+        let keyed = agent_config(&c, "mqtts://hub.example:8883", "4a", &["a2V5\"x".into()]);
+        let k: toml::Table = toml::from_str(&keyed).unwrap();
+        assert_eq!(
+            k["update"]["verifying_keys"].as_array().map(|a| a.len()),
+            Some(1)
+        );
+        assert_eq!(k["update"]["verifying_keys"][0].as_str(), Some("a2V5\"x"));
         assert_eq!(v["data_dir"].as_str(), Some("/srv/sun \"light\""));
         assert_eq!(
             v["hub"]["key_file"].as_str(),

@@ -145,8 +145,12 @@ pub fn create_command(
 
 /// `{"site", "device"?, "kind", "args"?, "ttl_hours"?, "by"?}` → 202 `{"commands": [ids]}`; the
 /// answers appear in `GET /api/v1/commands`.
-pub(crate) async fn send_command(State(state): State<ApiState>, body: Bytes) -> Response {
-    let c: SendCommand = match serde_json::from_slice(&body) {
+pub(crate) async fn send_command(
+    State(state): State<ApiState>,
+    caller: Option<axum::Extension<crate::apiauth::Caller>>,
+    body: Bytes,
+) -> Response {
+    let mut c: SendCommand = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => {
             return refuse(
@@ -158,6 +162,12 @@ pub(crate) async fn send_command(State(state): State<ApiState>, body: Bytes) -> 
     if let Err(m) = check_command(&c) {
         return refuse(StatusCode::UNPROCESSABLE_ENTITY, m);
     }
+    // The audit log names the signed-in account (and whom it says it acts for), never only what
+    // the body claims.
+    c.by = Some(crate::web::audit_who(
+        &caller,
+        c.by.as_deref().unwrap_or_default(),
+    ));
     match write(&state, move |tx| match create_command(tx, &c) {
         Ok(Ok(ids)) => Ok(ids),
         Ok(Err(m)) => Err(Refusal(StatusCode::NOT_FOUND, m)),

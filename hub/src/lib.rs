@@ -21,6 +21,7 @@ pub mod notify;
 pub mod oversight;
 pub mod report;
 pub mod s3;
+pub mod sites;
 pub mod store;
 pub mod supervise;
 pub mod tls;

@@ -224,6 +224,9 @@ enum EnrollCommand {
         /// stick): `sunlight-agent enroll --bundle DIR` reads it.
         #[arg(long, requires = "enroll_ca_dir")]
         bundle: Option<PathBuf>,
+        /// The hub's configuration file: its [updates] verifying_keys go into the bundle.
+        #[arg(long, requires = "bundle")]
+        config: Option<PathBuf>,
     },
     /// List the enrollment tokens: waiting, used (when, from where), expired or replaced.
     List {
@@ -719,16 +722,24 @@ fn run(cli: Cli) -> Result<(), Error> {
             hub_url,
             enroll_ca_dir,
             bundle,
-        }) => enroll_token(
-            &data_dir,
-            &site,
-            &device,
-            ttl_hours,
-            &by,
-            &hub_url,
-            enroll_ca_dir.as_deref(),
-            bundle.as_deref(),
-        ),
+            config,
+        }) => {
+            let update_keys = match &config {
+                Some(file) => HubConfig::load(file)?.updates.verifying_keys,
+                None => Vec::new(),
+            };
+            enroll_token(
+                &data_dir,
+                &site,
+                &device,
+                ttl_hours,
+                &by,
+                &hub_url,
+                enroll_ca_dir.as_deref(),
+                bundle.as_deref(),
+                &update_keys,
+            )
+        }
         Command::Enroll(EnrollCommand::List { data_dir }) => {
             let tokens = Reader::open(&store_path(&data_dir)?)?.run(enroll::tokens)?;
             if tokens.is_empty() {
@@ -1064,6 +1075,7 @@ fn enroll_token(
     hub_url: &str,
     enroll_ca_dir: Option<&std::path::Path>,
     bundle: Option<&std::path::Path>,
+    update_keys: &[String],
 ) -> Result<(), Error> {
     let hub_url = hub_url.trim().trim_end_matches('/');
     if !(hub_url.starts_with("http://") || hub_url.starts_with("https://"))
@@ -1116,7 +1128,20 @@ fn enroll_token(
         made.token
     );
     if let (Some(dir), Some((pem, sha))) = (bundle, &ca) {
-        write_bundle(dir, site, device, &made, hub_url, &expires, pem, sha)?;
+        let files = enroll::bundle_files(&enroll::BundleSpec {
+            site,
+            device,
+            token: &made.token,
+            hub_url,
+            expires: &expires,
+            ca_pem: pem,
+            ca_sha256: sha,
+            update_keys,
+        });
+        for f in &files {
+            enroll::write_bundle_file(dir, f)
+                .map_err(|e| Error::io(format!("writing {}", dir.join(&f.name).display()), e))?;
+        }
         println!(
             "Bundle for a USB stick written to {} (the token is in it: keep the stick safe, wipe it after).\n\
              On the box: sunlight-agent enroll --bundle {}\n",
@@ -1139,66 +1164,6 @@ fn enroll_token(
         );
     }
     Ok(())
-}
-
-/// The offline bundle: `enroll.toml` (the token: 0600), `ca.pem`, and a README for the technician.
-#[allow(clippy::too_many_arguments)]
-fn write_bundle(
-    dir: &std::path::Path,
-    site: &SiteId,
-    device: &DeviceId,
-    made: &enroll::NewToken,
-    hub_url: &str,
-    expires: &str,
-    ca_pem: &str,
-    ca_sha256: &str,
-) -> Result<(), Error> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let write = |name: &str, text: &str, secret: bool| -> Result<(), Error> {
-        let path = dir.join(name);
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if secret {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = secret;
-        opts.open(&path)
-            .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
-    };
-    write(
-        "enroll.toml",
-        &format!(
-            "# Enrollment of {site}/{device} (sunlight-agent enroll --bundle THIS-DIR). One use, until {expires}.\n\
-             hub = \"{hub_url}\"\n\
-             site = \"{site}\"\n\
-             device = \"{device}\"\n\
-             token = \"{}\"\n\
-             ca_sha256 = \"{ca_sha256}\"\n",
-            made.token
-        ),
-        true,
-    )?;
-    write("ca.pem", ca_pem, false)?;
-    write(
-        "README.txt",
-        &format!(
-            "Sunlight box enrollment: {site}/{device}\n\
-             \n\
-             On the box, as root, with the box on the network:\n\
-             \n\
-             \x20   sunlight-agent enroll --bundle <this directory>\n\
-             \n\
-             The token in enroll.toml works once, for this box only, until {expires}.\n\
-             Wipe this stick afterwards.\n"
-        ),
-        false,
-    )
 }
 
 fn existing_store(data_dir: &std::path::Path) -> Result<PathBuf, Error> {

@@ -45,6 +45,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/box/updates/{version}", get(manifest))
         .route("/api/v1/box/updates/{version}/archive", get(archive))
         .route("/api/v1/updates", get(status))
+        .route("/api/v1/updates/rollout", axum::routing::post(rollout))
 }
 
 /// What a checked archive is.
@@ -228,6 +229,67 @@ async fn status(State(state): State<ApiState>, Query(q): Query<StatusQuery>) -> 
         Ok((releases, boxes)) => {
             axum::Json(json!({ "releases": releases, "boxes": boxes })).into_response()
         }
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutBody {
+    version: String,
+    #[serde(default)]
+    percent: Option<u32>,
+    #[serde(default)]
+    sites: Vec<String>,
+    #[serde(default)]
+    by: String,
+}
+
+fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// `POST /api/v1/updates/rollout` `{"version", "percent": P}` or `{"version", "sites": [..]}`:
+/// what `sunlight-hub update rollout` does, audited with the signed-in account → 202
+/// `{"sent": ["site/device", ..], "skipped": ["site/device: why", ..]}`.
+async fn rollout(
+    State(state): State<ApiState>,
+    caller: Option<Extension<crate::apiauth::Caller>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let b: RolloutBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "请求须为 {{\"version\", \"percent\"}} 或 {{\"version\", \"sites\"}} / the body must be {{\"version\": \"1.2.0\", \"percent\": 10}} or {{\"version\", \"sites\": [\"suixian-lishan\"]}}: {e}"
+                ),
+            );
+        }
+    };
+    let wave = match (b.percent, b.sites.is_empty()) {
+        (Some(p), true) if (1..=100).contains(&p) => db::Wave::Percent(p),
+        (Some(p), true) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("percent {p}: 比例须为 1 至 100 / give 1 to 100"),
+            );
+        }
+        (None, false) => db::Wave::Sites(b.sites),
+        _ => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "须给出 percent 或 sites 之一 / give either \"percent\" (1 to 100) or \"sites\" (a list of site ids), not both",
+            );
+        }
+    };
+    let version = b.version.trim().to_owned();
+    let who = crate::web::audit_who(&caller, &b.by);
+    match crate::web::write(&state, move |tx| db::rollout(tx, &version, &wave, &who)).await {
+        Ok(Ok(Ok(r))) => (StatusCode::ACCEPTED, axum::Json(r)).into_response(),
+        Ok(Ok(Err(m))) => refuse(StatusCode::NOT_FOUND, m),
+        Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(r) => r,
     }
 }

@@ -85,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .merge(crate::blobs::router())
         .merge(crate::enroll::router())
+        .merge(crate::sites::router())
         .merge(crate::updates::router())
         .merge(crate::fieldops::router())
         .merge(crate::dashboard::router(state.clone()))
@@ -97,7 +98,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// Who the audit log names for a change: the signed-in account, and the person the request says
 /// it acts for when that is someone else (`"jiancha (for 王科长)"`).
-fn audit_who(caller: &Option<Extension<Caller>>, claimed: &str) -> String {
+pub(crate) fn audit_who(caller: &Option<Extension<Caller>>, claimed: &str) -> String {
     let claimed = claimed.trim();
     match caller {
         Some(Extension(Caller(user))) if claimed.is_empty() || claimed == user.name => {

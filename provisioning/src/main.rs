@@ -10,13 +10,13 @@ use std::process::ExitCode;
 use sunlight_protocol::{DeviceId, SiteId};
 use sunlight_provisioning::broker::{self, BrokerPlan, DeviceSource, MosquittoSettings};
 use sunlight_provisioning::ca::{self, CaDir, KeySource};
-use sunlight_provisioning::{Error, enroll_ca, files};
+use sunlight_provisioning::{Error, enroll_ca, files, hub_api};
 
 const NOT_YET: &str = "\
-Enrolling a box over the network: 'hub-signer' here once, then at the hub 'sunlight-hub enroll \
-token --site S --device D ...' per box (the hub keeps the tokens and registers the boxes, so there \
-is no 'site add' / 'device add' here), and 'sunlight-agent enroll' on the box. Without a link, a \
-box gets its certificate here ('device cert --csr'). Agent updates: 'update-key' once, \
+Enrolling a box over the network: 'hub-signer' here once; then per site 'site add' and per box \
+'device add' against the running hub (an API token of a supervisor or admin account; the hub \
+keeps the tokens and registers the boxes), and 'sunlight-agent enroll' on the box. Without a link, \
+a box gets its certificate here ('device cert --csr'). Agent updates: 'update-key' once, \
 'sign-update' per release (docs/updates.md). Not built yet (issue 7): the on-site 'check'. See \
 docs/provisioning.md.";
 
@@ -69,7 +69,10 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Box certificates.
+    /// Sites at the county hub (over its API).
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Boxes: registered at the hub over its API, or certificates from the county CA.
     #[command(subcommand)]
     Device(DeviceCommand),
     /// Generate a broker's configuration.
@@ -109,8 +112,69 @@ enum Command {
     },
 }
 
+/// How to reach the hub's API.
+#[derive(Args, Clone)]
+struct HubArgs {
+    /// The hub's HTTP address, e.g. https://hub.suixian.gov.cn.
+    #[arg(long)]
+    hub: String,
+    /// An API token of a supervisor or admin account (sunlight-hub user token); default
+    /// $SUNLIGHT_API_TOKEN.
+    #[arg(long)]
+    token: Option<String>,
+    /// A CA to trust for an https:// hub besides the system's (the county CA, ca.pem).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+impl HubArgs {
+    fn api(&self) -> Result<hub_api::HubApi, Error> {
+        hub_api::HubApi::new(&self.hub, self.token.as_deref(), self.ca_file.as_deref())
+    }
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Register a site (its id and name) at the hub.
+    Add {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// The site's id, as boxes and rosters use it, e.g. suixian-shangshi.
+        #[arg(long)]
+        id: SiteId,
+        /// Its name, e.g. 尚市镇便民服务中心.
+        #[arg(long)]
+        name: String,
+    },
+    /// The sites the hub knows, with their boxes.
+    List {
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+}
+
 #[derive(Subcommand)]
 enum DeviceCommand {
+    /// Register a box of a registered site at the hub: prints its one-time enrollment token
+    /// (expires, single use) and the command to run on the box, or writes an offline bundle.
+    Add {
+        #[command(flatten)]
+        hub: HubArgs,
+        #[arg(long)]
+        site: SiteId,
+        #[arg(long)]
+        device: DeviceId,
+        /// How long the token may be used, in hours (1 to 720).
+        #[arg(long, default_value_t = 72)]
+        ttl_hours: u32,
+        /// The hub's address as the box reaches it, if not --hub.
+        #[arg(long)]
+        box_hub: Option<String>,
+        /// Write the offline bundle (token, county CA, update verifying keys) into this directory,
+        /// e.g. a USB stick: 'sunlight-agent enroll --bundle DIR' reads it.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
     /// Issue a box's client certificate (CN <site>.<device>) signed by the county CA.
     Cert {
         #[arg(long)]
@@ -217,6 +281,23 @@ fn run(command: Command) -> Result<(), Error> {
             force,
         }) => device_cert(&CaDir::new(&dir), &site, &device, out, csr, force),
         Command::Device(DeviceCommand::List { dir }) => device_list(&CaDir::new(&dir)),
+        Command::Site(SiteCommand::Add { hub, id, name }) => site_add(&hub, &id, &name),
+        Command::Site(SiteCommand::List { hub }) => site_list(&hub),
+        Command::Device(DeviceCommand::Add {
+            hub,
+            site,
+            device,
+            ttl_hours,
+            box_hub,
+            bundle,
+        }) => device_add(
+            &hub,
+            &site,
+            &device,
+            ttl_hours,
+            box_hub.as_deref(),
+            bundle.as_deref(),
+        ),
         Command::UpdateKey { dir, force } => {
             let m = sunlight_provisioning::update_key::make(&dir, force)?;
             println!(
@@ -255,6 +336,110 @@ fn run(command: Command) -> Result<(), Error> {
             reason,
         } => revoke(&CaDir::new(&dir), &site, &device, &reason),
     }
+}
+
+fn site_add(hub: &HubArgs, id: &SiteId, name: &str) -> Result<(), Error> {
+    let site = hub.api()?.add_site(id.as_str(), name)?;
+    println!(
+        "Site {} ({}) registered at {} by {}.",
+        site.id,
+        site.name.as_deref().unwrap_or(name),
+        hub.hub.trim_end_matches('/'),
+        site.registered_by.as_deref().unwrap_or("?")
+    );
+    println!(
+        "Next: register its boxes, one per window hall:
+
+    sunlight-provision device add --hub {} --site {} --device box-01
+",
+        hub.hub.trim_end_matches('/'),
+        site.id
+    );
+    Ok(())
+}
+
+fn site_list(hub: &HubArgs) -> Result<(), Error> {
+    let sites = hub.api()?.sites()?;
+    if sites.is_empty() {
+        println!(
+            "no sites at this hub yet: sunlight-provision site add --hub {} --id ID --name NAME",
+            hub.hub.trim_end_matches('/')
+        );
+    }
+    for s in sites {
+        println!(
+            "{:<28} {:<24} {} box(es){}",
+            s.id,
+            s.name
+                .as_deref()
+                .unwrap_or("(not registered: known by its boxes)"),
+            s.devices,
+            s.registered
+                .map(|r| format!(
+                    "\tregistered {r} by {}",
+                    s.registered_by.unwrap_or_default()
+                ))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn device_add(
+    hub: &HubArgs,
+    site: &SiteId,
+    device: &DeviceId,
+    ttl_hours: u32,
+    box_hub: Option<&str>,
+    bundle: Option<&Path>,
+) -> Result<(), Error> {
+    let api = hub.api()?;
+    let box_hub = hub_api::check_url(box_hub.unwrap_or(&hub.hub), "--box-hub")?;
+    let issued = api.add_device(&hub_api::DeviceAdd {
+        site: site.as_str(),
+        device: device.as_str(),
+        ttl_hours,
+        box_hub_url: &box_hub,
+        bundle: bundle.is_some(),
+    })?;
+    println!(
+        "One-time enrollment token for {}/{}, valid until {} (shown only now):\n\n    {}\n",
+        issued.site, issued.device, issued.expires, issued.token
+    );
+    if issued.replaced > 0 {
+        println!("The earlier unused token for this box no longer works.\n");
+    }
+    println!(
+        "On the box, as root, with the box on the network:\n\n    {}\n",
+        issued.command
+    );
+    if !issued.enrollment_enabled {
+        println!(
+            "Note: this hub does not enroll boxes yet (it runs without --enroll-ca-dir): the box's\n\
+             command is refused until the county operator enables it (docs/provisioning.md).\n"
+        );
+    }
+    if let (Some(dir), Some(files)) = (bundle, &issued.bundle) {
+        let written = hub_api::write_bundle(dir, files)?;
+        println!(
+            "Bundle for a USB stick written to {} ({} files; the token is in enroll.toml, 0600: keep\n\
+             the stick safe and wipe it after).\nOn the box: sunlight-agent enroll --bundle {}\n",
+            dir.display(),
+            written.len(),
+            dir.display()
+        );
+    }
+    println!(
+        "Next:\n\
+         1. Let the broker know the box: sunlight-provision broker-config mosquitto ... --hub-data\n\
+         \x20  <the hub's data dir> lists boxes with a waiting token too; copy it to the broker and\n\
+         \x20  restart Mosquitto.\n\
+         2. Give the technician the token (or the stick). It works once, for this box only, until {}.\n\
+         3. See whether the box enrolled: GET {}/api/v1/enroll/tokens (or sunlight-hub enroll list at the hub).",
+        issued.expires,
+        hub.hub.trim_end_matches('/')
+    );
+    Ok(())
 }
 
 fn init(dir: &CaDir, county: &str, hosts: &[String], force: bool) -> Result<(), Error> {

@@ -62,14 +62,24 @@ pub fn sign(key_file: &Path, archive: &Path, out: Option<&Path>) -> Result<Signe
     let text = std::fs::read_to_string(key_file).map_err(Error::io("reading", key_file))?;
     let key = UpdateKey::from_hex(&text)
         .ok_or_else(|| Error::bad_file(key_file, "not an update signing key (64 hex digits)"))?;
-    let bytes = std::fs::read(archive).map_err(Error::io("reading", archive))?;
+    let bytes = crate::progress::read_file(archive, "reading the archive")
+        .map_err(Error::io("reading", archive))?;
+    let step = crate::progress::spinner("checking the archive's contents");
     let contents = update::extract(Cursor::new(&bytes), &mut std::io::sink())
-        .map_err(|e| Error::bad_file(archive, e.to_string()))?;
+        .map_err(|e| Error::bad_file(archive, e.to_string()));
+    step.finish_and_clear();
+    let contents = contents?;
+    let step = crate::progress::spinner("signing");
     let mut signed = Cursor::new(Vec::new());
-    update::sign(&mut Cursor::new(&bytes), &mut signed, &key)
-        .map_err(|e| Error::bad_file(archive, e.to_string()))?;
+    let done = update::sign(&mut Cursor::new(&bytes), &mut signed, &key)
+        .map_err(|e| Error::bad_file(archive, e.to_string()));
+    step.finish_and_clear();
+    done?;
     let out = out.unwrap_or(archive).to_path_buf();
-    files::write(&out, signed.get_ref(), Access::Public)?;
+    let step = crate::progress::spinner("writing the signed archive");
+    let written = files::write(&out, signed.get_ref(), Access::Public);
+    step.finish_and_clear();
+    written?;
     Ok(Signed {
         out,
         version: contents.version,

@@ -14,6 +14,8 @@
 //! - the agent: refuses to enroll a box set up already, keeps its keys across a refused attempt and
 //!   reuses them, and enrolls from an offline bundle.
 //! - the enrollment CA's key cannot make a broker certificate that boxes accept (client-only EKU).
+//! - over the hub's API: `sunlight-provision site add` / `device add`, the printed command enrolls a
+//!   box that syncs and whose config holds the hub's update verifying key; 401/403/404/409/422.
 
 use base64::Engine;
 use rumqttc::{Client, Event, MqttOptions, Packet, Transport};
@@ -784,10 +786,28 @@ fn tokens_are_one_time_for_one_box_and_refusals_say_why() {
     assert!(config.exists());
 
     // Offline bundle: the token, the hub and the county CA on a stick.
+    // With --config, the bundle carries the update verifying keys of that hub.toml; this hub
+    // runs without them, so the box takes them from the bundle.
     let stick = dir.join("stick");
-    let out = token(&hub, &county, "box-09", &["--bundle", s(&stick)]);
+    let update_key = sunlight_protocol::update::UpdateKey::generate()
+        .expect("update key")
+        .verifying_key();
+    let hub_toml = dir.join("hub.toml");
+    std::fs::write(
+        &hub_toml,
+        format!("[updates]\nverifying_keys = [\"{update_key}\"]\n"),
+    )
+    .expect("hub.toml");
+    let out = token(
+        &hub,
+        &county,
+        "box-09",
+        &["--bundle", s(&stick), "--config", s(&hub_toml)],
+    );
     assert!(out.contains("sunlight-agent enroll --bundle"), "{out}");
     assert_eq!(mode(&stick.join("enroll.toml")), 0o600);
+    let bundle = std::fs::read_to_string(stick.join("enroll.toml")).expect("enroll.toml");
+    assert!(bundle.contains(&update_key), "{bundle}");
     let box9 = dir.join("box-09");
     let out = ok(
         "sunlight-agent",
@@ -803,6 +823,11 @@ fn tokens_are_one_time_for_one_box_and_refusals_say_why() {
     );
     assert!(out.contains("suixian-shangshi/box-09 enrolled"), "{out}");
     assert!(out.contains("matches --ca-sha256"), "{out}");
+    let keys = sunlight_agent::AgentConfig::load(&box9.join("agent.toml"))
+        .expect("the agent reads its config")
+        .update
+        .verifying_keys;
+    assert_eq!(keys, std::slice::from_ref(&update_key));
 
     // A hub without an enrollment CA says so.
     let mut plain = Hub::new(&dir.join("hub-plain"), BrokerMode::Embedded(free_port()));
@@ -918,4 +943,432 @@ fn the_enrollment_key_cannot_make_a_broker_certificate_that_boxes_accept() {
         outcome.contains("InvalidPurpose"),
         "a box accepted a broker certificate made with the enrollment key: {outcome}"
     );
+}
+
+/// `sunlight-provision` with an API token, from the operator's machine.
+fn provision(hub: &Hub, token: &str, args: &[&str]) -> Output {
+    let url = format!("http://127.0.0.1:{}", hub.http);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--hub", &url, "--token", token]);
+    run("sunlight-provision", &all)
+}
+
+fn stdout_ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr_refused(out: Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} should have failed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Issue 7 over the API: `site add` and `device add` against a running hub, the printed command
+/// enrolls a box that syncs over mTLS and whose config carries the hub's update verifying key (an
+/// update signed with it verifies, one signed with another key does not); a used or expired token
+/// is still refused; an offline bundle written by `device add --bundle` enrolls a second box;
+/// technician and head tokens get 403; the audit names the token's account.
+#[test]
+fn site_and_device_added_over_the_api_enroll_a_box_that_syncs_and_trusts_the_update_key() {
+    let dir = scratch("provision-api");
+    let county = County::new(&dir);
+    // The update key (made with the county CA) and the hub's config naming it.
+    ok(
+        "sunlight-provision",
+        &["update-key", "--dir", s(&county.ca)],
+    );
+    let verifying = std::fs::read_to_string(county.ca.join("update-verifying.pub"))
+        .expect("verifying key")
+        .trim()
+        .to_owned();
+    let hub_toml = dir.join("hub.toml");
+    std::fs::write(
+        &hub_toml,
+        format!("[updates]\nverifying_keys = [\"{verifying}\"]\n"),
+    )
+    .expect("hub.toml");
+    let (tls_port, local_port) = (free_port(), free_port());
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::External(local_port));
+    hub.extra_args = vec![
+        "--enroll-ca-dir".into(),
+        s(&county.enroll).into(),
+        "--public-broker-url".into(),
+        format!("mqtts://127.0.0.1:{tls_port}"),
+        "--config".into(),
+        s(&hub_toml).into(),
+    ];
+    hub.start();
+    let admin = hub.api_token();
+
+    // Technician and head tokens may not register sites or boxes.
+    let tech = hub.make_api_token("zhanggong", "technician", None);
+    let head = hub.make_api_token("zhenzhang", "head", Some(SHANGSHI));
+    for t in [&tech, &head] {
+        let err = stderr_refused(
+            provision(
+                &hub,
+                t,
+                &["site", "add", "--id", SHANGSHI, "--name", "尚市镇"],
+            ),
+            "site add with a non-admin token",
+        );
+        assert!(
+            err.contains("403") && err.contains("supervisor and admin"),
+            "{err}"
+        );
+    }
+    let err = stderr_refused(
+        provision(
+            &hub,
+            "slt_nonsense",
+            &["site", "add", "--id", SHANGSHI, "--name", "x"],
+        ),
+        "site add with an unknown token",
+    );
+    assert!(err.contains("401") && err.contains("user token"), "{err}");
+    // A box of a site the hub does not know: refused with the next step.
+    let err = stderr_refused(
+        provision(
+            &hub,
+            &admin,
+            &["device", "add", "--site", SHANGSHI, "--device", "box-09"],
+        ),
+        "device add before site add",
+    );
+    assert!(err.contains("404") && err.contains("site add"), "{err}");
+    // A hub that is not there.
+    let nowhere = run(
+        "sunlight-provision",
+        &[
+            "site",
+            "add",
+            "--id",
+            SHANGSHI,
+            "--name",
+            "x",
+            "--hub",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "--token",
+            &admin,
+        ],
+    );
+    let err = stderr_refused(nowhere, "site add against no hub");
+    assert!(err.contains("could not reach the hub"), "{err}");
+
+    // The site, then the box.
+    let out = stdout_ok(
+        provision(
+            &hub,
+            &admin,
+            &[
+                "site",
+                "add",
+                "--id",
+                SHANGSHI,
+                "--name",
+                "尚市镇便民服务中心",
+            ],
+        ),
+        "site add",
+    );
+    assert!(
+        out.contains("registered") && out.contains("device add"),
+        "{out}"
+    );
+    let err = stderr_refused(
+        provision(
+            &hub,
+            &admin,
+            &["site", "add", "--id", SHANGSHI, "--name", "again"],
+        ),
+        "site add twice",
+    );
+    assert!(err.contains("409") && err.contains("already"), "{err}");
+    let sites = hub.get("/api/v1/sites").expect("sites");
+    assert_eq!(sites["sites"][0]["name"], "尚市镇便民服务中心", "{sites}");
+    // Bad input over the API: a clear 422 in both languages, nothing registered or issued.
+    for (path, body, says) in [
+        (
+            "/api/v1/sites",
+            json!({"id": "Not A Site", "name": "x"}),
+            "site id",
+        ),
+        (
+            "/api/v1/sites",
+            json!({"id": "suixian-lishan", "name": "  "}),
+            "1 to",
+        ),
+        (
+            "/api/v1/sites",
+            json!({"id": "suixian-lishan"}),
+            "the body must be",
+        ),
+        (
+            "/api/v1/enroll/tokens",
+            json!({"site": SHANGSHI, "device": "box-12", "hub_url": "ftp://x"}),
+            "hub_url",
+        ),
+        (
+            "/api/v1/enroll/tokens",
+            json!({"site": SHANGSHI, "device": "box-12", "hub_url": "http://h", "ttl_hours": 0}),
+            "1 to 720",
+        ),
+        (
+            "/api/v1/enroll/tokens",
+            json!({"site": SHANGSHI, "device": "Box 12", "hub_url": "http://h"}),
+            "device",
+        ),
+    ] {
+        let (status, answer) = hub.post(path, &body).expect("the hub answers");
+        assert_eq!(status, 422, "{body} → {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(says),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        hub.get("/api/v1/sites").expect("sites")["sites"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        hub.get("/api/v1/enroll/tokens").expect("tokens")["tokens"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+    let printed = stdout_ok(
+        provision(
+            &hub,
+            &admin,
+            &["device", "add", "--site", SHANGSHI, "--device", "box-09"],
+        ),
+        "device add",
+    );
+    assert!(
+        printed.contains("valid until") && printed.contains("Next:"),
+        "{printed}"
+    );
+    let command = printed_command(&printed);
+    assert!(command.contains(&"--ca-sha256".to_string()), "{command:?}");
+    let list = hub.get("/api/v1/enroll/tokens").expect("tokens");
+    let row = &list["tokens"][0];
+    assert_eq!(
+        (row["device"].as_str(), row["state"].as_str()),
+        (Some("box-09"), Some("waiting"))
+    );
+    assert_eq!(row["created_by"], HARNESS_ACCOUNT);
+    assert!(!list.to_string().contains(&token_of(&command)));
+    for (action, target) in [
+        ("site.add", SHANGSHI),
+        ("enroll.token", "suixian-shangshi/box-09"),
+    ] {
+        let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("hub.db");
+        let who: String = conn
+            .query_row(
+                "SELECT who FROM audit WHERE action = ?1 AND target = ?2",
+                [action, target],
+                |r| r.get(0),
+            )
+            .expect("audit row");
+        assert_eq!(who, HARNESS_ACCOUNT, "{action}");
+    }
+
+    // The broker, from the hub's registrations (the box is waiting).
+    let broker_out = dir.join("broker");
+    let persistence = dir.join("mosquitto-data");
+    let hub_dir = hub.dir.clone();
+    let broker_config = || {
+        ok(
+            "sunlight-provision",
+            &[
+                "broker-config",
+                "mosquitto",
+                "--dir",
+                s(&county.ca),
+                "--hub-data",
+                s(&hub_dir),
+                "--enroll-ca-dir",
+                s(&county.enroll),
+                "--out",
+                s(&broker_out),
+                "--listen",
+                &format!("127.0.0.1:{tls_port}"),
+                "--hub-listener",
+                &format!("127.0.0.1:{local_port}"),
+                "--persistence-dir",
+                s(&persistence),
+            ],
+        )
+    };
+    broker_config();
+    let mut broker = Broker::start(&broker_out, &persistence, tls_port);
+
+    // On the box: the printed command.
+    let box_dir = dir.join("box-09");
+    let data = box_dir.join("data");
+    let config = box_dir.join("agent.toml");
+    let mut args: Vec<String> = vec!["-c".into(), s(&config).into()];
+    args.extend(command.iter().cloned());
+    args.extend(["--data-dir".into(), s(&data).into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ok("sunlight-agent", &args);
+    assert!(out.contains("suixian-shangshi/box-09 enrolled"), "{out}");
+    assert!(out.contains("1 update verifying key"), "{out}");
+    // The key is in the box's config, and it is the one that signs: an update signed with it
+    // verifies against the config's keys, one signed with another key does not.
+    let keys = sunlight_agent::AgentConfig::load(&config)
+        .expect("the agent reads its config")
+        .update
+        .verifying_keys;
+    assert_eq!(keys, std::slice::from_ref(&verifying));
+    let keys = sunlight_protocol::update::verifying_keys(&keys).expect("keys parse");
+    let sign_with = |key: &sunlight_protocol::update::UpdateKey| {
+        let mut plain = Vec::new();
+        sunlight_protocol::update::pack(&mut plain, b"#!/bin/sh\nexit 0\n", "0.9.0").unwrap();
+        let mut signed = std::io::Cursor::new(Vec::new());
+        sunlight_protocol::update::sign(&mut std::io::Cursor::new(plain), &mut signed, key)
+            .unwrap();
+        signed.into_inner()
+    };
+    let county_key_hex = std::fs::read_to_string(county.ca.join("update-signing.key")).unwrap();
+    let county_key = sunlight_protocol::update::UpdateKey::from_hex(&county_key_hex).unwrap();
+    let good = sign_with(&county_key);
+    assert!(
+        sunlight_protocol::update::verify(&mut std::io::Cursor::new(&good), &keys).is_ok(),
+        "an update signed with the county's key verifies with the enrolled box's keys"
+    );
+    let stranger = sign_with(&sunlight_protocol::update::UpdateKey::generate().unwrap());
+    assert!(
+        sunlight_protocol::update::verify(&mut std::io::Cursor::new(&stranger), &keys).is_err()
+    );
+
+    // The used token is refused (401), as is an expired one.
+    let reuse = FakeBox::new("box-09");
+    let (status, body) = enroll_post(&hub, &reuse.request(&token_of(&command), "box-09"));
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("token_used")),
+        "{body}"
+    );
+    let printed = stdout_ok(
+        provision(
+            &hub,
+            &admin,
+            &["device", "add", "--site", SHANGSHI, "--device", "box-11"],
+        ),
+        "device add box-11",
+    );
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).expect("hub.db");
+    conn.execute(
+        "UPDATE enroll_tokens SET expires_ms = 1 WHERE device = 'box-11'",
+        [],
+    )
+    .expect("expire");
+    let late = FakeBox::new("box-11");
+    let (status, body) = enroll_post(
+        &hub,
+        &late.request(&token_of(&printed_command(&printed)), "box-11"),
+    );
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("token_expired")),
+        "{body}"
+    );
+    // An enrolled box cannot be added again.
+    let err = stderr_refused(
+        provision(
+            &hub,
+            &admin,
+            &["device", "add", "--site", SHANGSHI, "--device", "box-09"],
+        ),
+        "device add of an enrolled box",
+    );
+    assert!(err.contains("409") && err.contains("box-10"), "{err}");
+
+    // The box syncs with what it was given.
+    broker_config();
+    broker.restart();
+    let intake = free_port();
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!(
+        "\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n"
+    ));
+    std::fs::write(&config, text).expect("config");
+    let mut agent = Proc::spawn(
+        Command::new(bin("sunlight-agent"))
+            .arg("-c")
+            .arg(&config)
+            .arg("run"),
+        box_dir.join("agent.log"),
+    );
+    wait_for(Duration::from_secs(20), "the agent's intake", || {
+        std::net::TcpStream::connect(("127.0.0.1", intake)).ok()
+    });
+    let client = http::Client::new();
+    let url = format!("http://127.0.0.1:{intake}/api/v1/events");
+    let accepted: Vec<u64> = (0..5)
+        .filter(|n| matches!(client.post_json(&url, &punch_event(*n)), Some((201, _))))
+        .collect();
+    assert_eq!(accepted.len(), 5);
+    wait_for(
+        Duration::from_secs(30),
+        "punches over mTLS at the hub",
+        || (hub.events(SHANGSHI, "box-09", "punch").len() == 5).then_some(()),
+    );
+    assert_exactly_once(&hub.events(SHANGSHI, "box-09", "punch"), &accepted);
+    agent.kill9();
+
+    // An offline bundle for a box without a link at the county's office: written by device add,
+    // read by the agent; it carries the update key too.
+    let stick = dir.join("usb-stick");
+    let out = stdout_ok(
+        provision(
+            &hub,
+            &admin,
+            &[
+                "device",
+                "add",
+                "--site",
+                SHANGSHI,
+                "--device",
+                "box-10",
+                "--bundle",
+                s(&stick),
+            ],
+        ),
+        "device add --bundle",
+    );
+    assert!(out.contains("sunlight-agent enroll --bundle"), "{out}");
+    assert_eq!(mode(&stick.join("enroll.toml")), 0o600);
+    let bundle = std::fs::read_to_string(stick.join("enroll.toml")).expect("enroll.toml");
+    assert!(bundle.contains(&verifying), "{bundle}");
+    assert!(stick.join("ca.pem").is_file() && stick.join("README.txt").is_file());
+    let box10 = dir.join("box-10");
+    let config10 = box10.join("agent.toml");
+    let out = ok(
+        "sunlight-agent",
+        &[
+            "-c",
+            s(&config10),
+            "enroll",
+            "--bundle",
+            s(&stick),
+            "--data-dir",
+            s(&box10.join("data")),
+        ],
+    );
+    assert!(out.contains("suixian-shangshi/box-10 enrolled"), "{out}");
+    let text = std::fs::read_to_string(&config10).expect("config");
+    assert!(text.contains(&verifying), "{text}");
+    drop(broker);
 }

@@ -8,7 +8,7 @@
 //! hash recorded at installation matches the executable that runs, so the box reporting 0.1.1 means
 //! the new bytes are the ones running. The failing release is a shell script that exits 1.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -494,4 +494,147 @@ fn waves_take_a_stable_share_and_skip_boxes_already_sent() {
     assert_eq!(manifest["archive"], "/api/v1/box/updates/0.2.0/archive");
     let (status, _) = hub.get_text("/api/v1/box/updates/7.7.7").unwrap();
     assert_eq!(status, 404);
+}
+
+/// `POST /api/v1/updates/rollout` takes the same waves as `sunlight-hub update rollout`, is for
+/// supervisors and admins only, refuses bad waves with a reason, and audits the signed-in account;
+/// `POST /api/v1/commands` records the token's account too, not the body's `by`.
+#[test]
+fn rollout_over_http_takes_the_same_waves_and_the_audit_names_the_caller() {
+    let dir = scratch("update-waves-http");
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.start();
+    let (key, verifying) = update_key(&dir.join("ca"));
+    let config = hub_config(&dir, "hub.toml", &[&verifying]);
+    let mut boxes = Vec::new();
+    for s in 0..6 {
+        for d in 0..4 {
+            let (site, device) = (format!("suixian-town{s:02}"), format!("box-{d:02}"));
+            let k = sunlight_protocol::DeviceKey::generate().unwrap();
+            hub.register(&site, &device, &k.public().to_base64());
+            boxes.push(format!("{site}/{device}"));
+        }
+    }
+    let archive = signed_archive(&dir, b"#!/bin/sh\nexit 0\n", "0.3.0", &key);
+    publish(&hub, &config, "0.3.0", &archive);
+    let expected = |p: u32| -> Vec<String> {
+        let mut v: Vec<String> = boxes
+            .iter()
+            .filter(|b| {
+                let (s, d) = b.split_once('/').unwrap();
+                sunlight_hub::store::updates::wave_place(s, d) < p * 100
+            })
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    };
+    let names = |v: &Value, key: &str| -> Vec<String> {
+        let mut out: Vec<String> = v[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key} in {v}"))
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect();
+        out.sort();
+        out
+    };
+
+    // A supervisor's token: the rollout is audited with that account (and whom it acts for).
+    let sup_token = hub.make_api_token("jiancha", "supervisor", None);
+    let sup = http::Client::new();
+    sup.set_bearer(&sup_token);
+    let url = format!("http://127.0.0.1:{}/api/v1/updates/rollout", hub.http);
+    let (status, body) = sup
+        .post_json(
+            &url,
+            &json!({"version": "0.3.0", "percent": 25, "by": "王科长"}),
+        )
+        .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let quarter = names(&body, "sent");
+    assert_eq!(quarter, expected(25));
+    // 100 %: the rest, the quarter skipped as sent already.
+    let (status, body) = sup
+        .post_json(&url, &json!({"version": "0.3.0", "percent": 100}))
+        .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let rest = names(&body, "sent");
+    assert_eq!(rest.len() + quarter.len(), boxes.len());
+    assert!(quarter.iter().all(|b| !rest.contains(b)));
+    assert_eq!(names(&body, "skipped").len(), quarter.len());
+    let view = hub.get("/api/v1/updates?version=0.3.0").unwrap();
+    assert_eq!(view["boxes"].as_array().unwrap().len(), boxes.len());
+
+    let conn = rusqlite::Connection::open(hub.dir.join("hub.db")).unwrap();
+    let who: Vec<String> = conn
+        .prepare("SELECT who FROM audit WHERE action = 'update.rollout' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(who, ["jiancha (for 王科长)", "jiancha"], "{who:?}");
+
+    // Bad waves and unknown versions are refused with the reason; nothing is sent.
+    for (body, code, says) in [
+        (json!({"version": "0.3.0"}), 422, "percent"),
+        (
+            json!({"version": "0.3.0", "percent": 10, "sites": ["suixian-town01"]}),
+            422,
+            "not both",
+        ),
+        (json!({"version": "0.3.0", "percent": 0}), 422, "1 to 100"),
+        (
+            json!({"version": "9.9.9", "percent": 10}),
+            404,
+            "not published",
+        ),
+        (
+            json!({"version": "0.3.0", "sites": ["nowhere"]}),
+            404,
+            "no box is registered",
+        ),
+        (json!({"version": "0.3.0", "wave": 10}), 422, "percent"),
+    ] {
+        let (status, answer) = sup.post_json(&url, &body).unwrap();
+        assert_eq!(status, code, "{body} → {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+    // Technicians see updates but do not roll them out; no token at all is 401.
+    let tech = http::Client::new();
+    tech.set_bearer(&hub.make_api_token("zhanggong", "technician", None));
+    let (status, _) = tech
+        .post_json(&url, &json!({"version": "0.3.0", "percent": 100}))
+        .unwrap();
+    assert_eq!(status, 403);
+    let (status, _) = http::Client::new()
+        .post_json(&url, &json!({"version": "0.3.0", "percent": 100}))
+        .unwrap();
+    assert_eq!(status, 401);
+
+    // A command sent with a body that claims someone else: the audit names the token's account.
+    let (status, body) = sup
+        .post_json(
+            &format!("http://127.0.0.1:{}/api/v1/commands", hub.http),
+            &json!({"site": "suixian-town01", "device": "box-01", "kind": "restart", "by": "admin"}),
+        )
+        .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let who: String = conn
+        .query_row(
+            "SELECT who FROM audit WHERE action = 'command.send' AND target = 'suixian-town01/box-01'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(who, "jiancha (for admin)");
+    let by: String = conn
+        .query_row(
+            "SELECT by FROM commands WHERE site = 'suixian-town01' AND device = 'box-01' AND kind = 'restart'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(by, "jiancha (for admin)");
 }

@@ -48,11 +48,12 @@ pub fn boxes(conn: &Connection, scope: &Scope) -> rusqlite::Result<Vec<Box>> {
     .collect()
 }
 
-/// The sites in scope: those with a box or a roster.
+/// The sites in scope: those registered (`sunlight-provision site add`), with a box or a roster.
 pub fn sites(conn: &Connection, scope: &Scope) -> rusqlite::Result<Vec<String>> {
     conn.prepare_cached(
         "SELECT site FROM devices WHERE (?1 IS NULL OR site = ?1)
-         UNION SELECT site FROM staff WHERE (?1 IS NULL OR site = ?1) ORDER BY 1",
+         UNION SELECT site FROM staff WHERE (?1 IS NULL OR site = ?1)
+         UNION SELECT id FROM sites WHERE (?1 IS NULL OR id = ?1) ORDER BY 1",
     )?
     .query_map([scope.site.as_deref()], |r| r.get(0))?
     .collect()

@@ -92,6 +92,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         ratings::SCHEMA,
         complaints::SCHEMA,
         items::SCHEMA,
+        crate::sites::SCHEMA,
         AUDIT_SCHEMA,
     ] {
         conn.execute_batch(schema).map_err(db_err(path))?;
