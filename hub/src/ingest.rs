@@ -366,7 +366,7 @@ fn apply_one(
                     Kind::Rating => store::ratings::apply_event(
                         tx,
                         &ctx.supervision.config,
-                        &ctx.supervision.calendar,
+                        &ctx.supervision.calendar(),
                         site.as_str(),
                         &e.at,
                         e.body(),
@@ -374,7 +374,7 @@ fn apply_one(
                     Kind::Complaint => store::complaints::apply_event(
                         tx,
                         &ctx.supervision.config,
-                        &ctx.supervision.calendar,
+                        &ctx.supervision.calendar(),
                         site.as_str(),
                         &e.at,
                         e.body(),

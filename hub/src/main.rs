@@ -9,7 +9,6 @@ use sunlight_hub::clock::HubClock;
 use sunlight_hub::config::HubConfig;
 use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig, Supervision};
 use sunlight_hub::metrics::Metrics;
-use sunlight_hub::oversight::calendar::Calendar;
 use sunlight_hub::store::{self, Reader, Writer};
 use sunlight_hub::{Error, broker, enroll, notify, supervise, web};
 use sunlight_protocol::{DeviceId, PublicKey, SiteId};
@@ -905,7 +904,14 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         }
     };
     let metrics = Arc::new(Metrics::default());
-    let calendar = Arc::new(Calendar::official().map_err(|e| Error::Invalid(e.to_string()))?);
+    // The official data under the admins' overrides stored in the hub's database.
+    let calendar = {
+        let w = Writer::open(&path)?;
+        Arc::new(
+            sunlight_hub::store::settings::calendar(w.conn())
+                .map_err(|e| Error::Invalid(format!("calendar: {e}")))?,
+        )
+    };
     let clock = match args.today {
         Some(day) => {
             tracing::warn!(%day, "simulated clock: today is fixed by --today");

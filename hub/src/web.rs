@@ -572,7 +572,7 @@ async fn attendance_board(
     let day = q.day.unwrap_or_else(|| state.sup.clock.today());
     let sup = state.sup.clone();
     match read(&state, move |r| {
-        r.run(|c| store::attendance::board(c, &sup.office, &sup.calendar, &site, day))
+        r.run(|c| store::attendance::board(c, &sup.office(), &sup.calendar(), &site, day))
     })
     .await
     {
@@ -594,8 +594,8 @@ async fn attendance_staff(
         r.run(|c| {
             store::attendance::staff_month(
                 c,
-                &sup.office,
-                &sup.calendar,
+                &sup.office(),
+                &sup.calendar(),
                 &site,
                 &staff_id,
                 &m,
@@ -624,7 +624,9 @@ async fn attendance_units(
     let sup = state.sup.clone();
     let m = month.clone();
     match read(&state, move |r| {
-        r.run(|c| store::attendance::units_month(c, &sup.office, &sup.calendar, &site, &m, today))
+        r.run(|c| {
+            store::attendance::units_month(c, &sup.office(), &sup.calendar(), &site, &m, today)
+        })
     })
     .await
     {
@@ -701,7 +703,7 @@ async fn makeup_request(
     let sup = state.sup.clone();
     let today = sup.clock.today();
     let result = write(&state, move |tx| {
-        let v = store::attendance::request_makeup(tx, &sup.config, &sup.calendar, &req, today)?;
+        let v = store::attendance::request_makeup(tx, &sup.config, &sup.calendar(), &req, today)?;
         store::audit(
             tx,
             &audit_who(&caller, &req.by),
@@ -845,7 +847,7 @@ async fn attendance_leave(
         Err(r) => return *r,
     };
     let month = q.month(state.sup.clock.today());
-    let (m, cal) = (month.clone(), state.sup.calendar.clone());
+    let (m, cal) = (month.clone(), state.sup.calendar().clone());
     match read(&state, move |r| {
         r.run(|c| store::attendance::leave_month(c, &cal, &site, &m))
     })
@@ -917,7 +919,7 @@ async fn report_json(
     let sup = state.sup.clone();
     let today = sup.clock.today();
     match read(&state, move |r| {
-        r.run(|c| crate::report::compute(c, &sup.office, &sup.calendar, &scope, &period, today))
+        r.run(|c| crate::report::compute(c, &sup.office(), &sup.calendar(), &scope, &period, today))
     })
     .await
     {

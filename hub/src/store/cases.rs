@@ -182,7 +182,7 @@ fn evaluate_from(
     sup: &Supervision,
     today: NaiveDate,
 ) -> rusqlite::Result<()> {
-    let cal = &*sup.calendar;
+    let cal = &*sup.calendar();
     let Some(clock) = state.clock() else {
         let open = state.accepted.is_none() && state.closed.is_none();
         conn.execute(
@@ -273,7 +273,7 @@ fn check_pause(
     let reason = state.pause_reason.as_deref().unwrap_or("");
     let limit = sup.config.pauses.limit_for(reason);
     let Ok(last_day) =
-        sup.calendar
+        sup.calendar()
             .add_days(from, limit, crate::oversight::calendar::DayUnit::Working)
     else {
         return Ok(None);
@@ -384,6 +384,15 @@ pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite:
 /// first. Each evaluated case moves its `next_check` past `today`, so calling this in short
 /// transactions until it returns less than `limit` covers them all without holding the store's
 /// write lock (which ingest needs) for long.
+/// Makes every open case due for a look on `today` (after the calendar changed: their due days and
+/// lights may move). The next [`tick_chunk`] re-evaluates them.
+pub fn recheck_open(conn: &Connection, today: NaiveDate) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE cases SET next_check = ?1 WHERE open = 1 AND (next_check IS NULL OR next_check > ?1)",
+        [today.to_string()],
+    )
+}
+
 pub fn tick_chunk(
     conn: &Connection,
     sup: &Supervision,

@@ -21,6 +21,7 @@ pub mod letters;
 pub mod notices;
 pub mod rates;
 pub mod ratings;
+pub mod settings;
 pub mod updates;
 
 pub fn now_ms() -> i64 {
@@ -92,6 +93,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         ratings::SCHEMA,
         complaints::SCHEMA,
         items::SCHEMA,
+        settings::SCHEMA,
         AUDIT_SCHEMA,
     ] {
         conn.execute_batch(schema).map_err(db_err(path))?;
