@@ -365,7 +365,7 @@ fn apply_one(
                     }
                     Kind::Rating => store::ratings::apply_event(
                         tx,
-                        &ctx.supervision.config,
+                        &ctx.supervision.config(),
                         &ctx.supervision.calendar(),
                         site.as_str(),
                         &e.at,
@@ -373,7 +373,7 @@ fn apply_one(
                     )?,
                     Kind::Complaint => store::complaints::apply_event(
                         tx,
-                        &ctx.supervision.config,
+                        &ctx.supervision.config(),
                         &ctx.supervision.calendar(),
                         site.as_str(),
                         &e.at,

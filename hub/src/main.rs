@@ -924,6 +924,13 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         None => HubConfig::default(),
     });
     let sup = Supervision::new(calendar, clock, config.clone())?;
+    {
+        // The sections an admin saved in the dashboard win over hub.toml.
+        let w = Writer::open(&path)?;
+        let effective = sunlight_hub::store::settings::effective_config(w.conn(), &config)
+            .map_err(|e| Error::Invalid(format!("saved settings: {e}")))?;
+        sup.set_config(effective).map_err(Error::Invalid)?;
+    }
     let enrollment = match &args.enroll_ca_dir {
         Some(dir) => {
             let signer = enroll::Signer::load(dir, args.public_broker_url.as_deref())
@@ -955,8 +962,8 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         metrics.clone(),
         sup.clone(),
     );
-    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = match &sup.config.blobs.s3 {
-        Some(s3) if sup.config.blobs.store == sunlight_hub::config::BlobStoreKind::S3 => {
+    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = match &sup.config().blobs.s3 {
+        Some(s3) if sup.config().blobs.store == sunlight_hub::config::BlobStoreKind::S3 => {
             let store = sunlight_hub::s3::S3Store::open(s3, tokio::runtime::Handle::current())
                 .await
                 .map_err(Error::Invalid)?;
@@ -968,7 +975,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
                 .map_err(|e| Error::io("creating the blob directory", e))?,
         ),
     };
-    sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config.clone())
+    sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config().clone())
         .map_err(|e| Error::io("starting the blob cleaner", e))?;
     sunlight_hub::fleet::spawn(Writer::open(&path)?, sup.clone())
         .map_err(|e| Error::io("starting the fleet watcher", e))?;

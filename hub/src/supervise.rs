@@ -45,7 +45,10 @@ impl<T> Live<T> {
 pub struct Supervision {
     calendar: Arc<Live<Calendar>>,
     pub clock: HubClock,
-    pub config: Arc<HubConfig>,
+    /// hub.toml, with the sections an admin saved in the database in their place.
+    config: Arc<Live<HubConfig>>,
+    /// hub.toml as read at start: the defaults an admin's copy replaces.
+    file: Arc<HubConfig>,
     /// The attendance rules and office hours (of `config`, or an admin's copy), parsed.
     office: Arc<Live<Office>>,
 }
@@ -60,7 +63,8 @@ impl Supervision {
         Ok(Supervision {
             calendar: Arc::new(Live::new(calendar)),
             clock,
-            config,
+            file: config.clone(),
+            config: Arc::new(Live::new(config)),
             office: Arc::new(Live::new(Arc::new(office))),
         })
     }
@@ -75,12 +79,27 @@ impl Supervision {
         self.office.get()
     }
 
-    pub fn set_calendar(&self, calendar: Calendar) {
-        self.calendar.set(Arc::new(calendar));
+    /// The county's rules in force.
+    pub fn config(&self) -> Arc<HubConfig> {
+        self.config.get()
     }
 
-    pub fn set_office(&self, office: Office) {
+    /// hub.toml as read at start.
+    pub fn file_config(&self) -> Arc<HubConfig> {
+        self.file.clone()
+    }
+
+    /// Puts new rules in force, with the office hours of their `[attendance]`; refused (and nothing
+    /// changed) when those do not parse.
+    pub fn set_config(&self, config: HubConfig) -> Result<(), String> {
+        let office = Office::from_config(&config.attendance)?;
         self.office.set(Arc::new(office));
+        self.config.set(Arc::new(config));
+        Ok(())
+    }
+
+    pub fn set_calendar(&self, calendar: Calendar) {
+        self.calendar.set(Arc::new(calendar));
     }
 }
 
@@ -106,7 +125,7 @@ pub fn run_tick(
         }
     }
     let tx = writer.transaction()?;
-    total += crate::store::ratings::default_unrated(&tx, &sup.config, today)?;
+    total += crate::store::ratings::default_unrated(&tx, &sup.config(), today)?;
     tx.commit()?;
     Ok(total)
 }

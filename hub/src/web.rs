@@ -703,7 +703,7 @@ async fn makeup_request(
     let sup = state.sup.clone();
     let today = sup.clock.today();
     let result = write(&state, move |tx| {
-        let v = store::attendance::request_makeup(tx, &sup.config, &sup.calendar(), &req, today)?;
+        let v = store::attendance::request_makeup(tx, &sup.config(), &sup.calendar(), &req, today)?;
         store::audit(
             tx,
             &audit_who(&caller, &req.by),
@@ -754,7 +754,7 @@ async fn violation(
         Ok(v) => v,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
     };
-    let config = state.sup.config.clone();
+    let config = state.sup.config().clone();
     let result = write(&state, move |tx| {
         let out = store::attendance::record_violation(tx, &config, &v)?;
         store::audit(

@@ -228,7 +228,7 @@ fn make_up_punches_have_a_quota_a_deadline_and_an_approval() {
             .run(|tx| {
                 Ok(att::request_makeup(
                     tx,
-                    &f.sup.config,
+                    &f.sup.config(),
                     &f.sup.calendar(),
                     &r,
                     today,
@@ -383,7 +383,7 @@ fn units_see_patrols_vacancies_and_bundled_deductions() {
         .run(|tx| {
             Ok(att::record_violation(
                 tx,
-                &f.sup.config,
+                &f.sup.config(),
                 &att::ViolationInput {
                     site: SITE.into(),
                     staff_id: "0451".into(),

@@ -23,6 +23,7 @@ pub mod html;
 pub mod limiter;
 mod overview;
 pub mod report;
+mod schedules;
 mod wall;
 mod warnings;
 
@@ -95,6 +96,10 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route("/admin/calendar", get(holidays::page).post(holidays::add))
         .route("/admin/calendar/remove", post(holidays::remove))
         .route("/admin/audit", get(audit::page))
+        .route(
+            "/admin/schedules",
+            get(schedules::page).post(schedules::save),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

@@ -271,7 +271,7 @@ fn check_pause(
         return Ok(None);
     };
     let reason = state.pause_reason.as_deref().unwrap_or("");
-    let limit = sup.config.pauses.limit_for(reason);
+    let limit = sup.config().pauses.limit_for(reason);
     let Ok(last_day) =
         sup.calendar()
             .add_days(from, limit, crate::oversight::calendar::DayUnit::Working)
@@ -296,7 +296,7 @@ fn check_pause(
     )?;
     notices::enqueue(
         conn,
-        &sup.config,
+        &sup.config(),
         &Notice {
             key,
             day: today,
@@ -326,7 +326,7 @@ fn announce(
     today: NaiveDate,
     overdue: u32,
 ) -> rusqlite::Result<()> {
-    let config = &sup.config;
+    let config = &sup.config();
     let letter = if level == WarningLevel::SupervisionLetter {
         letters::issue(conn, &config.letters, site, state, due, today, overdue)?
     } else {
@@ -377,7 +377,7 @@ fn announce(
 /// completed cases left unrated their default rating. Returns how many cases it looked at.
 pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite::Result<usize> {
     let n = tick_chunk(conn, sup, today, u32::MAX)?;
-    Ok(n + super::ratings::default_unrated(conn, &sup.config, today)?)
+    Ok(n + super::ratings::default_unrated(conn, &sup.config(), today)?)
 }
 
 /// Re-evaluates at most `limit` of the open cases whose next change is due by `today`, earliest

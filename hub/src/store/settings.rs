@@ -194,6 +194,120 @@ pub fn clear_setting(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
     Ok(conn.execute("DELETE FROM settings WHERE key = ?1", [key])? > 0)
 }
 
+/// The key of the admins' copy of `[attendance]`.
+pub const ATTENDANCE: &str = "attendance";
+
+/// hub.toml with the sections saved in the database in their place.
+pub fn effective_config(
+    conn: &Connection,
+    file: &crate::config::HubConfig,
+) -> Result<crate::config::HubConfig, String> {
+    let mut c = file.clone();
+    if let Some(saved) = get_setting(conn, ATTENDANCE).map_err(|e| e.to_string())? {
+        c.attendance = parse_attendance(&saved.value).map_err(|r| r.en)?;
+    }
+    Ok(c)
+}
+
+/// An `[attendance]` section (without its header) as an admin submits it, checked: the office
+/// rules parse, segments are in order without overlap, the check-in and check-out windows lie
+/// around their segment's start and end, and the seasons cover every day of the year.
+pub fn parse_attendance(text: &str) -> Result<crate::config::AttendanceConfig, Refused> {
+    let c: crate::config::AttendanceConfig = toml::from_str(text).map_err(|e| {
+        Refused::new(
+            format!("无法解析（TOML 格式）：{e}"),
+            format!("Cannot read it (TOML): {e}"),
+        )
+    })?;
+    check_attendance(&c)?;
+    Ok(c)
+}
+
+pub fn check_attendance(c: &crate::config::AttendanceConfig) -> Result<(), Refused> {
+    use chrono::NaiveTime;
+    crate::oversight::attendance::Office::from_config(c)
+        .map_err(|e| Refused::new(format!("作息规则有误：{e}"), format!("Bad rules: {e}")))?;
+    if c.absent_after_min > 240 || c.makeup_quota > 31 {
+        return Err(Refused::new(
+            "absent_after_min 不超过 240 分钟，makeup_quota 每月不超过 31 次。".into(),
+            "absent_after_min is at most 240 minutes, makeup_quota at most 31 a month.".into(),
+        ));
+    }
+    let t = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").unwrap_or(NaiveTime::MIN);
+    let md = |s: &str| {
+        NaiveDate::parse_from_str(&format!("2024-{}", s.trim()), "%Y-%m-%d")
+            .map(|d| d.format("%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    for s in &c.schedules {
+        if s.segments.is_empty() {
+            return Err(Refused::new(
+                format!("季节 {}–{} 没有办公时段。", s.from, s.to),
+                format!("Season {}–{} has no segments.", s.from, s.to),
+            ));
+        }
+        let mut previous_end: Option<(NaiveTime, &str)> = None;
+        for g in &s.segments {
+            let (start, end) = (t(&g.start), t(&g.end));
+            if let Some((prev, prev_text)) = previous_end
+                && start < prev
+            {
+                return Err(Refused::new(
+                    format!(
+                        "时段 {}–{} 与前一时段（至 {prev_text}）重叠或顺序颠倒。",
+                        g.start, g.end
+                    ),
+                    format!(
+                        "Segment {}–{} overlaps the one before (until {prev_text}) or is out of order.",
+                        g.start, g.end
+                    ),
+                ));
+            }
+            previous_end = Some((end, g.end.as_str()));
+            let (in0, in1) = (t(&g.check_in[0]), t(&g.check_in[1]));
+            let (out0, out1) = (t(&g.check_out[0]), t(&g.check_out[1]));
+            let sane = in0 <= start && start <= in1 && in1 <= out0 && out0 <= end && end <= out1;
+            let wide = (start - in0).num_minutes() <= 180 && (out1 - end).num_minutes() <= 180;
+            if !sane || !wide {
+                return Err(Refused::new(
+                    format!(
+                        "时段 {}–{}：签到窗口须包含上班时间、签退窗口须包含下班时间，两者不重叠，且最多提前/延后 3 小时。",
+                        g.start, g.end
+                    ),
+                    format!(
+                        "Segment {}–{}: the check-in window must hold the start and the check-out window the end, without overlap, at most 3 hours out.",
+                        g.start, g.end
+                    ),
+                ));
+            }
+        }
+    }
+    // Every day of a leap year in exactly one season.
+    let day = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default();
+    for d in day.iter_days().take(366) {
+        let x = d.format("%m-%d").to_string();
+        let n = c
+            .schedules
+            .iter()
+            .filter(|s| {
+                let (a, b) = (md(&s.from), md(&s.to));
+                if a <= b {
+                    a <= x && x <= b
+                } else {
+                    x >= a || x <= b
+                }
+            })
+            .count();
+        if n != 1 {
+            return Err(Refused::new(
+                format!("各季节须不重叠地覆盖全年：{x} 属于 {n} 个季节。"),
+                format!("The seasons must cover the year once: {x} is in {n} seasons."),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +371,26 @@ mod tests {
         let cal = calendar(conn).unwrap();
         assert!(!cal.is_workday(d("2025-10-01")).unwrap());
         drop(dir);
+    }
+
+    #[test]
+    fn attendance_copies_are_checked() {
+        let good = toml::to_string(&crate::config::AttendanceConfig::default()).unwrap();
+        let c = parse_attendance(&good).unwrap();
+        assert_eq!(c.grace_min, 5);
+        let e = parse_attendance(&good.replace("grace_min = 5", "grace_min = \"x\"")).unwrap_err();
+        assert!(e.zh.contains("无法解析"), "{e:?}");
+        let e = parse_attendance(&good.replace("\"08:30\"", "\"8h30\"")).unwrap_err();
+        assert!(e.en.contains("HH:MM"), "{e:?}");
+        // The afternoon starting before the morning ends.
+        let e = parse_attendance(&good.replacen("\"14:30\"", "\"11:30\"", 1)).unwrap_err();
+        assert!(e.zh.contains("重叠"), "{e:?}");
+        // A check-in window after the start.
+        let e = parse_attendance(&good.replacen("\"07:30\"", "\"09:00\"", 1)).unwrap_err();
+        assert!(e.en.contains("check-in window"), "{e:?}");
+        // Summer shortened: days in no season.
+        let e = parse_attendance(&good.replacen("\"09-30\"", "\"09-20\"", 1)).unwrap_err();
+        assert!(e.en.contains("09-21 is in 0 seasons"), "{e:?}");
     }
 
     #[test]
