@@ -331,3 +331,67 @@ fn only_admins_reach_the_admin_pages() {
     );
     assert!(audit_rows(&hub).is_empty());
 }
+
+#[test]
+fn office_hours_saved_by_an_admin_win_over_hub_toml_in_the_running_hub() {
+    let dir = scratch("admin-schedules");
+    let hub = hub_with_data(&dir);
+    let mut b = Browser::signed_in(&hub, "admin");
+    let staff = format!("/attendance/staff/{A}/0451?month=2025-11");
+    assert!(b.get(&staff).body.contains("迟到 6 分"));
+
+    let page = b.get("/admin/schedules");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("当前生效：hub.toml"), "{}", page.body);
+    assert!(page.body.contains("grace_min = 5"), "{}", page.body);
+    let csrf = page.csrf().expect("token");
+    let at = page.body.find("<textarea").expect("textarea");
+    let start = at + page.body[at..].find('>').expect("tag end") + 1;
+    let end = start
+        + page.body[start..]
+            .find("</textarea>")
+            .expect("textarea end");
+    let text = page.body[start..end].replace("&quot;", "\"");
+
+    // Overlapping segments: 422 with the reason, nothing stored, still 5 minutes of grace.
+    let bad = text.replacen("\"14:30\"", "\"11:30\"", 1);
+    let r = b.post(
+        "/admin/schedules",
+        &[("csrf", &csrf), ("action", "save"), ("attendance", &bad)],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("重叠"), "{}", r.body);
+    assert_eq!(count(&hub, "SELECT count(*) FROM settings"), 0);
+    assert!(b.get(&staff).body.contains("迟到 6 分"));
+
+    // Ten minutes of grace: the 6 minutes late are on time now, without a restart.
+    let good = text.replace("grace_min = 5", "grace_min = 10");
+    let r = b.post(
+        "/admin/schedules",
+        &[("csrf", &csrf), ("action", "save"), ("attendance", &good)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("已生效") && r.body.contains("管理员保存的版本"),
+        "{}",
+        r.body
+    );
+    assert!(!b.get(&staff).body.contains("迟到 6 分"));
+
+    // Back to hub.toml.
+    let r = b.post(
+        "/admin/schedules",
+        &[("csrf", &csrf), ("action", "reset"), ("attendance", "")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(b.get(&staff).body.contains("迟到 6 分"));
+    let rows = audit_rows(&hub);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].1, "settings.attendance");
+    assert!(
+        rows[0].3.starts_with("grace 5 ") && rows[0].3.contains("→ grace 10 "),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(rows[1].1, "settings.attendance.reset");
+}
