@@ -927,9 +927,17 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     {
         // The sections an admin saved in the dashboard win over hub.toml.
         let w = Writer::open(&path)?;
-        let effective = sunlight_hub::store::settings::effective_config(w.conn(), &config)
-            .map_err(|e| Error::Invalid(format!("saved settings: {e}")))?;
-        sup.set_config(effective).map_err(Error::Invalid)?;
+        // A saved copy that no longer reads (an older release's format) leaves hub.toml in force
+        // rather than a county without oversight; the admin sees hub.toml in force on the page.
+        match sunlight_hub::store::settings::effective_config(w.conn(), &config)
+            .and_then(|c| sup.set_config(c))
+        {
+            Ok(()) => {}
+            Err(e) => tracing::error!(
+                error = %e,
+                "the settings saved in the dashboard do not read: hub.toml stays in force; save them again at /admin/schedules"
+            ),
+        }
     }
     let enrollment = match &args.enroll_ca_dir {
         Some(dir) => {
