@@ -3,7 +3,7 @@
 //! letters. Every value has the default of OVERSIGHT.md; a missing file means all defaults.
 //! `hub/hub.example.toml` shows every key and is checked by a test.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -140,7 +140,7 @@ impl BlobConfig {
 }
 
 /// Attendance rules (OVERSIGHT.md §3) and the office hours.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttendanceConfig {
     /// Minutes after the start (before the end) still on time.
@@ -159,7 +159,7 @@ pub struct AttendanceConfig {
     pub schedules: Vec<SeasonSchedule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeasonSchedule {
     pub from: String,
@@ -168,7 +168,7 @@ pub struct SeasonSchedule {
 }
 
 /// `{ start = "08:30", end = "12:00", check_in = ["07:30", "10:00"], check_out = ["11:00", "13:00"] }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentConfig {
     pub start: String,

@@ -349,10 +349,10 @@ pub fn watch_once(
     sup: &crate::supervise::Supervision,
     now: DateTime<FixedOffset>,
 ) -> Result<Vec<Condition>, crate::Error> {
-    let office = in_office_hours(&sup.calendar, &sup.office, now);
+    let office = in_office_hours(&sup.calendar(), &sup.office(), now);
     let now_ms = now.timestamp_millis();
     let today = now.date_naive();
-    let config = sup.config.clone();
+    let config = sup.config().clone();
     writer.run(move |tx| {
         let conditions = evaluate(tx, &config.fleet, now_ms, office)?;
         apply(tx, &config, conditions, now_ms, today)

@@ -365,16 +365,16 @@ fn apply_one(
                     }
                     Kind::Rating => store::ratings::apply_event(
                         tx,
-                        &ctx.supervision.config,
-                        &ctx.supervision.calendar,
+                        &ctx.supervision.config(),
+                        &ctx.supervision.calendar(),
                         site.as_str(),
                         &e.at,
                         e.body(),
                     )?,
                     Kind::Complaint => store::complaints::apply_event(
                         tx,
-                        &ctx.supervision.config,
-                        &ctx.supervision.calendar,
+                        &ctx.supervision.config(),
+                        &ctx.supervision.calendar(),
                         site.as_str(),
                         &e.at,
                         e.body(),

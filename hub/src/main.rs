@@ -9,7 +9,6 @@ use sunlight_hub::clock::HubClock;
 use sunlight_hub::config::HubConfig;
 use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig, Supervision};
 use sunlight_hub::metrics::Metrics;
-use sunlight_hub::oversight::calendar::Calendar;
 use sunlight_hub::store::{self, Reader, Writer};
 use sunlight_hub::{Error, broker, enroll, notify, supervise, web};
 use sunlight_protocol::{DeviceId, PublicKey, SiteId};
@@ -916,7 +915,14 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         }
     };
     let metrics = Arc::new(Metrics::default());
-    let calendar = Arc::new(Calendar::official().map_err(|e| Error::Invalid(e.to_string()))?);
+    // The official data under the admins' overrides stored in the hub's database.
+    let calendar = {
+        let w = Writer::open(&path)?;
+        Arc::new(
+            sunlight_hub::store::settings::calendar(w.conn())
+                .map_err(|e| Error::Invalid(format!("calendar: {e}")))?,
+        )
+    };
     let clock = match args.today {
         Some(day) => {
             tracing::warn!(%day, "simulated clock: today is fixed by --today");
@@ -929,6 +935,21 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         None => HubConfig::default(),
     });
     let sup = Supervision::new(calendar, clock, config.clone())?;
+    {
+        // The sections an admin saved in the dashboard win over hub.toml.
+        let w = Writer::open(&path)?;
+        // A saved copy that no longer reads (an older release's format) leaves hub.toml in force
+        // rather than a county without oversight; the admin sees hub.toml in force on the page.
+        match sunlight_hub::store::settings::effective_config(w.conn(), &config)
+            .and_then(|c| sup.set_config(c))
+        {
+            Ok(()) => {}
+            Err(e) => tracing::error!(
+                error = %e,
+                "the settings saved in the dashboard do not read: hub.toml stays in force; save them again at /admin/schedules"
+            ),
+        }
+    }
     let enrollment = match &args.enroll_ca_dir {
         Some(dir) => {
             let signer = enroll::Signer::load(dir, args.public_broker_url.as_deref())
@@ -960,8 +981,8 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         metrics.clone(),
         sup.clone(),
     );
-    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = match &sup.config.blobs.s3 {
-        Some(s3) if sup.config.blobs.store == sunlight_hub::config::BlobStoreKind::S3 => {
+    let blobs: Arc<dyn sunlight_hub::blobs::BlobStore> = match &sup.config().blobs.s3 {
+        Some(s3) if sup.config().blobs.store == sunlight_hub::config::BlobStoreKind::S3 => {
             let store = sunlight_hub::s3::S3Store::open(s3, tokio::runtime::Handle::current())
                 .await
                 .map_err(Error::Invalid)?;
@@ -973,7 +994,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
                 .map_err(|e| Error::io("creating the blob directory", e))?,
         ),
     };
-    sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config.clone())
+    sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config().clone())
         .map_err(|e| Error::io("starting the blob cleaner", e))?;
     sunlight_hub::fleet::spawn(Writer::open(&path)?, sup.clone())
         .map_err(|e| Error::io("starting the fleet watcher", e))?;

@@ -7,17 +7,50 @@ use crate::config::HubConfig;
 use crate::oversight::attendance::Office;
 use crate::oversight::calendar::Calendar;
 use crate::store::{Writer, cases};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// A value the running hub reads often and an admin replaces rarely (the calendar with its
+/// overrides, the office hours): readers take the current `Arc` under a short read lock and keep
+/// it for their whole computation; a change swaps in a new `Arc` (decision 0012).
+#[derive(Debug)]
+pub struct Live<T>(RwLock<Arc<T>>);
+
+impl<T> Live<T> {
+    pub fn new(value: Arc<T>) -> Live<T> {
+        Live(RwLock::new(value))
+    }
+
+    /// The value in force now.
+    pub fn get(&self) -> Arc<T> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            // A writer that panicked left the old or the new value whole: either is usable.
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `value` in force for every reader from now on.
+    pub fn set(&self, value: Arc<T>) {
+        match self.0.write() {
+            Ok(mut g) => *g = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
+}
+
 /// What oversight reads besides the events: the calendar, the clock and the county's rules.
+/// Clones share the live calendar and office hours: an admin's change is seen by every thread.
 #[derive(Debug, Clone)]
 pub struct Supervision {
-    pub calendar: Arc<Calendar>,
+    calendar: Arc<Live<Calendar>>,
     pub clock: HubClock,
-    pub config: Arc<HubConfig>,
-    /// The attendance rules and office hours of `config`, parsed.
-    pub office: Arc<Office>,
+    /// hub.toml, with the sections an admin saved in the database in their place.
+    config: Arc<Live<HubConfig>>,
+    /// hub.toml as read at start: the defaults an admin's copy replaces.
+    file: Arc<HubConfig>,
+    /// The attendance rules and office hours (of `config`, or an admin's copy), parsed.
+    office: Arc<Live<Office>>,
 }
 
 impl Supervision {
@@ -28,11 +61,45 @@ impl Supervision {
     ) -> Result<Supervision, crate::Error> {
         let office = Office::from_config(&config.attendance).map_err(crate::Error::Invalid)?;
         Ok(Supervision {
-            calendar,
+            calendar: Arc::new(Live::new(calendar)),
             clock,
-            config,
-            office: Arc::new(office),
+            file: config.clone(),
+            config: Arc::new(Live::new(config)),
+            office: Arc::new(Live::new(Arc::new(office))),
         })
+    }
+
+    /// The working-day calendar in force (official data under the admin's overrides).
+    pub fn calendar(&self) -> Arc<Calendar> {
+        self.calendar.get()
+    }
+
+    /// The office hours and attendance rules in force.
+    pub fn office(&self) -> Arc<Office> {
+        self.office.get()
+    }
+
+    /// The county's rules in force.
+    pub fn config(&self) -> Arc<HubConfig> {
+        self.config.get()
+    }
+
+    /// hub.toml as read at start.
+    pub fn file_config(&self) -> Arc<HubConfig> {
+        self.file.clone()
+    }
+
+    /// Puts new rules in force, with the office hours of their `[attendance]`; refused (and nothing
+    /// changed) when those do not parse.
+    pub fn set_config(&self, config: HubConfig) -> Result<(), String> {
+        let office = Office::from_config(&config.attendance)?;
+        self.office.set(Arc::new(office));
+        self.config.set(Arc::new(config));
+        Ok(())
+    }
+
+    pub fn set_calendar(&self, calendar: Calendar) {
+        self.calendar.set(Arc::new(calendar));
     }
 }
 
@@ -58,7 +125,7 @@ pub fn run_tick(
         }
     }
     let tx = writer.transaction()?;
-    total += crate::store::ratings::default_unrated(&tx, &sup.config, today)?;
+    total += crate::store::ratings::default_unrated(&tx, &sup.config(), today)?;
     tx.commit()?;
     Ok(total)
 }

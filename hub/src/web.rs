@@ -573,7 +573,7 @@ async fn attendance_board(
     let day = q.day.unwrap_or_else(|| state.sup.clock.today());
     let sup = state.sup.clone();
     match read(&state, move |r| {
-        r.run(|c| store::attendance::board(c, &sup.office, &sup.calendar, &site, day))
+        r.run(|c| store::attendance::board(c, &sup.office(), &sup.calendar(), &site, day))
     })
     .await
     {
@@ -595,8 +595,8 @@ async fn attendance_staff(
         r.run(|c| {
             store::attendance::staff_month(
                 c,
-                &sup.office,
-                &sup.calendar,
+                &sup.office(),
+                &sup.calendar(),
                 &site,
                 &staff_id,
                 &m,
@@ -625,7 +625,9 @@ async fn attendance_units(
     let sup = state.sup.clone();
     let m = month.clone();
     match read(&state, move |r| {
-        r.run(|c| store::attendance::units_month(c, &sup.office, &sup.calendar, &site, &m, today))
+        r.run(|c| {
+            store::attendance::units_month(c, &sup.office(), &sup.calendar(), &site, &m, today)
+        })
     })
     .await
     {
@@ -702,7 +704,7 @@ async fn makeup_request(
     let sup = state.sup.clone();
     let today = sup.clock.today();
     let result = write(&state, move |tx| {
-        let v = store::attendance::request_makeup(tx, &sup.config, &sup.calendar, &req, today)?;
+        let v = store::attendance::request_makeup(tx, &sup.config(), &sup.calendar(), &req, today)?;
         store::audit(
             tx,
             &audit_who(&caller, &req.by),
@@ -753,7 +755,7 @@ async fn violation(
         Ok(v) => v,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),
     };
-    let config = state.sup.config.clone();
+    let config = state.sup.config().clone();
     let result = write(&state, move |tx| {
         let out = store::attendance::record_violation(tx, &config, &v)?;
         store::audit(
@@ -846,7 +848,7 @@ async fn attendance_leave(
         Err(r) => return *r,
     };
     let month = q.month(state.sup.clock.today());
-    let (m, cal) = (month.clone(), state.sup.calendar.clone());
+    let (m, cal) = (month.clone(), state.sup.calendar().clone());
     match read(&state, move |r| {
         r.run(|c| store::attendance::leave_month(c, &cal, &site, &m))
     })
@@ -918,7 +920,7 @@ async fn report_json(
     let sup = state.sup.clone();
     let today = sup.clock.today();
     match read(&state, move |r| {
-        r.run(|c| crate::report::compute(c, &sup.office, &sup.calendar, &scope, &period, today))
+        r.run(|c| crate::report::compute(c, &sup.office(), &sup.calendar(), &scope, &period, today))
     })
     .await
     {

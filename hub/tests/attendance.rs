@@ -107,7 +107,7 @@ impl Fixture {
 
     fn board(&self, day: &str) -> Vec<att::BoardWindow> {
         self.reader()
-            .run(|c| att::board(c, &self.sup.office, &self.sup.calendar, SITE, d(day)))
+            .run(|c| att::board(c, &self.sup.office(), &self.sup.calendar(), SITE, d(day)))
             .unwrap()
     }
 }
@@ -228,8 +228,8 @@ fn make_up_punches_have_a_quota_a_deadline_and_an_approval() {
             .run(|tx| {
                 Ok(att::request_makeup(
                     tx,
-                    &f.sup.config,
-                    &f.sup.calendar,
+                    &f.sup.config(),
+                    &f.sup.calendar(),
                     &r,
                     today,
                 ))
@@ -274,8 +274,8 @@ fn make_up_punches_have_a_quota_a_deadline_and_an_approval() {
         .run(|c| {
             att::staff_month(
                 c,
-                &f.sup.office,
-                &f.sup.calendar,
+                &f.sup.office(),
+                &f.sup.calendar(),
                 SITE,
                 "0451",
                 "2025-11",
@@ -325,8 +325,8 @@ fn leave_over_a_day_without_a_stamped_note_is_listed() {
         .run(|c| {
             att::staff_month(
                 c,
-                &f.sup.office,
-                &f.sup.calendar,
+                &f.sup.office(),
+                &f.sup.calendar(),
                 SITE,
                 "0452",
                 "2025-11",
@@ -344,7 +344,7 @@ fn leave_over_a_day_without_a_stamped_note_is_listed() {
     assert_eq!(month.leave_needing_note[0]["working_days"], 2);
     let listed = f
         .reader()
-        .run(|c| att::leave_month(c, &f.sup.calendar, SITE, "2025-11"))
+        .run(|c| att::leave_month(c, &f.sup.calendar(), SITE, "2025-11"))
         .unwrap()
         .unwrap();
     let flags: Vec<_> = listed
@@ -383,7 +383,7 @@ fn units_see_patrols_vacancies_and_bundled_deductions() {
         .run(|tx| {
             Ok(att::record_violation(
                 tx,
-                &f.sup.config,
+                &f.sup.config(),
                 &att::ViolationInput {
                     site: SITE.into(),
                     staff_id: "0451".into(),
@@ -402,8 +402,8 @@ fn units_see_patrols_vacancies_and_bundled_deductions() {
         .run(|c| {
             att::units_month(
                 c,
-                &f.sup.office,
-                &f.sup.calendar,
+                &f.sup.office(),
+                &f.sup.calendar(),
                 SITE,
                 "2025-11",
                 d("2025-11-13"),

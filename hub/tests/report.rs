@@ -121,8 +121,8 @@ impl Fixture {
             .run(|c| {
                 report::compute(
                     c,
-                    &self.sup.office,
-                    &self.sup.calendar,
+                    &self.sup.office(),
+                    &self.sup.calendar(),
                     &scope,
                     period,
                     d(TODAY),
@@ -353,8 +353,8 @@ fn fixture() -> Fixture {
             for (site, when, body) in &todo.ratings {
                 ratings::apply_event(
                     tx,
-                    &sup.config,
-                    &sup.calendar,
+                    &sup.config(),
+                    &sup.calendar(),
                     site,
                     when,
                     &body.to_string(),
@@ -363,8 +363,8 @@ fn fixture() -> Fixture {
             for (when, body) in &todo.complaints {
                 complaints::apply_event(
                     tx,
-                    &sup.config,
-                    &sup.calendar,
+                    &sup.config(),
+                    &sup.calendar(),
                     A,
                     when,
                     &body.to_string(),
@@ -524,10 +524,10 @@ fn fixture() -> Fixture {
             reason: "忘记打卡".into(),
             by: staff.into(),
         };
-        let m = att::request_makeup(tx, &sup.config, &sup.calendar, &req("0451", "2025-11-27", "17:00"), today).unwrap();
+        let m = att::request_makeup(tx, &sup.config(), &sup.calendar(), &req("0451", "2025-11-27", "17:00"), today).unwrap();
         att::decide_makeup(tx, m.id, &att::MakeupDecision { approve: true, by: "shangshi".into(), note: String::new() }, today)
             .unwrap();
-        att::request_makeup(tx, &sup.config, &sup.calendar, &req("0612", "2025-11-28", "08:30"), today).unwrap();
+        att::request_makeup(tx, &sup.config(), &sup.calendar(), &req("0612", "2025-11-28", "08:30"), today).unwrap();
         Ok(())
     })
     .unwrap();

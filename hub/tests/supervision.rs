@@ -93,11 +93,16 @@ impl Fixture {
         self.writer()
             .run(|tx| match kind {
                 "rating" => {
-                    store::ratings::apply_event(tx, &sup.config, &sup.calendar, SITE, at, &body)
+                    store::ratings::apply_event(tx, &sup.config(), &sup.calendar(), SITE, at, &body)
                 }
-                "complaint" => {
-                    store::complaints::apply_event(tx, &sup.config, &sup.calendar, SITE, at, &body)
-                }
+                "complaint" => store::complaints::apply_event(
+                    tx,
+                    &sup.config(),
+                    &sup.calendar(),
+                    SITE,
+                    at,
+                    &body,
+                ),
                 _ => unreachable!(),
             })
             .unwrap();

@@ -118,7 +118,7 @@ pub async fn board(
     let sup = state.api.sup.clone();
     let s = site.clone();
     let windows = match read(&state.api, move |r| {
-        r.run(|c| attendance::board(c, &sup.office, &sup.calendar, &s, day))
+        r.run(|c| attendance::board(c, &sup.office(), &sup.calendar(), &s, day))
     })
     .await
     {
@@ -296,7 +296,7 @@ pub async fn month(
     let (s, m) = (site.clone(), month.clone());
     let data = read(&state.api, move |r| {
         r.run(|c| {
-            let units = attendance::units_month(c, &sup.office, &sup.calendar, &s, &m, today)?;
+            let units = attendance::units_month(c, &sup.office(), &sup.calendar(), &s, &m, today)?;
             let patrols = attendance::patrols_month(c, &s, &m)?;
             Ok((units.unwrap_or_default(), patrols))
         })
@@ -432,7 +432,8 @@ pub async fn staff(
             let who = attendance::roster(c, Some(&s), false)?
                 .into_iter()
                 .find(|x| x.staff_id == id);
-            let month = attendance::staff_month(c, &sup.office, &sup.calendar, &s, &id, &m, today)?;
+            let month =
+                attendance::staff_month(c, &sup.office(), &sup.calendar(), &s, &id, &m, today)?;
             Ok((who, month))
         })
     })

@@ -265,7 +265,7 @@ pub async fn detail(
             l.t("倒计时", "Countdown"),
             super::warnings::countdown(
                 l,
-                &state.api.sup.calendar,
+                &state.api.sup.calendar(),
                 cs.as_ref(),
                 d.case.due.as_deref(),
                 today,

@@ -46,7 +46,7 @@ pub fn url(value: &str) -> String {
 }
 
 /// The menu entries: (path, zh, en, who sees it).
-const MENU: [(&str, &str, &str, &[Role]); 8] = [
+const MENU: [(&str, &str, &str, &[Role]); 12] = [
     (
         "/",
         "总览",
@@ -90,6 +90,10 @@ const MENU: [(&str, &str, &str, &[Role]); 8] = [
         &[Role::Supervisor, Role::Head, Role::Technician, Role::Admin],
     ),
     ("/admin/users", "账号", "Accounts", &[Role::Admin]),
+    ("/admin/items", "事项", "Items", &[Role::Admin]),
+    ("/admin/calendar", "日历", "Calendar", &[Role::Admin]),
+    ("/admin/schedules", "作息", "Office hours", &[Role::Admin]),
+    ("/admin/audit", "审计", "Audit log", &[Role::Admin]),
 ];
 
 const STYLE: &str = "

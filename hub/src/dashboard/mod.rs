@@ -14,12 +14,16 @@
 pub mod accounts;
 mod admin;
 mod attendance;
+mod audit;
 mod cases;
+mod catalog;
 mod fleet;
+mod holidays;
 pub mod html;
 pub mod limiter;
 mod overview;
 pub mod report;
+mod schedules;
 mod wall;
 mod warnings;
 
@@ -88,6 +92,14 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route("/wall/{site}/{camera}", get(wall::history))
         .route("/admin/users", get(admin::users).post(admin::add_user))
         .route("/admin/users/{id}", post(admin::set_disabled))
+        .route("/admin/items", get(catalog::page).post(catalog::save))
+        .route("/admin/calendar", get(holidays::page).post(holidays::add))
+        .route("/admin/calendar/remove", post(holidays::remove))
+        .route("/admin/audit", get(audit::page))
+        .route(
+            "/admin/schedules",
+            get(schedules::page).post(schedules::save),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

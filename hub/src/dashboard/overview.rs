@@ -111,7 +111,7 @@ pub async fn page(State(state): State<super::DashState>, viewer: Viewer) -> Resp
             let mut warnings = warnings(c, &scope)?;
             let mut cards = Vec::new();
             for site in sites(c, &scope)? {
-                let vacant = attendance::board(c, &sup.office, &sup.calendar, &site, today)?
+                let vacant = attendance::board(c, &sup.office(), &sup.calendar(), &site, today)?
                     .into_iter()
                     .filter(|w| scope.unit_allowed(&w.unit))
                     .flat_map(|w| {

@@ -184,7 +184,7 @@ pub async fn page(
     };
     let l = viewer.lang;
     let today = state.api.sup.clock.today();
-    let cal = &state.api.sup.calendar;
+    let cal = &state.api.sup.calendar();
     let by_case: HashMap<(&str, &str), &Letter> = letters
         .iter()
         .map(|x| ((x.site.as_str(), x.case_no.as_str()), x))

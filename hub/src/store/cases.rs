@@ -182,7 +182,7 @@ fn evaluate_from(
     sup: &Supervision,
     today: NaiveDate,
 ) -> rusqlite::Result<()> {
-    let cal = &*sup.calendar;
+    let cal = &*sup.calendar();
     let Some(clock) = state.clock() else {
         let open = state.accepted.is_none() && state.closed.is_none();
         conn.execute(
@@ -271,9 +271,9 @@ fn check_pause(
         return Ok(None);
     };
     let reason = state.pause_reason.as_deref().unwrap_or("");
-    let limit = sup.config.pauses.limit_for(reason);
+    let limit = sup.config().pauses.limit_for(reason);
     let Ok(last_day) =
-        sup.calendar
+        sup.calendar()
             .add_days(from, limit, crate::oversight::calendar::DayUnit::Working)
     else {
         return Ok(None);
@@ -296,7 +296,7 @@ fn check_pause(
     )?;
     notices::enqueue(
         conn,
-        &sup.config,
+        &sup.config(),
         &Notice {
             key,
             day: today,
@@ -326,7 +326,7 @@ fn announce(
     today: NaiveDate,
     overdue: u32,
 ) -> rusqlite::Result<()> {
-    let config = &sup.config;
+    let config = &sup.config();
     let letter = if level == WarningLevel::SupervisionLetter {
         letters::issue(conn, &config.letters, site, state, due, today, overdue)?
     } else {
@@ -377,13 +377,22 @@ fn announce(
 /// completed cases left unrated their default rating. Returns how many cases it looked at.
 pub fn tick(conn: &Connection, sup: &Supervision, today: NaiveDate) -> rusqlite::Result<usize> {
     let n = tick_chunk(conn, sup, today, u32::MAX)?;
-    Ok(n + super::ratings::default_unrated(conn, &sup.config, today)?)
+    Ok(n + super::ratings::default_unrated(conn, &sup.config(), today)?)
 }
 
 /// Re-evaluates at most `limit` of the open cases whose next change is due by `today`, earliest
 /// first. Each evaluated case moves its `next_check` past `today`, so calling this in short
 /// transactions until it returns less than `limit` covers them all without holding the store's
 /// write lock (which ingest needs) for long.
+/// Makes every open case due for a look on `today` (after the calendar changed: their due days and
+/// lights may move). The next [`tick_chunk`] re-evaluates them.
+pub fn recheck_open(conn: &Connection, today: NaiveDate) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE cases SET next_check = ?1 WHERE open = 1 AND (next_check IS NULL OR next_check > ?1)",
+        [today.to_string()],
+    )
+}
+
 pub fn tick_chunk(
     conn: &Connection,
     sup: &Supervision,

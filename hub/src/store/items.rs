@@ -42,8 +42,14 @@ struct File {
 /// Parses and checks a catalog file; errors name the item.
 pub fn parse(text: &str) -> Result<Vec<Item>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    check(&file.items)?;
+    Ok(file.items)
+}
+
+/// The catalog's rules, for a file or for one item edited in the dashboard; errors name the item.
+pub fn check(items: &[Item]) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
-    for item in &file.items {
+    for item in items {
         if item.code.trim().is_empty() || item.name.trim().is_empty() {
             return Err("every item needs a code and a name".into());
         }
@@ -63,17 +69,17 @@ pub fn parse(text: &str) -> Result<Vec<Item>, String> {
             ));
         }
     }
-    Ok(file.items)
+    Ok(())
 }
 
-fn unit_str(u: DayUnit) -> &'static str {
+pub fn unit_str(u: DayUnit) -> &'static str {
     match u {
         DayUnit::Working => "working",
         DayUnit::Natural => "natural",
     }
 }
 
-fn kind_str(k: Kind) -> &'static str {
+pub fn kind_str(k: Kind) -> &'static str {
     match k {
         Kind::Immediate => "immediate",
         Kind::Promised => "promised",

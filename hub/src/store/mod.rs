@@ -21,6 +21,7 @@ pub mod letters;
 pub mod notices;
 pub mod rates;
 pub mod ratings;
+pub mod settings;
 pub mod updates;
 
 pub fn now_ms() -> i64 {
@@ -93,6 +94,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         complaints::SCHEMA,
         items::SCHEMA,
         crate::sites::SCHEMA,
+        settings::SCHEMA,
         AUDIT_SCHEMA,
     ] {
         conn.execute_batch(schema).map_err(db_err(path))?;

@@ -666,7 +666,7 @@ fn attendance_store(dir: &std::path::Path) {
     let mut n = 0u64;
     for day in 1..=31u32 {
         let date = NaiveDate::from_ymd_opt(2025, 10, day).expect("date");
-        if !sup.calendar.is_workday(date).unwrap_or(false) {
+        if !sup.calendar().is_workday(date).unwrap_or(false) {
             continue;
         }
         writer
@@ -696,7 +696,7 @@ fn attendance_store(dir: &std::path::Path) {
     };
     let (board_ms, windows) = time(&|| {
         reader
-            .run(|c| att::board(c, &sup.office, &sup.calendar, "site-07", day))
+            .run(|c| att::board(c, &sup.office(), &sup.calendar(), "site-07", day))
             .map(|b| b.len())
             .unwrap_or(0)
     });
@@ -705,8 +705,8 @@ fn attendance_store(dir: &std::path::Path) {
             .run(|c| {
                 att::staff_month(
                     c,
-                    &sup.office,
-                    &sup.calendar,
+                    &sup.office(),
+                    &sup.calendar(),
                     "site-07",
                     "S0702",
                     "2025-10",
@@ -720,7 +720,16 @@ fn attendance_store(dir: &std::path::Path) {
     });
     let (units_ms, units) = time(&|| {
         reader
-            .run(|c| att::units_month(c, &sup.office, &sup.calendar, "site-07", "2025-10", today))
+            .run(|c| {
+                att::units_month(
+                    c,
+                    &sup.office(),
+                    &sup.calendar(),
+                    "site-07",
+                    "2025-10",
+                    today,
+                )
+            })
             .ok()
             .flatten()
             .map(|u| u.len())
@@ -761,7 +770,7 @@ fn dashboard(dir: &std::path::Path) {
         .expect("date")
         .iter_days()
         .take_while(|d| *d <= today)
-        .filter(|d| sup.calendar.is_workday(*d).unwrap_or(false))
+        .filter(|d| sup.calendar().is_workday(*d).unwrap_or(false))
         .collect();
     let t = Instant::now();
     for i in 0..SITES {
@@ -812,7 +821,7 @@ fn dashboard(dir: &std::path::Path) {
                     // Cases accepted before December are completed, one in ten a day late.
                     if accepted.month() < 12 {
                         let done = sup
-                            .calendar
+                            .calendar()
                             .add_days(accepted, limit + u32::from(c % 10 == 0), sunlight_hub::oversight::calendar::DayUnit::Working)
                             .unwrap_or(accepted);
                         cases::apply_event(tx, &site(s), &format!("{done}T16:00:00+08:00"), &body("completed"), &sup, done)?;

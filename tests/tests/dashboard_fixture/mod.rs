@@ -282,7 +282,7 @@ role = "A"
             reason: reason.into(),
             by: staff.into(),
         };
-        store::attendance::request_makeup(&tx, &sup.config, &sup.calendar, &req, today)
+        store::attendance::request_makeup(&tx, &sup.config(), &sup.calendar(), &req, today)
             .expect("make-up request");
     }
     store::tx::alarm(

@@ -1,0 +1,411 @@
+//! What admins change in the running hub (issue 6): calendar overrides (OVERSIGHT.md §1) and the
+//! database copies of hub.toml sections that win over the file once saved. The running parts read
+//! them through [`crate::supervise::Supervision`], which is swapped after each change.
+
+use crate::oversight::calendar::{Calendar, CalendarError};
+use chrono::NaiveDate;
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calendar_overrides (
+    day TEXT PRIMARY KEY, working INTEGER NOT NULL, reason TEXT NOT NULL,
+    set_by TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY, value TEXT NOT NULL, set_by TEXT NOT NULL, at_ms INTEGER NOT NULL);
+";
+
+/// Longest range one override form may cover (a holiday week, a flood closure).
+pub const MAX_RANGE_DAYS: i64 = 31;
+
+/// One admin override of the calendar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub day: NaiveDate,
+    pub working: bool,
+    pub reason: String,
+    pub set_by: String,
+    pub at_ms: i64,
+}
+
+/// Why an override form is refused, in both languages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub zh: String,
+    pub en: String,
+}
+
+impl Refused {
+    fn new(zh: String, en: String) -> Refused {
+        Refused { zh, en }
+    }
+}
+
+/// The days of an override form: `from`, and `to` if given (inclusive, at most a month), with a
+/// reason. Checked before anything is written.
+pub fn override_days(from: &str, to: &str, reason: &str) -> Result<Vec<NaiveDate>, Refused> {
+    let parse = |s: &str| {
+        NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
+            Refused::new(
+                format!("日期 {s:?} 格式不对，应为 YYYY-MM-DD（如 2025-11-05）。"),
+                format!("Date {s:?} is not YYYY-MM-DD (e.g. 2025-11-05)."),
+            )
+        })
+    };
+    let first = parse(from)?;
+    let last = if to.trim().is_empty() {
+        first
+    } else {
+        parse(to)?
+    };
+    if last < first {
+        return Err(Refused::new(
+            format!("结束日期 {last} 早于开始日期 {first}。"),
+            format!("The end {last} is before the start {first}."),
+        ));
+    }
+    if (last - first).num_days() >= MAX_RANGE_DAYS {
+        return Err(Refused::new(
+            format!("一次最多设置 {MAX_RANGE_DAYS} 天（{first} 至 {last} 太长）。"),
+            format!("At most {MAX_RANGE_DAYS} days at a time ({first} to {last} is longer)."),
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Refused::new(
+            "请填写原因（如：防汛停止对外办公）。".into(),
+            "Give a reason (e.g. closed for flood duty).".into(),
+        ));
+    }
+    if reason.chars().count() > 200 {
+        return Err(Refused::new(
+            "原因不超过 200 字。".into(),
+            "The reason is at most 200 characters.".into(),
+        ));
+    }
+    Ok(first.iter_days().take_while(|d| *d <= last).collect())
+}
+
+/// Sets (or replaces) the override of each day.
+pub fn set_overrides(
+    conn: &Connection,
+    days: &[NaiveDate],
+    working: bool,
+    reason: &str,
+    by: &str,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO calendar_overrides (day, working, reason, set_by, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (day) DO UPDATE SET working = ?2, reason = ?3, set_by = ?4, at_ms = ?5",
+    )?;
+    for d in days {
+        stmt.execute(params![
+            d.to_string(),
+            working,
+            reason.trim(),
+            by,
+            super::now_ms()
+        ])?;
+    }
+    Ok(())
+}
+
+/// Removes the override of `day`; returns it if there was one.
+pub fn remove_override(conn: &Connection, day: NaiveDate) -> rusqlite::Result<Option<Override>> {
+    let found = get_override(conn, day)?;
+    if found.is_some() {
+        conn.execute(
+            "DELETE FROM calendar_overrides WHERE day = ?1",
+            [day.to_string()],
+        )?;
+    }
+    Ok(found)
+}
+
+fn override_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Override> {
+    let day: String = r.get(0)?;
+    Ok(Override {
+        day: NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        working: r.get(1)?,
+        reason: r.get(2)?,
+        set_by: r.get(3)?,
+        at_ms: r.get(4)?,
+    })
+}
+
+pub fn get_override(conn: &Connection, day: NaiveDate) -> rusqlite::Result<Option<Override>> {
+    conn.prepare_cached(
+        "SELECT day, working, reason, set_by, at_ms FROM calendar_overrides WHERE day = ?1",
+    )?
+    .query_row([day.to_string()], override_row)
+    .optional()
+}
+
+/// Every override, in date order.
+pub fn overrides(conn: &Connection) -> rusqlite::Result<Vec<Override>> {
+    conn.prepare_cached(
+        "SELECT day, working, reason, set_by, at_ms FROM calendar_overrides ORDER BY day",
+    )?
+    .query_map([], override_row)?
+    .collect()
+}
+
+/// The calendar in force: the official data shipped with the hub under the stored overrides.
+pub fn calendar(conn: &Connection) -> Result<Calendar, String> {
+    let mut cal = Calendar::official().map_err(|e: CalendarError| e.to_string())?;
+    for o in overrides(conn).map_err(|e| e.to_string())? {
+        cal.set_override(o.day, o.working);
+    }
+    Ok(cal)
+}
+
+/// A stored copy of a hub.toml section: its text, who saved it and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub value: String,
+    pub set_by: String,
+    pub at_ms: i64,
+}
+
+pub fn get_setting(conn: &Connection, key: &str) -> rusqlite::Result<Option<Saved>> {
+    conn.prepare_cached("SELECT value, set_by, at_ms FROM settings WHERE key = ?1")?
+        .query_row([key], |r| {
+            Ok(Saved {
+                value: r.get(0)?,
+                set_by: r.get(1)?,
+                at_ms: r.get(2)?,
+            })
+        })
+        .optional()
+}
+
+pub fn put_setting(conn: &Connection, key: &str, value: &str, by: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO settings (key, value, set_by, at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET value = ?2, set_by = ?3, at_ms = ?4",
+        params![key, value, by, super::now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Drops the database copy: the hub.toml section is in force again.
+pub fn clear_setting(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+    Ok(conn.execute("DELETE FROM settings WHERE key = ?1", [key])? > 0)
+}
+
+/// The key of the admins' copy of `[attendance]`.
+pub const ATTENDANCE: &str = "attendance";
+
+/// hub.toml with the sections saved in the database in their place.
+pub fn effective_config(
+    conn: &Connection,
+    file: &crate::config::HubConfig,
+) -> Result<crate::config::HubConfig, String> {
+    let mut c = file.clone();
+    if let Some(saved) = get_setting(conn, ATTENDANCE).map_err(|e| e.to_string())? {
+        c.attendance = parse_attendance(&saved.value).map_err(|r| r.en)?;
+    }
+    Ok(c)
+}
+
+/// An `[attendance]` section (without its header) as an admin submits it, checked: the office
+/// rules parse, segments are in order without overlap, the check-in and check-out windows lie
+/// around their segment's start and end, and the seasons cover every day of the year.
+pub fn parse_attendance(text: &str) -> Result<crate::config::AttendanceConfig, Refused> {
+    let c: crate::config::AttendanceConfig = toml::from_str(text).map_err(|e| {
+        Refused::new(
+            format!("无法解析（TOML 格式）：{e}"),
+            format!("Cannot read it (TOML): {e}"),
+        )
+    })?;
+    check_attendance(&c)?;
+    Ok(c)
+}
+
+pub fn check_attendance(c: &crate::config::AttendanceConfig) -> Result<(), Refused> {
+    use chrono::NaiveTime;
+    crate::oversight::attendance::Office::from_config(c)
+        .map_err(|e| Refused::new(format!("作息规则有误：{e}"), format!("Bad rules: {e}")))?;
+    if c.absent_after_min > 240 || c.makeup_quota > 31 {
+        return Err(Refused::new(
+            "absent_after_min 不超过 240 分钟，makeup_quota 每月不超过 31 次。".into(),
+            "absent_after_min is at most 240 minutes, makeup_quota at most 31 a month.".into(),
+        ));
+    }
+    let t = |s: &str| NaiveTime::parse_from_str(s.trim(), "%H:%M").unwrap_or(NaiveTime::MIN);
+    let md = |s: &str| {
+        NaiveDate::parse_from_str(&format!("2024-{}", s.trim()), "%Y-%m-%d")
+            .map(|d| d.format("%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    for s in &c.schedules {
+        if s.segments.is_empty() {
+            return Err(Refused::new(
+                format!("季节 {}–{} 没有办公时段。", s.from, s.to),
+                format!("Season {}–{} has no segments.", s.from, s.to),
+            ));
+        }
+        let mut previous_end: Option<(NaiveTime, &str)> = None;
+        for g in &s.segments {
+            let (start, end) = (t(&g.start), t(&g.end));
+            if let Some((prev, prev_text)) = previous_end
+                && start < prev
+            {
+                return Err(Refused::new(
+                    format!(
+                        "时段 {}–{} 与前一时段（至 {prev_text}）重叠或顺序颠倒。",
+                        g.start, g.end
+                    ),
+                    format!(
+                        "Segment {}–{} overlaps the one before (until {prev_text}) or is out of order.",
+                        g.start, g.end
+                    ),
+                ));
+            }
+            previous_end = Some((end, g.end.as_str()));
+            let (in0, in1) = (t(&g.check_in[0]), t(&g.check_in[1]));
+            let (out0, out1) = (t(&g.check_out[0]), t(&g.check_out[1]));
+            let sane = in0 <= start && start <= in1 && in1 <= out0 && out0 <= end && end <= out1;
+            let wide = (start - in0).num_minutes() <= 180 && (out1 - end).num_minutes() <= 180;
+            if !sane || !wide {
+                return Err(Refused::new(
+                    format!(
+                        "时段 {}–{}：签到窗口须包含上班时间、签退窗口须包含下班时间，两者不重叠，且最多提前/延后 3 小时。",
+                        g.start, g.end
+                    ),
+                    format!(
+                        "Segment {}–{}: the check-in window must hold the start and the check-out window the end, without overlap, at most 3 hours out.",
+                        g.start, g.end
+                    ),
+                ));
+            }
+        }
+    }
+    // Every day of a leap year in exactly one season.
+    let day = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default();
+    for d in day.iter_days().take(366) {
+        let x = d.format("%m-%d").to_string();
+        let n = c
+            .schedules
+            .iter()
+            .filter(|s| {
+                let (a, b) = (md(&s.from), md(&s.to));
+                if a <= b {
+                    a <= x && x <= b
+                } else {
+                    x >= a || x <= b
+                }
+            })
+            .count();
+        if n != 1 {
+            return Err(Refused::new(
+                format!("各季节须不重叠地覆盖全年：{x} 属于 {n} 个季节。"),
+                format!("The seasons must cover the year once: {x} is in {n} seasons."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn store() -> (tempfile::TempDir, crate::store::Writer) {
+        let dir = tempfile::tempdir().unwrap();
+        let w = crate::store::Writer::open(&dir.path().join("hub.db")).unwrap();
+        (dir, w)
+    }
+
+    #[test]
+    fn override_forms_are_checked() {
+        assert_eq!(
+            override_days("2025-11-05", "", "防汛").unwrap(),
+            vec![d("2025-11-05")]
+        );
+        assert_eq!(
+            override_days("2025-11-05", "2025-11-07", "防汛")
+                .unwrap()
+                .len(),
+            3
+        );
+        let e = override_days("2025-11-31", "", "x").unwrap_err();
+        assert!(
+            e.zh.contains("2025-11-31") && e.en.contains("YYYY-MM-DD"),
+            "{e:?}"
+        );
+        let e = override_days("2025-11-07", "2025-11-05", "x").unwrap_err();
+        assert!(e.zh.contains("早于"), "{e:?}");
+        let e = override_days("2025-01-01", "2025-03-01", "x").unwrap_err();
+        assert!(e.en.contains("At most 31 days"), "{e:?}");
+        let e = override_days("2025-11-05", "", "  ").unwrap_err();
+        assert!(e.zh.contains("原因"), "{e:?}");
+    }
+
+    #[test]
+    fn overrides_are_stored_and_win_over_the_official_data() {
+        let (dir, w) = store();
+        let conn = w.conn();
+        let cal = calendar(conn).unwrap();
+        assert!(cal.is_workday(d("2025-11-05")).unwrap());
+        assert!(!cal.is_workday(d("2025-10-01")).unwrap());
+        set_overrides(conn, &[d("2025-11-05")], false, "防汛", "admin").unwrap();
+        set_overrides(conn, &[d("2025-10-01")], true, "值班", "admin").unwrap();
+        let cal = calendar(conn).unwrap();
+        assert!(!cal.is_workday(d("2025-11-05")).unwrap());
+        assert!(cal.is_workday(d("2025-10-01")).unwrap());
+        // Setting again replaces.
+        set_overrides(conn, &[d("2025-11-05")], true, "改为上班", "admin2").unwrap();
+        let all = overrides(conn).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].reason, "改为上班");
+        assert_eq!(all[1].set_by, "admin2");
+        let removed = remove_override(conn, d("2025-10-01")).unwrap().unwrap();
+        assert!(removed.working);
+        assert_eq!(remove_override(conn, d("2025-10-01")).unwrap(), None);
+        let cal = calendar(conn).unwrap();
+        assert!(!cal.is_workday(d("2025-10-01")).unwrap());
+        drop(dir);
+    }
+
+    #[test]
+    fn attendance_copies_are_checked() {
+        let good = toml::to_string(&crate::config::AttendanceConfig::default()).unwrap();
+        let c = parse_attendance(&good).unwrap();
+        assert_eq!(c.grace_min, 5);
+        let e = parse_attendance(&good.replace("grace_min = 5", "grace_min = \"x\"")).unwrap_err();
+        assert!(e.zh.contains("无法解析"), "{e:?}");
+        let e = parse_attendance(&good.replace("\"08:30\"", "\"8h30\"")).unwrap_err();
+        assert!(e.en.contains("HH:MM"), "{e:?}");
+        // The afternoon starting before the morning ends.
+        let e = parse_attendance(&good.replacen("\"14:30\"", "\"11:30\"", 1)).unwrap_err();
+        assert!(e.zh.contains("重叠"), "{e:?}");
+        // A check-in window after the start.
+        let e = parse_attendance(&good.replacen("\"07:30\"", "\"09:00\"", 1)).unwrap_err();
+        assert!(e.en.contains("check-in window"), "{e:?}");
+        // Summer shortened: days in no season.
+        let e = parse_attendance(&good.replacen("\"09-30\"", "\"09-20\"", 1)).unwrap_err();
+        assert!(e.en.contains("09-21 is in 0 seasons"), "{e:?}");
+    }
+
+    #[test]
+    fn settings_are_replaced_and_cleared() {
+        let (dir, w) = store();
+        let conn = w.conn();
+        assert_eq!(get_setting(conn, "attendance").unwrap(), None);
+        put_setting(conn, "attendance", "a = 1", "admin").unwrap();
+        put_setting(conn, "attendance", "a = 2", "admin").unwrap();
+        assert_eq!(
+            get_setting(conn, "attendance").unwrap().unwrap().value,
+            "a = 2"
+        );
+        assert!(clear_setting(conn, "attendance").unwrap());
+        assert!(!clear_setting(conn, "attendance").unwrap());
+        drop(dir);
+    }
+}
