@@ -1249,7 +1249,7 @@ async fn enroll(
         .map(|c| c.0.0.ip().to_string())
         .unwrap_or_else(|| "unknown address".into());
     let (site, device) = (checked.site.to_string(), checked.device.to_string());
-    let update_keys = state.sup.config.updates.verifying_keys.clone();
+    let update_keys = state.sup.config().updates.verifying_keys.clone();
     let result = crate::web::write(&state, move |tx| {
         enroll_in(tx, &signer, &update_keys, &checked, &from)
     })

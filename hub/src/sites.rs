@@ -363,7 +363,7 @@ async fn token_issue(
             expires: &expires,
             ca_pem: &signer.ca_pem,
             ca_sha256: &signer.ca_sha256,
-            update_keys: &state.sup.config.updates.verifying_keys,
+            update_keys: &state.sup.config().updates.verifying_keys,
         })),
         _ => None,
     };
