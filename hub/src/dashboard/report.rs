@@ -5,7 +5,7 @@
 
 use super::html::{self, Lang, esc};
 use super::{Role, Viewer};
-use crate::report::{self, Candidate, Period, Report, ReportScope, UnitRow, export};
+use crate::report::{self, Candidate, Period, Report, ReportScope, UnitCount, UnitRow, export};
 use crate::web::read;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -339,11 +339,7 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
             Lang::En => format!("{} ({})", esc(&names(&u.site, &u.unit, many)), u.count),
         })
         .collect();
-    let zero: Vec<String> = r
-        .zero_case_units
-        .iter()
-        .map(|u| esc(&names(&u.site, &u.unit, many)))
-        .collect();
+    let zero = unit_names(&r.zero_case_units, many);
     b.push_str(&match l {
         Lang::Zh => format!(
             "<p id=\"intake\">本期各窗口单位共受理业务办件 <b>{}</b> 件（其中即办件 {} 件，承诺件 {} 件），办结 <b>{}</b> 件，其中，即办件 {} 件，承诺件 {} 件。{}{}</p>",
@@ -460,11 +456,7 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
         "<h3>{}</h3>",
         l.t("（四）巡查签到", "(4) Patrol sign-ins")
     ));
-    let without: Vec<String> = r
-        .units_without_patrol
-        .iter()
-        .map(|u| esc(&names(&u.site, &u.unit, many)))
-        .collect();
+    let without = unit_names(&r.units_without_patrol, many);
     b.push_str(&match l {
         Lang::Zh => format!(
             "<p id=\"patrols\">本期分管领导巡查签到 <b>{}</b> 次。{}</p>",
@@ -572,6 +564,13 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
     }
     b.push_str("</ul></div>");
     b
+}
+
+/// The units of a list, escaped for the page (with their sites when there are `many`).
+fn unit_names(list: &[UnitCount], many: bool) -> Vec<String> {
+    list.iter()
+        .map(|u| esc(&names(&u.site, &u.unit, many)))
+        .collect()
 }
 
 fn names(site: &str, unit: &str, many: bool) -> String {
