@@ -398,6 +398,34 @@ fn sites(conn: &Connection, scope: &ReportScope) -> rusqlite::Result<Vec<String>
     .collect()
 }
 
+/// Runs `sql` with `args` (the site, the period's first and last day, the unit: ?1 to ?4) and
+/// hands each result, whose first two columns are the site and the unit, to `each` with that unit's
+/// row (made on first use).
+fn per_unit(
+    conn: &Connection,
+    rows: &mut BTreeMap<(String, String), UnitRow>,
+    sql: &str,
+    args: (Option<&str>, &str, &str, Option<&str>),
+    mut each: impl FnMut(&mut UnitRow, &rusqlite::Row<'_>) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut q = stmt.query(params![args.0, args.1, args.2, args.3])?;
+    while let Some(r) = q.next()? {
+        each(unit_row(rows, r.get(0)?, r.get(1)?), r)?;
+    }
+    Ok(())
+}
+
+/// The row of a (site, unit), made on first use.
+fn unit_row(rows: &mut BTreeMap<(String, String), UnitRow>, s: String, u: String) -> &mut UnitRow {
+    rows.entry((s.clone(), u.clone()))
+        .or_insert_with(|| UnitRow {
+            site: s,
+            unit: u,
+            ..UnitRow::default()
+        })
+}
+
 /// Computes the report of `period` for `scope`. Attendance is judged for days up to `today`.
 pub fn compute(
     conn: &Connection,
@@ -412,18 +440,10 @@ pub fn compute(
     let (from, to) = (period.from.to_string(), period.to.to_string());
     let sites = sites(conn, scope)?;
     let mut rows: BTreeMap<(String, String), UnitRow> = BTreeMap::new();
-    // The row of a (site, unit), made on first use.
-    fn row(rows: &mut BTreeMap<(String, String), UnitRow>, s: String, u: String) -> &mut UnitRow {
-        rows.entry((s.clone(), u.clone()))
-            .or_insert_with(|| UnitRow {
-                site: s,
-                unit: u,
-                ..UnitRow::default()
-            })
-    }
 
+    let args = (site, from.as_str(), to.as_str(), unit);
     // 1, 2: cases accepted or completed in the period.
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT site, unit,
             sum(accepted BETWEEN ?2 AND ?3),
             sum(accepted BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'immediate'),
@@ -437,10 +457,8 @@ pub fn compute(
             AND (accepted BETWEEN ?2 AND ?3 OR completed BETWEEN ?2 AND ?3)
          GROUP BY site, unit",
         site_cond("site", site)
-    ))?;
-    let mut q = stmt.query(params![site, from, to, unit])?;
-    while let Some(r) = q.next()? {
-        let f = row(&mut rows, r.get(0)?, r.get(1)?);
+    );
+    per_unit(conn, &mut rows, &sql, args, |f, r| {
         f.accepted = n(r, 2)?;
         f.accepted_immediate = n(r, 3)?;
         f.accepted_promised = n(r, 4)?;
@@ -449,18 +467,17 @@ pub fn compute(
         f.completed_promised = n(r, 7)?;
         f.on_time = n(r, 8)?;
         f.early = n(r, 9)?;
-    }
+        Ok(())
+    })?;
     // Warnings raised in the period, by level.
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT c.site, c.unit, w.level, count(*) FROM case_warnings w
          JOIN cases c ON c.site = w.site AND c.case_no = w.case_no
          WHERE {} AND w.on_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR c.unit = ?4) AND w.level != 'blue'
          GROUP BY c.site, c.unit, w.level",
         site_cond("w.site", site)
-    ))?;
-    let mut q = stmt.query(params![site, from, to, unit])?;
-    while let Some(r) = q.next()? {
-        let f = row(&mut rows, r.get(0)?, r.get(1)?);
+    );
+    per_unit(conn, &mut rows, &sql, args, |f, r| {
         let level: String = r.get(2)?;
         let count = n(r, 3)?;
         match level.as_str() {
@@ -471,25 +488,25 @@ pub fn compute(
             "supervision_letter" => f.letters += count,
             _ => {}
         }
-    }
+        Ok(())
+    })?;
     // 5: ratings given (or defaulted) in the period; second ratings on one channel not counted.
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT site, unit, count(*), sum(level >= 3), sum(level <= 2), sum(level = 1) FROM ratings
          WHERE {} AND day BETWEEN ?2 AND ?3 AND duplicate = 0 AND (?4 IS NULL OR unit = ?4)
          GROUP BY site, unit",
         site_cond("site", site)
-    ))?;
-    let mut q = stmt.query(params![site, from, to, unit])?;
-    while let Some(r) = q.next()? {
-        let f = row(&mut rows, r.get(0)?, r.get(1)?);
+    );
+    per_unit(conn, &mut rows, &sql, args, |f, r| {
         f.ratings = n(r, 2)?;
         f.satisfied = n(r, 3)?;
         f.bad_ratings = n(r, 4)?;
         f.very_bad_ratings = n(r, 5)?;
-    }
+        Ok(())
+    })?;
     // Work orders opened in the period: callbacks and fixes by their due days (a rating found
     // 不实, 误评 or 恶意 needs no fix and counts as fixed).
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT site, unit, count(*),
             sum(callback_day IS NOT NULL AND callback_day <= callback_due),
             sum((fixed_day IS NOT NULL AND fixed_day <= fix_due)
@@ -497,26 +514,23 @@ pub fn compute(
          FROM work_orders WHERE {} AND opened_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR unit = ?4)
          GROUP BY site, unit",
         site_cond("site", site)
-    ))?;
-    let mut q = stmt.query(params![site, from, to, unit])?;
-    while let Some(r) = q.next()? {
-        let f = row(&mut rows, r.get(0)?, r.get(1)?);
+    );
+    per_unit(conn, &mut rows, &sql, args, |f, r| {
         f.work_orders = n(r, 2)?;
         f.called_back_on_time = n(r, 3)?;
         f.fixed_on_time = n(r, 4)?;
-    }
+        Ok(())
+    })?;
     // Complaints received in the period.
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT site, unit, count(*), sum(stage = 'archived'), sum(outcome = 'upheld'),
             sum(outcome = 'not_upheld')
          FROM complaints WHERE {} AND received_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR unit = ?4)
          GROUP BY site, unit",
         site_cond("site", site)
-    ))?;
+    );
     let mut complaints = Complaints::default();
-    let mut q = stmt.query(params![site, from, to, unit])?;
-    while let Some(r) = q.next()? {
-        let f = row(&mut rows, r.get(0)?, r.get(1)?);
+    per_unit(conn, &mut rows, &sql, args, |f, r| {
         f.complaints = n(r, 2)?;
         f.complaints_archived = n(r, 3)?;
         f.complaints_upheld = n(r, 4)?;
@@ -524,7 +538,8 @@ pub fn compute(
         complaints.archived += f.complaints_archived;
         complaints.upheld += f.complaints_upheld;
         complaints.not_upheld += n(r, 5)?;
-    }
+        Ok(())
+    })?;
     complaints.open = complaints.received - complaints.archived;
 
     // 3, 4: attendance and patrols, per site, from the attendance engine.
@@ -545,7 +560,7 @@ pub fn compute(
             if u.staff > 0 {
                 roster_units.insert((s.clone(), u.unit.clone()));
             }
-            let f = row(&mut rows, s.clone(), u.unit.clone());
+            let f = unit_row(&mut rows, s.clone(), u.unit.clone());
             f.staff = i64::from(u.staff);
             f.segments_on_time = i64::from(u.totals.on_time);
             f.late = i64::from(u.totals.late);

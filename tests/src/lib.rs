@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod http;
 pub mod proxy;
 pub mod webhook;
@@ -177,11 +178,12 @@ impl Hub {
         token
     }
 
-    /// Adds the account `name` (if missing) with `role` (and the site of a head), and returns a
-    /// new API token of it.
-    pub fn make_api_token(&self, name: &str, role: &str, site: Option<&str>) -> String {
+    /// Adds the account `name` with `role` (and the site of a head) and `password` with
+    /// `sunlight-hub user add --password-file`, as an operator would; whether it was added (not
+    /// when it is there already).
+    pub fn add_account(&self, name: &str, role: &str, site: Option<&str>, password: &str) -> bool {
         let pw = self.dir.join(format!(".{name}.password"));
-        std::fs::write(&pw, "harness-password-0123\n").expect("write password file");
+        std::fs::write(&pw, password).expect("write password file");
         let mut add = Command::new(bin("sunlight-hub"));
         add.args([
             "user",
@@ -198,8 +200,20 @@ impl Hub {
         if let Some(site) = site {
             add.args(["--site", site]);
         }
+        let added = add
+            .output()
+            .expect("run sunlight-hub user add")
+            .status
+            .success();
+        let _ = std::fs::remove_file(&pw);
+        added
+    }
+
+    /// Adds the account `name` (if missing) with `role` (and the site of a head), and returns a
+    /// new API token of it.
+    pub fn make_api_token(&self, name: &str, role: &str, site: Option<&str>) -> String {
         // A second start of the same hub finds the account there already: that is fine.
-        let _ = add.output().expect("run sunlight-hub user add");
+        self.add_account(name, role, site, "harness-password-0123\n");
         let out = Command::new(bin("sunlight-hub"))
             .args(["user", "token", "--name", name, "--label", "test harness"])
             .arg("--data-dir")

@@ -54,6 +54,12 @@ fn signed(key: &DeviceKey, sha: &str, device: &str) -> Vec<(&'static str, String
     ]
 }
 
+/// `body` uploaded under its own digest, signed by box-01 with `key`.
+fn upload(hub: &Hub, key: &DeviceKey, body: &[u8]) -> Put {
+    let digest = sha(body);
+    put(hub, &digest, body.to_vec(), &signed(key, &digest, "box-01"))
+}
+
 fn jpeg(seed: u8) -> Vec<u8> {
     let mut b = vec![
         0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0,
@@ -238,21 +244,9 @@ fn images_upload_signed_once(kind: &str) {
     damaged[100] ^= 1;
     let p = put(&hub, &digest, damaged, &signed(&key, &digest, "box-01"));
     assert_eq!(p.status, 400, "{}", p.body);
-    let html = b"<html>login</html>".to_vec();
-    let p = put(
-        &hub,
-        &sha(&html),
-        html.clone(),
-        &signed(&key, &sha(&html), "box-01"),
-    );
+    let p = upload(&hub, &key, b"<html>login</html>");
     assert_eq!(p.status, 415, "{}", p.body);
-    let huge = vec![0xFF; blob::MAX_BLOB_BYTES + 1];
-    let p = put(
-        &hub,
-        &sha(&huge),
-        huge.clone(),
-        &signed(&key, &sha(&huge), "box-01"),
-    );
+    let p = upload(&hub, &key, &vec![0xFF; blob::MAX_BLOB_BYTES + 1]);
     assert_eq!(p.status, 413, "{}", p.body);
     let p = put(
         &hub,
@@ -274,19 +268,9 @@ fn images_upload_signed_once(kind: &str) {
     );
 
     // The real upload, then a repeat (a box resuming after a restart).
-    let p = put(
-        &hub,
-        &digest,
-        image.clone(),
-        &signed(&key, &digest, "box-01"),
-    );
+    let p = upload(&hub, &key, &image);
     assert_eq!(p.status, 201, "{}", p.body);
-    let p = put(
-        &hub,
-        &digest,
-        image.clone(),
-        &signed(&key, &digest, "box-01"),
-    );
+    let p = upload(&hub, &key, &image);
     assert_eq!(p.status, 200, "{}", p.body);
     assert_eq!(store.stored(&hub, &digest), Some(image.clone()));
     if let Store::S3 { .. } = store {
@@ -353,12 +337,7 @@ fn thumbnails_made_once_kept_and_refused(kind: &str) {
     // A 1280×720 snapshot, as the box's fake camera makes them.
     let image = camera_jpeg::generate(1280, 720, 42, "window 1");
     let digest = sha(&image);
-    let p = put(
-        &hub,
-        &digest,
-        image.clone(),
-        &signed(&key, &digest, "box-01"),
-    );
+    let p = upload(&hub, &key, &image);
     assert_eq!(p.status, 201, "{}", p.body);
     let (status, ctype, thumb) = fetch(&hub, &format!("{base}/{digest}?thumb=1"));
     assert_eq!((status, ctype.as_str()), (200, "image/jpeg"));
@@ -380,12 +359,7 @@ fn thumbnails_made_once_kept_and_refused(kind: &str) {
     // An image the hub cannot decode: a clear refusal, nothing stored.
     let junk = jpeg(9);
     let junk_sha = sha(&junk);
-    let p = put(
-        &hub,
-        &junk_sha,
-        junk.clone(),
-        &signed(&key, &junk_sha, "box-01"),
-    );
+    let p = upload(&hub, &key, &junk);
     assert_eq!(p.status, 201, "{}", p.body);
     let (status, _, body) = fetch(&hub, &format!("{base}/{junk_sha}?thumb=1"));
     let body = String::from_utf8_lossy(&body);

@@ -7,106 +7,14 @@
 mod dashboard_fixture;
 
 use dashboard_fixture::*;
-use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use sunlight_tests::{Proc, bin_dir, free_port, scratch};
-
-/// The first of these that exists.
-fn find(candidates: &[&str]) -> Option<PathBuf> {
-    candidates.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-/// chromedriver on a free port, or a clear failure saying what to install.
-fn chromedriver(dir: &Path) -> (Proc, u16, PathBuf) {
-    let missing = "headless Chromium is needed for this test and is not installed: scripts/test installs it \
-                   (apt-get install chromium chromium-driver on Debian)";
-    let browser = find(&[
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ])
-    .unwrap_or_else(|| panic!("no chromium binary: {missing}"));
-    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
-        .unwrap_or_else(|| panic!("no chromedriver: {missing}"));
-    let port = free_port();
-    let proc = Proc::spawn(
-        std::process::Command::new(driver).arg(format!("--port={port}")),
-        dir.join("chromedriver.log"),
-    );
-    let up = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up,
-        "chromedriver did not start; see {}",
-        dir.join("chromedriver.log").display()
-    );
-    (proc, port, browser)
-}
-
-async fn connect(port: u16, browser: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": browser,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--lang=zh-CN", "--no-first-run"]
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "chromium did not start under chromedriver ({e}); is the chromium package complete?"
-            )
-        })
-}
-
-/// Saves the page as `name.png` in `dir`.
-async fn shot(c: &Client, dir: &Path, name: &str) {
-    let png = c.screenshot().await.expect("screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-}
-
-/// Waits (up to 10 s) until the page's path satisfies `ok`: a click that navigates returns before
-/// the new page has always arrived.
-async fn wait_path(c: &Client, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    for _ in 0..200 {
-        if let Ok(url) = c.current_url().await {
-            if ok(url.path()) && c.find(Locator::Css("body")).await.is_ok() {
-                return url.path().to_owned();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "the browser never reached {what}; it is at {:?}",
-        c.current_url().await.ok()
-    );
-}
-
-/// Waits (up to 10 s) until the page's text contains `needle`.
-async fn wait_text(c: &Client, needle: &str) -> String {
-    let mut last = String::new();
-    for _ in 0..200 {
-        if let Ok(body) = c.find(Locator::Css("body")).await {
-            last = body.text().await.unwrap_or_default();
-            if last.contains(needle) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the page never showed {needle:?}; it shows:\n{last}");
-}
+use sunlight_tests::browser::fantoccini::{Client, Locator};
+use sunlight_tests::browser::{
+    chromedriver, click, keep_screenshots, shot, sign_in, wait_path, wait_text,
+};
+use sunlight_tests::{free_port, scratch};
 
 async fn open(c: &Client, base: &str, path: &str, dir: &Path, name: &str, expect: &[&str]) {
     c.goto(&format!("{base}{path}")).await.expect("goto");
@@ -115,28 +23,6 @@ async fn open(c: &Client, base: &str, path: &str, dir: &Path, name: &str, expect
         assert!(t.contains(e), "{path} should show {e:?}; it shows:\n{t}");
     }
     shot(c, dir, name).await;
-}
-
-/// Fills in the sign-in form and submits it.
-async fn sign_in(c: &Client, name: &str, password: &str) {
-    for (field, value) in [("name", name), ("password", password)] {
-        c.find(Locator::Css(&format!("input[name={field}]")))
-            .await
-            .expect("sign-in field")
-            .send_keys(value)
-            .await
-            .expect("type");
-    }
-    click(c, Locator::Css("button[type=submit]")).await;
-}
-
-async fn click(c: &Client, what: Locator<'_>) {
-    c.find(what)
-        .await
-        .expect("element to click")
-        .click()
-        .await
-        .expect("click");
 }
 
 async fn session(c: &Client, base: &str, shots: &Path, letter: i64) {
@@ -305,34 +191,19 @@ fn the_dashboard_in_headless_chromium() {
             |r| r.get(0),
         )
         .expect("letter");
-    let (_driver, port, browser) = chromedriver(&dir);
+    let driver = chromedriver(&dir);
     let shots = dir.join("screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let base = format!("http://127.0.0.1:{}", hub.http);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let c = tokio::time::timeout(Duration::from_secs(60), connect(port, &browser))
-            .await
-            .expect("chromium started within 60 s");
-        let outcome =
-            tokio::time::timeout(Duration::from_secs(120), session(&c, &base, &shots, letter))
-                .await;
-        let _ = c.close().await;
-        outcome.expect("the browser session finished within 120 s");
-    });
+    let shots = &shots;
+    driver.drive(
+        None,
+        Duration::from_secs(120),
+        "the browser session",
+        |c| async move { session(&c, &base, shots, letter).await },
+    );
     // Keep the screenshots of the last run where a person can look at them.
-    let keep = bin_dir().join("e2e").join("browser-screenshots");
-    let _ = std::fs::remove_dir_all(&keep);
-    std::fs::create_dir_all(&keep).expect("keep dir");
-    let mut n = 0;
-    for f in std::fs::read_dir(&shots).expect("shots").flatten() {
-        std::fs::copy(f.path(), keep.join(f.file_name())).expect("copy screenshot");
-        n += 1;
-    }
+    let n = keep_screenshots(shots, true);
     assert_eq!(n, 19, "a screenshot of each page");
 }
 
@@ -372,29 +243,24 @@ fn snapshot_now_from_the_wall_in_headless_chromium() {
         .expect("sha")
         .to_owned();
 
-    let (_driver, port, browser) = chromedriver(&dir);
+    let driver = chromedriver(&dir);
     let shots = dir.join("screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let base = api.clone();
-    let new_sha = rt.block_on(async {
-        let c = tokio::time::timeout(Duration::from_secs(60), connect(port, &browser))
-            .await
-            .expect("chromium started within 60 s");
-        let outcome = tokio::time::timeout(Duration::from_secs(90), async {
+    let (base, shots) = (api.clone(), &shots);
+    let new_sha = driver.drive(
+        None,
+        Duration::from_secs(90),
+        "the wall session",
+        |c| async move {
             c.goto(&format!("{base}/wall")).await.expect("goto");
             wait_path(&c, "the sign-in form", |p| p == "/login").await;
             sign_in(&c, "jiancha", PASSWORD).await;
             wait_path(&c, "the wall", |p| p == "/wall").await;
             wait_text(&c, "window-3").await;
-            shot(&c, &shots, "wall").await;
+            shot(&c, shots, "wall").await;
             click(&c, Locator::XPath("//button[contains(., '立即抓拍')]")).await;
             wait_text(&c, "已抓拍").await;
-            shot(&c, &shots, "wall-after-snapshot-now").await;
+            shot(&c, shots, "wall-after-snapshot-now").await;
             let img = c
                 .find(Locator::Css(".cam img"))
                 .await
@@ -409,18 +275,11 @@ fn snapshot_now_from_the_wall_in_headless_chromium() {
                 .expect("naturalWidth");
             assert_eq!(width, json!(320), "a 320 px thumbnail");
             img.attr("src").await.expect("src").unwrap_or_default()
-        })
-        .await;
-        let _ = c.close().await;
-        outcome.expect("the wall session finished within 90 s")
-    });
+        },
+    );
     assert!(
         new_sha.contains("?thumb=1") && !new_sha.contains(&first_sha),
         "the wall shows the new picture, not the first: {new_sha}"
     );
-    let keep = bin_dir().join("e2e").join("browser-screenshots");
-    std::fs::create_dir_all(&keep).expect("keep dir");
-    for f in std::fs::read_dir(&shots).expect("shots").flatten() {
-        std::fs::copy(f.path(), keep.join(f.file_name())).expect("copy screenshot");
-    }
+    keep_screenshots(shots, false);
 }

@@ -6,98 +6,11 @@
 mod dashboard_fixture;
 
 use dashboard_fixture::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use sunlight_tests::{Proc, free_port, scratch};
-
-fn find(candidates: &[&str]) -> Option<PathBuf> {
-    candidates.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-/// chromedriver on a free port, or a clear failure saying what to install.
-fn chromedriver(dir: &Path) -> (Proc, u16, PathBuf) {
-    let missing = "headless Chromium is needed for this test and is not installed: scripts/test installs it \
-                   (apt-get install chromium chromium-driver on Debian)";
-    let browser = find(&[
-        "/usr/bin/chromium",
-        "/usr/bin/chromium-browser",
-        "/usr/bin/google-chrome",
-    ])
-    .unwrap_or_else(|| panic!("no chromium binary: {missing}"));
-    let driver = find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"])
-        .unwrap_or_else(|| panic!("no chromedriver: {missing}"));
-    let port = free_port();
-    let proc = Proc::spawn(
-        std::process::Command::new(driver).arg(format!("--port={port}")),
-        dir.join("chromedriver.log"),
-    );
-    let up = (0..200).any(|_| {
-        std::thread::sleep(Duration::from_millis(50));
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    assert!(
-        up,
-        "chromedriver did not start; see {}",
-        dir.join("chromedriver.log").display()
-    );
-    (proc, port, browser)
-}
-
-/// Chromium that saves downloads into `downloads` without asking.
-async fn connect(port: u16, browser: &Path, downloads: &Path) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": browser,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--lang=zh-CN", "--no-first-run"],
-            "prefs": {
-                "download.default_directory": downloads,
-                "download.prompt_for_download": false,
-                "download.directory_upgrade": true,
-                "safebrowsing.enabled": false
-            }
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| panic!("chromium did not start under chromedriver ({e})"))
-}
-
-async fn wait_text(c: &Client, needle: &str) -> String {
-    let mut last = String::new();
-    for _ in 0..200 {
-        if let Ok(body) = c.find(Locator::Css("body")).await {
-            last = body.text().await.unwrap_or_default();
-            if last.contains(needle) {
-                return last;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the page never showed {needle:?}; it shows:\n{last}");
-}
-
-async fn click(c: &Client, what: Locator<'_>) {
-    c.find(what)
-        .await
-        .expect("element to click")
-        .click()
-        .await
-        .expect("click");
-}
-
-async fn shot(c: &Client, dir: &Path, name: &str) {
-    let png = c.screenshot().await.expect("screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
-}
+use sunlight_tests::browser::fantoccini::{Client, Locator};
+use sunlight_tests::browser::{chromedriver, click, shot, sign_in, wait_text};
+use sunlight_tests::scratch;
 
 /// Waits (up to 20 s) for a finished download ending in `ext` (Chromium writes `.crdownload`
 /// first and renames it when done).
@@ -118,15 +31,7 @@ async fn downloaded(dir: &Path, ext: &str) -> PathBuf {
 
 async fn session(c: &Client, base: &str, shots: &Path, downloads: &Path) {
     c.goto(&format!("{base}/login")).await.expect("goto");
-    for (field, value) in [("name", "jiancha"), ("password", PASSWORD)] {
-        c.find(Locator::Css(&format!("input[name={field}]")))
-            .await
-            .expect("sign-in field")
-            .send_keys(value)
-            .await
-            .expect("type");
-    }
-    click(c, Locator::Css("button[type=submit]")).await;
+    sign_in(c, "jiancha", PASSWORD).await;
     wait_text(c, "总览").await;
     // The menu's 报表 entry opens the last full month's county report.
     click(c, Locator::LinkText("报表")).await;
@@ -204,27 +109,17 @@ async fn session(c: &Client, base: &str, shots: &Path, downloads: &Path) {
 fn the_report_in_headless_chromium() {
     let dir = scratch("report-browser");
     let hub = hub_with_data(&dir);
-    let (_driver, port, browser) = chromedriver(&dir);
+    let driver = chromedriver(&dir);
     let shots = dir.join("screenshots");
     let downloads = dir.join("downloads");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     std::fs::create_dir_all(&downloads).expect("download dir");
     let base = format!("http://127.0.0.1:{}", hub.http);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let c = tokio::time::timeout(Duration::from_secs(60), connect(port, &browser, &downloads))
-            .await
-            .expect("chromium started within 60 s");
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(120),
-            session(&c, &base, &shots, &downloads),
-        )
-        .await;
-        let _ = c.close().await;
-        outcome.expect("the browser session finished within 120 s");
-    });
+    let (shots, downloads) = (&shots, &downloads);
+    driver.drive(
+        Some(downloads),
+        Duration::from_secs(120),
+        "the browser session",
+        |c| async move { session(&c, &base, shots, downloads).await },
+    );
 }

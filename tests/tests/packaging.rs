@@ -4,40 +4,51 @@
 //! And the units and maintainer script parse.
 
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use sunlight_tests::*;
 
-#[test]
-fn the_hub_tells_systemd_it_is_ready_and_pings_the_watchdog() {
-    let dir = scratch("sd-notify");
+/// Runs `script` with `sh` as systemd starts a `Type=notify` service with a one-second watchdog
+/// (`WATCHDOG_PID=$$` in the script makes the shell's pid, kept by exec, the main pid), its log
+/// `log` in `dir`, and collects what it sends to the notification socket until `pings` watchdog
+/// pings have come (or 20 s have passed). Returns the still running process and the messages.
+fn run_notified(dir: &Path, log: &str, script: String, pings: usize) -> (Proc, Vec<String>) {
     let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let http = free_port();
-    // As systemd does: WATCHDOG_PID is the service's main pid (the shell's, kept by exec).
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
-        .arg(format!(
-            "WATCHDOG_PID=$$ exec '{}' run --data-dir '{}' --http 127.0.0.1:{http} --embedded-broker 127.0.0.1:{}",
-            bin("sunlight-hub").display(),
-            dir.join("hub").display(),
-            free_port()
-        ))
+        .arg(script)
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "1000000");
-    let _hub = Proc::spawn(&mut cmd, dir.join("hub.log"));
+    let proc = Proc::spawn(&mut cmd, dir.join(log));
     let mut seen = Vec::new();
     let start = Instant::now();
     let mut buf = [0u8; 256];
     while start.elapsed() < Duration::from_secs(20) {
         let Ok(n) = socket.recv(&mut buf) else { break };
         seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
-        if seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2 {
+        if seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= pings {
             break;
         }
     }
+    (proc, seen)
+}
+
+#[test]
+fn the_hub_tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    let dir = scratch("sd-notify");
+    let http = free_port();
+    // As systemd does: WATCHDOG_PID is the service's main pid (the shell's, kept by exec).
+    let script = format!(
+        "WATCHDOG_PID=$$ exec '{}' run --data-dir '{}' --http 127.0.0.1:{http} --embedded-broker 127.0.0.1:{}",
+        bin("sunlight-hub").display(),
+        dir.join("hub").display(),
+        free_port()
+    );
+    let (_hub, seen) = run_notified(&dir, "hub.log", script, 2);
     assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
     assert!(
         seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2,
@@ -50,11 +61,6 @@ fn the_hub_tells_systemd_it_is_ready_and_pings_the_watchdog() {
 #[test]
 fn the_agent_tells_systemd_it_is_ready_and_pings_the_watchdog() {
     let dir = scratch("agent-sd-notify");
-    let socket_path = dir.join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
     // The hub only registers the box here; the agent's broker is not running, and its sync loop
     // turns (and reconnects) all the same.
     let hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
@@ -66,26 +72,12 @@ fn the_agent_tells_systemd_it_is_ready_and_pings_the_watchdog() {
         &hub,
         "",
     );
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!(
-            "WATCHDOG_PID=$$ exec '{}' -c '{}' run",
-            bin("sunlight-agent").display(),
-            agent.config.display()
-        ))
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "1000000");
-    let _agent = Proc::spawn(&mut cmd, dir.join("agent.log"));
-    let mut seen = Vec::new();
-    let start = Instant::now();
-    let mut buf = [0u8; 256];
-    while start.elapsed() < Duration::from_secs(20) {
-        let Ok(n) = socket.recv(&mut buf) else { break };
-        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
-        if seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3 {
-            break;
-        }
-    }
+    let script = format!(
+        "WATCHDOG_PID=$$ exec '{}' -c '{}' run",
+        bin("sunlight-agent").display(),
+        agent.config.display()
+    );
+    let (_agent, seen) = run_notified(&dir, "agent.log", script, 3);
     assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
     assert!(
         seen.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,

@@ -802,48 +802,52 @@ mod tests {
         );
         assert_eq!(answer["time"].as_str().map(str::len), Some(8));
 
-        let (status, answer, _) = call(
-            &k,
-            "POST",
-            "/kiosk/punch",
-            json!({"staff_id": "0451", "pin": "97531", "direction": "out"}),
-        )
-        .await;
-        assert_eq!(
-            (status, &answer["error"]),
-            (StatusCode::UNAUTHORIZED, &json!("密码错误"))
-        );
-        let (status, answer, _) = call(
-            &k,
-            "POST",
-            "/kiosk/punch",
-            json!({"staff_id": "0451", "direction": "out"}),
-        )
-        .await;
-        assert_eq!(
-            (status, &answer["error"]),
-            (StatusCode::UNAUTHORIZED, &json!("请输入密码"))
-        );
-        let (status, answer, _) = call(
-            &k,
-            "POST",
-            "/kiosk/punch",
-            json!({"card_no": "0012345678", "direction": "out"}),
-        )
-        .await;
-        assert_eq!(
-            (status, &answer["name"]),
-            (StatusCode::CREATED, &json!("李明"))
-        );
-        let (status, answer, _) = call(
-            &k,
-            "POST",
-            "/kiosk/punch",
-            json!({"staff_id": "0453", "pin": "1", "direction": "in"}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(answer["error"].as_str().unwrap().contains("未设置密码"));
+        // (request, status, field of the answer, what it says, whether that is all it says)
+        for (request, want_status, field, want, whole) in [
+            (
+                json!({"staff_id": "0451", "pin": "97531", "direction": "out"}),
+                StatusCode::UNAUTHORIZED,
+                "error",
+                "密码错误",
+                true,
+            ),
+            (
+                json!({"staff_id": "0451", "direction": "out"}),
+                StatusCode::UNAUTHORIZED,
+                "error",
+                "请输入密码",
+                true,
+            ),
+            (
+                json!({"card_no": "0012345678", "direction": "out"}),
+                StatusCode::CREATED,
+                "name",
+                "李明",
+                true,
+            ),
+            (
+                json!({"staff_id": "0453", "pin": "1", "direction": "in"}),
+                StatusCode::UNAUTHORIZED,
+                "error",
+                "未设置密码",
+                false,
+            ),
+        ] {
+            let (status, answer, _) = call(&k, "POST", "/kiosk/punch", request.clone()).await;
+            if whole {
+                assert_eq!(
+                    (status, &answer[field]),
+                    (want_status, &json!(want)),
+                    "{request}"
+                );
+            } else {
+                assert_eq!(status, want_status, "{request}: {answer}");
+                assert!(
+                    answer[field].as_str().unwrap().contains(want),
+                    "{request}: {answer}"
+                );
+            }
+        }
 
         let stored = punches(&k);
         assert_eq!(

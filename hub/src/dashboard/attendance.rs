@@ -43,17 +43,35 @@ fn verdict(l: Lang, v: &Verdict) -> String {
     }
 }
 
-/// The site to show: the one asked for (in scope), the user's own, or the first there is.
-fn pick_site(
+/// The sites in the viewer's scope and the one to show: the one asked for (in scope), the user's
+/// own, or the first there is; with no site at all, a page saying there is no roster yet.
+async fn sites_and_pick(
+    state: &super::DashState,
     viewer: &Viewer,
     asked: Option<&str>,
-    sites: &[String],
-) -> Result<Option<String>, Response> {
-    match viewer.scope().site_filter(asked) {
-        Ok(Some(s)) => Ok(Some(s)),
-        Ok(None) => Ok(sites.first().cloned()),
-        Err(_) => Err(viewer.forbidden()),
-    }
+) -> Result<(Vec<String>, String), Response> {
+    let l = viewer.lang;
+    let sc = viewer.scope();
+    let sites = read(&state.api, move |r| {
+        r.run(|c| super::overview::sites(c, &sc))
+    })
+    .await?;
+    let site = match viewer.scope().site_filter(asked) {
+        Ok(Some(s)) => s,
+        Ok(None) => match sites.first() {
+            Some(s) => s.clone(),
+            None => {
+                return Err(viewer.page(
+                    "/attendance",
+                    l.t("考勤", "Attendance").to_owned(),
+                    None,
+                    &format!("<p>{}</p>", l.t("还没有花名册。", "No roster yet.")),
+                ));
+            }
+        },
+        Err(_) => return Err(viewer.forbidden()),
+    };
+    Ok((sites, site))
 }
 
 fn site_form(l: Lang, sites: &[String], site: &str, extra: &str) -> String {
@@ -94,25 +112,8 @@ pub async fn board(
         },
     };
     let scope = viewer.scope();
-    let sc = scope.clone();
-    let sites = match read(&state.api, move |r| {
-        r.run(|c| super::overview::sites(c, &sc))
-    })
-    .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let site = match pick_site(&viewer, f.site.as_deref(), &sites) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return viewer.page(
-                "/attendance",
-                l.t("考勤", "Attendance").to_owned(),
-                None,
-                &format!("<p>{}</p>", l.t("还没有花名册。", "No roster yet.")),
-            );
-        }
+    let (sites, site) = match sites_and_pick(&state, &viewer, f.site.as_deref()).await {
+        Ok(picked) => picked,
         Err(r) => return r,
     };
     let sup = state.api.sup.clone();
@@ -271,25 +272,8 @@ pub async fn month(
         );
     }
     let scope = viewer.scope();
-    let sc = scope.clone();
-    let sites = match read(&state.api, move |r| {
-        r.run(|c| super::overview::sites(c, &sc))
-    })
-    .await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let site = match pick_site(&viewer, f.site.as_deref(), &sites) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return viewer.page(
-                "/attendance",
-                l.t("考勤", "Attendance").to_owned(),
-                None,
-                &format!("<p>{}</p>", l.t("还没有花名册。", "No roster yet.")),
-            );
-        }
+    let (sites, site) = match sites_and_pick(&state, &viewer, f.site.as_deref()).await {
+        Ok(picked) => picked,
         Err(r) => return r,
     };
     let sup = state.api.sup.clone();

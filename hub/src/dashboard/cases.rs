@@ -134,11 +134,7 @@ pub async fn list(
         ));
     }
     body.push_str("</p>");
-    let mut site_choices = Vec::new();
-    if scope.site.is_none() {
-        site_choices.push((String::new(), l.t("全部", "all").to_owned()));
-    }
-    site_choices.extend(sites.iter().map(|s| (s.clone(), s.clone())));
+    let site_choices = html::site_choices(l, scope.site.is_none(), &sites);
     body.push_str(&format!(
         "<form class=\"filters\" method=\"get\"><input type=\"hidden\" name=\"view\" value=\"{view}\">\
 <label>{}<select name=\"site\">{}</select></label><label>{}<input name=\"unit\" value=\"{}\"{}></label>\

@@ -243,6 +243,15 @@ pub fn stage_name(lang: Lang, stage: &str) -> String {
     lang.t(zh, en).to_owned()
 }
 
+/// The choices of a site filter: "all" first for a viewer who sees the whole county (`county`),
+/// then each site.
+pub fn site_choices(l: Lang, county: bool, sites: &[String]) -> Vec<(String, String)> {
+    let all = county.then(|| (String::new(), l.t("全部", "all").to_owned()));
+    all.into_iter()
+        .chain(sites.iter().map(|s| (s.clone(), s.clone())))
+        .collect()
+}
+
 /// `<option>`s for a select, the current value selected.
 pub fn options(choices: &[(String, String)], current: Option<&str>) -> String {
     choices

@@ -5,7 +5,7 @@
 
 use super::html::{self, Lang, esc};
 use super::{Role, Viewer};
-use crate::report::{self, Candidate, Period, Report, ReportScope, UnitRow, export};
+use crate::report::{self, Candidate, Period, Report, ReportScope, UnitCount, UnitRow, export};
 use crate::web::read;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -173,6 +173,76 @@ fn pct(r: Option<f64>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+type UnitCell = fn(&UnitRow) -> String;
+
+/// The columns of the cases table by unit, after the unit's name: (zh, en, cell).
+const CASE_COLUMNS: &[(&str, &str, UnitCell)] = &[
+    ("受理", "Accepted", |u| u.accepted.to_string()),
+    ("办结", "Completed", |u| u.completed.to_string()),
+    ("即办件", "Immediate", |u| {
+        u.completed_immediate.to_string()
+    }),
+    ("承诺件", "Promised", |u| {
+        u.completed_promised.to_string()
+    }),
+    ("按时办结率", "On time", |u| pct(u.on_time_rate)),
+    ("提前办结率", "Early", |u| pct(u.early_rate)),
+    ("黄灯/红灯", "Lights Y/R", |u| {
+        format!("{} / {}", u.yellow_lights, u.red_lights)
+    }),
+    ("黄牌", "Yellow cards", |u| u.yellow_cards.to_string()),
+    ("红牌", "Red cards", |u| u.red_cards.to_string()),
+    ("监察建议书", "Letters", |u| u.letters.to_string()),
+];
+
+/// The columns of the attendance table by unit, after the unit's name: (zh, en, cell).
+const ATTENDANCE_COLUMNS: &[(&str, &str, UnitCell)] = &[
+    ("人数", "Staff", |u| u.staff.to_string()),
+    ("正常", "On time", |u| u.segments_on_time.to_string()),
+    ("迟到", "Late", |u| u.late.to_string()),
+    ("早退", "Early", |u| u.left_early.to_string()),
+    ("旷工（半天）", "Absent (½ d)", |u| {
+        u.absent.to_string()
+    }),
+    ("请假时段", "Leave", |u| u.on_leave_segments.to_string()),
+    ("补卡", "Make-ups", |u| u.makeups.to_string()),
+    ("空岗", "Vacant", |u| u.vacant_segments.to_string()),
+    ("B角替岗", "B-role", |u| u.substitutions.to_string()),
+    ("巡查签到", "Patrols", |u| u.patrols.to_string()),
+];
+
+/// A table by unit: the unit's name and `columns` for each of `units`, then a total row when
+/// `total` is given.
+fn unit_table<'a>(
+    l: Lang,
+    many: bool,
+    columns: &[(&'static str, &'static str, UnitCell)],
+    units: impl Iterator<Item = &'a UnitRow>,
+    total: Option<&UnitRow>,
+) -> String {
+    let mut t = format!("<table><tr><th>{}</th>", l.t("单位", "Unit"));
+    for (zh, en, _) in columns {
+        t.push_str(&format!("<th>{}</th>", l.t(zh, en)));
+    }
+    t.push_str("</tr>");
+    for u in units {
+        t.push_str(&format!("<tr><td>{}</td>", esc(&unit_name(u, many))));
+        for (_, _, cell) in columns {
+            t.push_str(&format!("<td class=\"num\">{}</td>", cell(u)));
+        }
+        t.push_str("</tr>");
+    }
+    if let Some(u) = total {
+        t.push_str(&format!("<tr><th>{}</th>", l.t("合计", "Total")));
+        for (_, _, cell) in columns {
+            t.push_str(&format!("<th class=\"num\">{}</th>", cell(u)));
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</table>");
+    t
+}
+
 fn unit_name(u: &UnitRow, many_sites: bool) -> String {
     if many_sites {
         format!("{} {}", u.site, u.unit)
@@ -269,11 +339,7 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
             Lang::En => format!("{} ({})", esc(&names(&u.site, &u.unit, many)), u.count),
         })
         .collect();
-    let zero: Vec<String> = r
-        .zero_case_units
-        .iter()
-        .map(|u| esc(&names(&u.site, &u.unit, many)))
-        .collect();
+    let zero = unit_names(&r.zero_case_units, many);
     b.push_str(&match l {
         Lang::Zh => format!(
             "<p id=\"intake\">本期各窗口单位共受理业务办件 <b>{}</b> 件（其中即办件 {} 件，承诺件 {} 件），办结 <b>{}</b> 件，其中，即办件 {} 件，承诺件 {} 件。{}{}</p>",
@@ -335,54 +401,7 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
             pct(t.on_time_rate), pct(t.early_rate), t.yellow_lights, t.red_lights, t.yellow_cards, t.red_cards, t.letters
         ),
     });
-    b.push_str(&format!(
-        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        l.t("单位", "Unit"),
-        l.t("受理", "Accepted"),
-        l.t("办结", "Completed"),
-        l.t("即办件", "Immediate"),
-        l.t("承诺件", "Promised"),
-        l.t("按时办结率", "On time"),
-        l.t("提前办结率", "Early"),
-        l.t("黄灯/红灯", "Lights Y/R"),
-        l.t("黄牌", "Yellow cards"),
-        l.t("红牌", "Red cards"),
-        l.t("监察建议书", "Letters"),
-    ));
-    for u in &r.units {
-        b.push_str(&format!(
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(&unit_name(u, many)),
-            u.accepted,
-            u.completed,
-            u.completed_immediate,
-            u.completed_promised,
-            pct(u.on_time_rate),
-            pct(u.early_rate),
-            u.yellow_lights,
-            u.red_lights,
-            u.yellow_cards,
-            u.red_cards,
-            u.letters
-        ));
-    }
-    b.push_str(&format!(
-        "<tr><th>{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th>\
-<th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{} / {}</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th class=\"num\">{}</th></tr></table>",
-        l.t("合计", "Total"),
-        t.accepted,
-        t.completed,
-        t.completed_immediate,
-        t.completed_promised,
-        pct(t.on_time_rate),
-        pct(t.early_rate),
-        t.yellow_lights,
-        t.red_lights,
-        t.yellow_cards,
-        t.red_cards,
-        t.letters
-    ));
+    b.push_str(&unit_table(l, many, CASE_COLUMNS, r.units.iter(), Some(t)));
 
     // (三) 窗口人员
     let a = &r.attendance;
@@ -424,49 +443,20 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
             a.out_of_office, a.late, a.left_early, a.absent, a.vacant_segments, a.substitutions, a.makeups, a.makeups_pending, a.violations
         ),
     });
-    b.push_str(&format!(
-        "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        l.t("单位", "Unit"),
-        l.t("人数", "Staff"),
-        l.t("正常", "On time"),
-        l.t("迟到", "Late"),
-        l.t("早退", "Early"),
-        l.t("旷工（半天）", "Absent (½ d)"),
-        l.t("请假时段", "Leave"),
-        l.t("补卡", "Make-ups"),
-        l.t("空岗", "Vacant"),
-        l.t("B角替岗", "B-role"),
-        l.t("巡查签到", "Patrols"),
+    b.push_str(&unit_table(
+        l,
+        many,
+        ATTENDANCE_COLUMNS,
+        r.units.iter().filter(|u| u.staff > 0 || u.patrols > 0),
+        None,
     ));
-    for u in r.units.iter().filter(|u| u.staff > 0 || u.patrols > 0) {
-        b.push_str(&format!(
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-<td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            esc(&unit_name(u, many)),
-            u.staff,
-            u.segments_on_time,
-            u.late,
-            u.left_early,
-            u.absent,
-            u.on_leave_segments,
-            u.makeups,
-            u.vacant_segments,
-            u.substitutions,
-            u.patrols
-        ));
-    }
-    b.push_str("</table>");
 
     // (四) 巡查签到
     b.push_str(&format!(
         "<h3>{}</h3>",
         l.t("（四）巡查签到", "(4) Patrol sign-ins")
     ));
-    let without: Vec<String> = r
-        .units_without_patrol
-        .iter()
-        .map(|u| esc(&names(&u.site, &u.unit, many)))
-        .collect();
+    let without = unit_names(&r.units_without_patrol, many);
     b.push_str(&match l {
         Lang::Zh => format!(
             "<p id=\"patrols\">本期分管领导巡查签到 <b>{}</b> 次。{}</p>",
@@ -574,6 +564,13 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
     }
     b.push_str("</ul></div>");
     b
+}
+
+/// The units of a list, escaped for the page (with their sites when there are `many`).
+fn unit_names(list: &[UnitCount], many: bool) -> Vec<String> {
+    list.iter()
+        .map(|u| esc(&names(&u.site, &u.unit, many)))
+        .collect()
 }
 
 fn names(site: &str, unit: &str, many: bool) -> String {

@@ -300,11 +300,7 @@ fn filters_form(
     window: Option<&str>,
     level: Option<&str>,
 ) -> String {
-    let mut site_choices = Vec::new();
-    if viewer.scope().site.is_none() {
-        site_choices.push((String::new(), l.t("全部", "all").to_owned()));
-    }
-    site_choices.extend(sites.iter().map(|s| (s.clone(), s.clone())));
+    let site_choices = html::site_choices(l, viewer.scope().site.is_none(), sites);
     let mut level_choices = vec![(String::new(), l.t("全部", "all").to_owned())];
     level_choices.extend(
         WarningLevel::ALL

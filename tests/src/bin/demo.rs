@@ -105,33 +105,12 @@ fn main() {
         ("shangshi", "head", Some("suixian-shangshi")),
     ] {
         let password = format!("sunlight-{name}-demo");
-        let file = hub.dir.join(format!("{name}.password"));
-        if std::fs::write(&file, &password).is_err() {
-            continue;
-        }
-        let mut cmd = std::process::Command::new(sunlight_tests::bin("sunlight-hub"));
-        cmd.args([
-            "user",
-            "add",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--password-file",
-        ])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&hub.dir);
-        if let Some(site) = site {
-            cmd.args(["--site", site]);
-        }
-        if cmd.output().is_ok_and(|o| o.status.success()) {
+        if hub.add_account(name, role, site, &password) {
             accounts.push(format!(
                 "{name} / {password} ({role}{})",
                 site.map(|s| format!(", {s}")).unwrap_or_default()
             ));
         }
-        let _ = std::fs::remove_file(&file);
     }
     println!("  hub API     {api}/api/v1/devices   (MQTT on 127.0.0.1:{mqtt})");
 
