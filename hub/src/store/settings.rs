@@ -206,7 +206,113 @@ pub fn effective_config(
     if let Some(saved) = get_setting(conn, ATTENDANCE).map_err(|e| e.to_string())? {
         c.attendance = parse_attendance(&saved.value).map_err(|r| r.en)?;
     }
+    if let Some(saved) = get_setting(conn, NOTIFY).map_err(|e| e.to_string())? {
+        parse_notify(&saved.value).map_err(|r| r.en)?.apply(&mut c);
+    }
     Ok(c)
+}
+
+/// The key of the admins' copy of the notification rules.
+pub const NOTIFY: &str = "notify";
+
+/// The notification rules an admin may edit: `[notify]` without its webhook (a secret, hub.toml
+/// only) and its retry delays, and the `[[contacts]]`. Keys left out take the defaults.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRules {
+    #[serde(default)]
+    pub ladder: crate::config::Ladder,
+    #[serde(default = "default_work_order")]
+    pub work_order: Vec<crate::config::Role>,
+    #[serde(default = "default_complaint")]
+    pub complaint: Vec<crate::config::Role>,
+    #[serde(default)]
+    pub digest: crate::config::DigestConfig,
+    #[serde(default)]
+    pub contacts: Vec<crate::config::Contact>,
+}
+
+fn default_work_order() -> Vec<crate::config::Role> {
+    crate::config::NotifyConfig::default().work_order
+}
+
+fn default_complaint() -> Vec<crate::config::Role> {
+    crate::config::NotifyConfig::default().complaint
+}
+
+impl NotifyRules {
+    /// The rules in force in `c`.
+    pub fn of(c: &crate::config::HubConfig) -> NotifyRules {
+        NotifyRules {
+            ladder: c.notify.ladder.clone(),
+            work_order: c.notify.work_order.clone(),
+            complaint: c.notify.complaint.clone(),
+            digest: c.notify.digest.clone(),
+            contacts: c.contacts.clone(),
+        }
+    }
+
+    /// Puts these rules into `c`, leaving its webhook and retry delays as they are.
+    pub fn apply(self, c: &mut crate::config::HubConfig) {
+        c.notify.ladder = self.ladder;
+        c.notify.work_order = self.work_order;
+        c.notify.complaint = self.complaint;
+        c.notify.digest = self.digest;
+        c.contacts = self.contacts;
+    }
+}
+
+/// Notification rules as an admin submits them (TOML: `ladder`, `work_order`, `complaint`,
+/// `digest` and `[[contacts]]`), checked: the roles parse, no webhook or retry keys (those stay in
+/// hub.toml), every contact has a name and an address, a contact's site is a valid site id, the
+/// digest hour is 0–23.
+pub fn parse_notify(text: &str) -> Result<NotifyRules, Refused> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        Refused::new(
+            format!("无法解析（TOML 格式）：{e}"),
+            format!("Cannot read it (TOML): {e}"),
+        )
+    })?;
+    for key in ["webhook", "retry_secs", "retry_max_secs"] {
+        if table.contains_key(key) {
+            return Err(Refused::new(
+                format!("{key} 只能在 hub.toml 中设置（推送地址和令牌属于机密），请从文本中删除。"),
+                format!(
+                    "{key} is set in hub.toml only (the gateway's address and token are a secret): remove it from the text."
+                ),
+            ));
+        }
+    }
+    let r: NotifyRules = toml::Value::Table(table).try_into().map_err(|e| {
+        Refused::new(
+            format!("通知规则有误：{e}"),
+            format!("Bad notification rules: {e}"),
+        )
+    })?;
+    if r.digest.hour > 23 {
+        return Err(Refused::new(
+            format!("digest.hour 应在 0–23 之间，而不是 {}。", r.digest.hour),
+            format!("digest.hour is 0–23, not {}.", r.digest.hour),
+        ));
+    }
+    for (i, c) in r.contacts.iter().enumerate() {
+        let n = i + 1;
+        if c.name.trim().is_empty() || c.to.trim().is_empty() {
+            return Err(Refused::new(
+                format!("第 {n} 个联系人缺少姓名（name）或号码（to）。"),
+                format!("Contact {n} has no name or no address (to)."),
+            ));
+        }
+        if let Some(site) = &c.site
+            && sunlight_protocol::SiteId::new(site.as_str()).is_err()
+        {
+            return Err(Refused::new(
+                format!("第 {n} 个联系人的站点编号“{site}”无效。"),
+                format!("Contact {n}: \"{site}\" is not a valid site id."),
+            ));
+        }
+    }
+    Ok(r)
 }
 
 /// An `[attendance]` section (without its header) as an admin submits it, checked: the office
