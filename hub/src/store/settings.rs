@@ -514,4 +514,82 @@ mod tests {
         assert!(!clear_setting(conn, "attendance").unwrap());
         drop(dir);
     }
+
+    #[test]
+    fn notify_rules_round_trip_and_are_checked() {
+        let file = crate::config::HubConfig::parse(
+            "[notify]\ncomplaint = [\"leadership\"]\n[notify.webhook]\nurl = \"http://gw/\"\n[[contacts]]\nrole = \"supervisor\"\nname = \"s\"\nto = \"1\"\nsite = \"suixian-shangshi\"\n",
+        )
+        .unwrap();
+        let text = toml::to_string(&NotifyRules::of(&file)).unwrap();
+        assert!(
+            !text.contains("webhook") && !text.contains("retry"),
+            "{text}"
+        );
+        let back = parse_notify(&text).unwrap();
+        assert_eq!(back, NotifyRules::of(&file));
+        let mut c = crate::config::HubConfig::default();
+        back.apply(&mut c);
+        assert_eq!(c.notify.complaint, vec![crate::config::Role::Leadership]);
+        assert_eq!(c.contacts.len(), 1);
+        assert!(c.notify.webhook.is_none(), "the webhook is never applied");
+
+        // Left out: the defaults.
+        let empty = parse_notify("").unwrap();
+        assert_eq!(empty.complaint, vec![crate::config::Role::Supervisor]);
+        assert_eq!(empty.digest.hour, 8);
+
+        for (bad, says) in [
+            (
+                "[webhook]\nurl = \"http://x/\"",
+                "webhook is set in hub.toml only",
+            ),
+            ("retry_secs = 1", "retry_secs is set in hub.toml only"),
+            ("complaint = [\"mayor\"]", "mayor"),
+            ("[digest]\nhour = 24", "0–23"),
+            (
+                "[[contacts]]\nrole = \"supervisor\"\nname = \"\"\nto = \"1\"",
+                "Contact 1",
+            ),
+            (
+                "[[contacts]]\nrole = \"supervisor\"\nname = \"s\"\nto = \" \"",
+                "Contact 1",
+            ),
+            (
+                "[[contacts]]\nrole = \"supervisor\"\nname = \"s\"\nto = \"1\"\nsite = \"Bad Site!\"",
+                "not a valid site id",
+            ),
+            ("[ladder]\nred = [\"handler\"]", "unknown field"),
+            ("complaint = ", "TOML"),
+        ] {
+            let e = parse_notify(bad).unwrap_err();
+            assert!(e.en.contains(says), "{bad}: {e:?}");
+            assert!(!e.zh.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_saved_notify_copy_wins_at_start_and_keeps_the_webhook() {
+        let (dir, w) = store();
+        let conn = w.conn();
+        let file = crate::config::HubConfig::parse(
+            "[notify]\nretry_secs = 7\n[notify.webhook]\nurl = \"http://gw/\"\n",
+        )
+        .unwrap();
+        put_setting(
+            conn,
+            NOTIFY,
+            "complaint = [\"leadership\"]\n[[contacts]]\nrole = \"leadership\"\nname = \"l\"\nto = \"4\"\n",
+            "admin",
+        )
+        .unwrap();
+        let c = effective_config(conn, &file).unwrap();
+        assert_eq!(c.notify.complaint, vec![crate::config::Role::Leadership]);
+        assert_eq!(c.contacts.len(), 1);
+        assert_eq!(c.notify.retry_secs, 7);
+        assert_eq!(c.notify.webhook.unwrap().url, "http://gw/");
+        put_setting(conn, NOTIFY, "complaint = [\"mayor\"]", "admin").unwrap();
+        assert!(effective_config(conn, &file).is_err());
+        drop(dir);
+    }
 }
