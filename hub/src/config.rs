@@ -262,7 +262,7 @@ impl PauseRules {
 }
 
 /// Who receives a message: the case's handler or a role of the county.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The clerk handling the case (its `staff_id`).
@@ -339,7 +339,7 @@ fn default_timeout() -> u64 {
     10
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Ladder {
     pub yellow_light: Vec<Role>,
@@ -380,7 +380,7 @@ impl Default for Ladder {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DigestConfig {
     /// Roles whose messages are gathered into one daily digest instead of one message each
@@ -400,19 +400,19 @@ impl Default for DigestConfig {
 }
 
 /// One person who receives messages in a role, optionally only for one site, unit or staff id.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub role: Role,
     pub name: String,
     /// The address the delivery channel understands (a mobile number for an SMS gateway).
     pub to: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
     /// For `handler`: the staff id of the clerk.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff_id: Option<String>,
 }
 

@@ -946,7 +946,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             Ok(()) => {}
             Err(e) => tracing::error!(
                 error = %e,
-                "the settings saved in the dashboard do not read: hub.toml stays in force; save them again at /admin/schedules"
+                "the settings saved in the dashboard do not read: hub.toml stays in force; save them again at /admin/schedules and /admin/notify"
             ),
         }
     }
@@ -965,9 +965,10 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         std::time::Duration::from_secs(args.tick_secs.max(1)),
     )
     .map_err(|e| Error::io("starting the oversight tick", e))?;
+    let live = sup.clone();
     notify::spawn(
         Writer::open(&path)?,
-        config,
+        move || live.config(),
         clock,
         std::time::Duration::from_secs(1),
     )?;

@@ -108,13 +108,15 @@ fn digests_before(clock: &HubClock, hour: u32) -> chrono::NaiveDate {
 }
 
 /// Runs the sender on its own thread, forever: gathers due digests, then delivers pending messages.
+/// `live` gives the rules in force, read each round (an admin may change the digest's roles and
+/// hour in the running hub); the webhook is hub.toml's, taken once here.
 pub fn spawn(
     mut writer: Writer,
-    config: Arc<HubConfig>,
+    live: impl Fn() -> Arc<HubConfig> + Send + 'static,
     clock: HubClock,
     every: Duration,
 ) -> Result<(), crate::Error> {
-    let notifier: Box<dyn Notifier> = match &config.notify.webhook {
+    let notifier: Box<dyn Notifier> = match &live().notify.webhook {
         Some(w) => Box::new(Webhook::new(w)?),
         None => Box::new(LogSink),
     };
@@ -126,6 +128,7 @@ pub fn spawn(
         .name("notify".into())
         .spawn(move || {
             loop {
+                let config = live();
                 if let Err(e) = round(&mut writer, &config, &clock, notifier.as_ref(), &rt) {
                     tracing::error!(error = %e, "notification sender failed; retrying");
                 }

@@ -6,7 +6,8 @@
 mod dashboard_fixture;
 
 use dashboard_fixture::*;
-use sunlight_tests::scratch;
+use std::time::Duration;
+use sunlight_tests::{Agent, BrokerMode, Hub, free_port, scratch, wait_for};
 
 fn count(hub: &sunlight_tests::Hub, sql: &str) -> i64 {
     rusqlite::Connection::open(hub.dir.join("hub.db"))
@@ -290,7 +291,7 @@ fn only_admins_reach_the_admin_pages() {
         let mut b = Browser::signed_in(&hub, name);
         // Any page of theirs carries their session's token: the refusal is the role, not CSRF.
         let csrf = b.get("/fleet").csrf().unwrap_or_default();
-        for path in PAGES.iter().chain(&["/admin/schedules"]) {
+        for path in PAGES.iter().chain(&["/admin/schedules", "/admin/notify"]) {
             let r = b.get(path);
             assert_eq!(r.status, 403, "{name} GET {path}: {}", r.body);
             assert!(!r.body.contains("csrf"), "{name} {path}");
@@ -312,6 +313,10 @@ fn only_admins_reach_the_admin_pages() {
                 vec![("from", "2025-11-05"), ("working", "off"), ("reason", "x")],
             ),
             ("/admin/calendar/remove", vec![("day", "2025-11-05")]),
+            (
+                "/admin/notify",
+                vec![("action", "save"), ("rules", "complaint = []")],
+            ),
         ] {
             let mut f = fields.clone();
             f.push(("csrf", &csrf));
@@ -394,4 +399,170 @@ fn office_hours_saved_by_an_admin_win_over_hub_toml_in_the_running_hub() {
         rows[0]
     );
     assert_eq!(rows[1].1, "settings.attendance.reset");
+}
+
+/// The text of the page's textarea, unescaped.
+fn textarea(body: &str) -> String {
+    let at = body.find("<textarea").expect("textarea");
+    let start = at + body[at..].find('>').expect("tag end") + 1;
+    let end = start + body[start..].find("</textarea>").expect("textarea end");
+    body[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+const NOTIFY_TOML: &str = r#"
+[notify]
+complaint = ["supervisor"]
+[notify.webhook]
+url = "http://127.0.0.1:9/never"
+token = "secret-token-of-the-gateway"
+[[contacts]]
+role = "supervisor"
+name = "县电子监察室"
+to = "13800000003"
+"#;
+
+#[test]
+fn notification_rules_saved_by_an_admin_reach_a_new_contact_without_a_restart() {
+    let dir = scratch("admin-notify");
+    std::fs::create_dir_all(dir.join("hub")).expect("dir");
+    let config_path = dir.join("hub").join("hub.toml");
+    std::fs::write(&config_path, NOTIFY_TOML).expect("config");
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    hub.extra_args = vec![
+        "--today".into(),
+        TODAY.into(),
+        "--tick-secs".into(),
+        "3600".into(),
+        "--config".into(),
+        config_path.display().to_string(),
+    ];
+    seed(&hub.dir.join("hub.db"));
+    for (name, role, site, unit) in USERS {
+        let (ok, out) = add_user(&hub, name, role, site, unit, PASSWORD);
+        assert!(ok, "user add {name}: {out}");
+    }
+    hub.start();
+    let mut b = Browser::signed_in(&hub, "admin");
+
+    let page = b.get("/admin/notify");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("当前生效：hub.toml"), "{}", page.body);
+    assert!(page.body.contains("县电子监察室"), "{}", page.body);
+    assert!(
+        !page.body.contains("secret-token") && !page.body.contains("127.0.0.1:9"),
+        "the webhook is not shown: {}",
+        page.body
+    );
+    assert!(
+        b.get("/fleet").body.contains("/admin/notify"),
+        "in the menu"
+    );
+    let csrf = page.csrf().expect("token");
+    let text = textarea(&page.body);
+    assert!(text.contains("complaint = [\"supervisor\"]"), "{text}");
+
+    // A webhook in the text: 422 with the reason, nothing stored.
+    let bad = format!("{text}\n[webhook]\nurl = \"http://evil.example/\"\n");
+    let r = b.post(
+        "/admin/notify",
+        &[("csrf", &csrf), ("action", "save"), ("rules", &bad)],
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("webhook 只能在 hub.toml 中设置"),
+        "{}",
+        r.body
+    );
+    // A bad role, an empty address, an hour past 23: refused too.
+    for (bad, says) in [
+        (
+            text.replace("complaint = [\"supervisor\"]", "complaint = [\"mayor\"]"),
+            "mayor",
+        ),
+        (
+            format!("{text}\n[[contacts]]\nrole = \"leadership\"\nname = \"x\"\nto = \" \"\n"),
+            "缺少姓名",
+        ),
+        (text.replace("hour = 8", "hour = 24"), "0–23"),
+    ] {
+        let r = b.post(
+            "/admin/notify",
+            &[("csrf", &csrf), ("action", "save"), ("rules", &bad)],
+        );
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert!(r.body.contains(says), "{says}: {}", r.body);
+    }
+    assert_eq!(count(&hub, "SELECT count(*) FROM settings"), 0);
+    assert!(audit_rows(&hub).is_empty());
+
+    // Complaints go to leadership too now, with a new contact, and not into the digest.
+    let good = text
+        .replace(
+            "complaint = [\"supervisor\"]",
+            "complaint = [\"supervisor\", \"leadership\"]",
+        )
+        .replace("roles = [\"leadership\"]", "roles = []")
+        + "\n[[contacts]]\nrole = \"leadership\"\nname = \"分管副县长\"\nto = \"13800000004\"\n";
+    let r = b.post(
+        "/admin/notify",
+        &[("csrf", &csrf), ("action", "save"), ("rules", &good)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("已生效") && r.body.contains("管理员保存的版本"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("分管副县长"), "{}", r.body);
+
+    // A complaint arrives from a box: the new contact is told, without a restart.
+    let mut agent = Agent::new(&dir.join("agent"), A, "box-09", hub.mqtt_port(), &hub, "");
+    agent.start();
+    let complaint = serde_json::json!({"kind": "complaint", "at": format!("{TODAY}T11:00:00+08:00"),
+        "body": {"complaint_no": "TS-1", "channel": "12345", "about": {"unit": "民政办"}, "text": "窗口无人"}});
+    assert_eq!(agent.post(&complaint).expect("post").0, 201);
+    let told = |hub: &Hub| -> Option<Vec<String>> {
+        let all = hub.get("/api/v1/notifications")?;
+        Some(
+            all["notifications"]
+                .as_array()?
+                .iter()
+                .filter_map(|n| n["to"].as_str().map(String::from))
+                .collect(),
+        )
+    };
+    wait_for(Duration::from_secs(30), "the complaint told", || {
+        told(&hub)
+            .filter(|t| t.iter().any(|to| to == "13800000004"))
+            .map(|_| ())
+    });
+    let to = told(&hub).expect("notifications");
+    assert!(to.iter().any(|t| t == "13800000003"), "{to:?}");
+
+    // Back to hub.toml: the new contact is gone from the rules in force.
+    let r = b.post(
+        "/admin/notify",
+        &[("csrf", &csrf), ("action", "reset"), ("rules", "")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("当前生效：hub.toml"), "{}", r.body);
+    assert!(!textarea(&r.body).contains("分管副县长"), "{}", r.body);
+    assert_eq!(count(&hub, "SELECT count(*) FROM settings"), 0);
+    let rows = audit_rows(&hub);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].1, "settings.notify");
+    assert!(
+        rows[0].3.contains("complaint supervisor | ")
+            && rows[0].3.contains("→ ")
+            && rows[0].3.contains("complaint supervisor,leadership")
+            && rows[0].3.contains("leadership:分管副县长"),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(rows[1].1, "settings.notify.reset");
 }

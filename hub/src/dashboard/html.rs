@@ -46,7 +46,7 @@ pub fn url(value: &str) -> String {
 }
 
 /// The menu entries: (path, zh, en, who sees it).
-const MENU: [(&str, &str, &str, &[Role]); 12] = [
+const MENU: [(&str, &str, &str, &[Role]); 13] = [
     (
         "/",
         "总览",
@@ -93,6 +93,7 @@ const MENU: [(&str, &str, &str, &[Role]); 12] = [
     ("/admin/items", "事项", "Items", &[Role::Admin]),
     ("/admin/calendar", "日历", "Calendar", &[Role::Admin]),
     ("/admin/schedules", "作息", "Office hours", &[Role::Admin]),
+    ("/admin/notify", "通知", "Notifications", &[Role::Admin]),
     ("/admin/audit", "审计", "Audit log", &[Role::Admin]),
 ];
 

@@ -21,9 +21,11 @@ mod fleet;
 mod holidays;
 pub mod html;
 pub mod limiter;
+mod notify_rules;
 mod overview;
 pub mod report;
 mod schedules;
+mod section;
 mod wall;
 mod warnings;
 
@@ -99,6 +101,10 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route(
             "/admin/schedules",
             get(schedules::page).post(schedules::save),
+        )
+        .route(
+            "/admin/notify",
+            get(notify_rules::page).post(notify_rules::save),
         )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

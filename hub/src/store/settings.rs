@@ -206,7 +206,113 @@ pub fn effective_config(
     if let Some(saved) = get_setting(conn, ATTENDANCE).map_err(|e| e.to_string())? {
         c.attendance = parse_attendance(&saved.value).map_err(|r| r.en)?;
     }
+    if let Some(saved) = get_setting(conn, NOTIFY).map_err(|e| e.to_string())? {
+        parse_notify(&saved.value).map_err(|r| r.en)?.apply(&mut c);
+    }
     Ok(c)
+}
+
+/// The key of the admins' copy of the notification rules.
+pub const NOTIFY: &str = "notify";
+
+/// The notification rules an admin may edit: `[notify]` without its webhook (a secret, hub.toml
+/// only) and its retry delays, and the `[[contacts]]`. Keys left out take the defaults.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRules {
+    #[serde(default)]
+    pub ladder: crate::config::Ladder,
+    #[serde(default = "default_work_order")]
+    pub work_order: Vec<crate::config::Role>,
+    #[serde(default = "default_complaint")]
+    pub complaint: Vec<crate::config::Role>,
+    #[serde(default)]
+    pub digest: crate::config::DigestConfig,
+    #[serde(default)]
+    pub contacts: Vec<crate::config::Contact>,
+}
+
+fn default_work_order() -> Vec<crate::config::Role> {
+    crate::config::NotifyConfig::default().work_order
+}
+
+fn default_complaint() -> Vec<crate::config::Role> {
+    crate::config::NotifyConfig::default().complaint
+}
+
+impl NotifyRules {
+    /// The rules in force in `c`.
+    pub fn of(c: &crate::config::HubConfig) -> NotifyRules {
+        NotifyRules {
+            ladder: c.notify.ladder.clone(),
+            work_order: c.notify.work_order.clone(),
+            complaint: c.notify.complaint.clone(),
+            digest: c.notify.digest.clone(),
+            contacts: c.contacts.clone(),
+        }
+    }
+
+    /// Puts these rules into `c`, leaving its webhook and retry delays as they are.
+    pub fn apply(self, c: &mut crate::config::HubConfig) {
+        c.notify.ladder = self.ladder;
+        c.notify.work_order = self.work_order;
+        c.notify.complaint = self.complaint;
+        c.notify.digest = self.digest;
+        c.contacts = self.contacts;
+    }
+}
+
+/// Notification rules as an admin submits them (TOML: `ladder`, `work_order`, `complaint`,
+/// `digest` and `[[contacts]]`), checked: the roles parse, no webhook or retry keys (those stay in
+/// hub.toml), every contact has a name and an address, a contact's site is a valid site id, the
+/// digest hour is 0–23.
+pub fn parse_notify(text: &str) -> Result<NotifyRules, Refused> {
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        Refused::new(
+            format!("无法解析（TOML 格式）：{e}"),
+            format!("Cannot read it (TOML): {e}"),
+        )
+    })?;
+    for key in ["webhook", "retry_secs", "retry_max_secs"] {
+        if table.contains_key(key) {
+            return Err(Refused::new(
+                format!("{key} 只能在 hub.toml 中设置（推送地址和令牌属于机密），请从文本中删除。"),
+                format!(
+                    "{key} is set in hub.toml only (the gateway's address and token are a secret): remove it from the text."
+                ),
+            ));
+        }
+    }
+    let r: NotifyRules = toml::Value::Table(table).try_into().map_err(|e| {
+        Refused::new(
+            format!("通知规则有误：{e}"),
+            format!("Bad notification rules: {e}"),
+        )
+    })?;
+    if r.digest.hour > 23 {
+        return Err(Refused::new(
+            format!("digest.hour 应在 0–23 之间，而不是 {}。", r.digest.hour),
+            format!("digest.hour is 0–23, not {}.", r.digest.hour),
+        ));
+    }
+    for (i, c) in r.contacts.iter().enumerate() {
+        let n = i + 1;
+        if c.name.trim().is_empty() || c.to.trim().is_empty() {
+            return Err(Refused::new(
+                format!("第 {n} 个联系人缺少姓名（name）或号码（to）。"),
+                format!("Contact {n} has no name or no address (to)."),
+            ));
+        }
+        if let Some(site) = &c.site
+            && sunlight_protocol::SiteId::new(site.as_str()).is_err()
+        {
+            return Err(Refused::new(
+                format!("第 {n} 个联系人的站点编号“{site}”无效。"),
+                format!("Contact {n}: \"{site}\" is not a valid site id."),
+            ));
+        }
+    }
+    Ok(r)
 }
 
 /// An `[attendance]` section (without its header) as an admin submits it, checked: the office
@@ -406,6 +512,84 @@ mod tests {
         );
         assert!(clear_setting(conn, "attendance").unwrap());
         assert!(!clear_setting(conn, "attendance").unwrap());
+        drop(dir);
+    }
+
+    #[test]
+    fn notify_rules_round_trip_and_are_checked() {
+        let file = crate::config::HubConfig::parse(
+            "[notify]\ncomplaint = [\"leadership\"]\n[notify.webhook]\nurl = \"http://gw/\"\n[[contacts]]\nrole = \"supervisor\"\nname = \"s\"\nto = \"1\"\nsite = \"suixian-shangshi\"\n",
+        )
+        .unwrap();
+        let text = toml::to_string(&NotifyRules::of(&file)).unwrap();
+        assert!(
+            !text.contains("webhook") && !text.contains("retry"),
+            "{text}"
+        );
+        let back = parse_notify(&text).unwrap();
+        assert_eq!(back, NotifyRules::of(&file));
+        let mut c = crate::config::HubConfig::default();
+        back.apply(&mut c);
+        assert_eq!(c.notify.complaint, vec![crate::config::Role::Leadership]);
+        assert_eq!(c.contacts.len(), 1);
+        assert!(c.notify.webhook.is_none(), "the webhook is never applied");
+
+        // Left out: the defaults.
+        let empty = parse_notify("").unwrap();
+        assert_eq!(empty.complaint, vec![crate::config::Role::Supervisor]);
+        assert_eq!(empty.digest.hour, 8);
+
+        for (bad, says) in [
+            (
+                "[webhook]\nurl = \"http://x/\"",
+                "webhook is set in hub.toml only",
+            ),
+            ("retry_secs = 1", "retry_secs is set in hub.toml only"),
+            ("complaint = [\"mayor\"]", "mayor"),
+            ("[digest]\nhour = 24", "0–23"),
+            (
+                "[[contacts]]\nrole = \"supervisor\"\nname = \"\"\nto = \"1\"",
+                "Contact 1",
+            ),
+            (
+                "[[contacts]]\nrole = \"supervisor\"\nname = \"s\"\nto = \" \"",
+                "Contact 1",
+            ),
+            (
+                "[[contacts]]\nrole = \"supervisor\"\nname = \"s\"\nto = \"1\"\nsite = \"Bad Site!\"",
+                "not a valid site id",
+            ),
+            ("[ladder]\nred = [\"handler\"]", "unknown field"),
+            ("complaint = ", "TOML"),
+        ] {
+            let e = parse_notify(bad).unwrap_err();
+            assert!(e.en.contains(says), "{bad}: {e:?}");
+            assert!(!e.zh.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_saved_notify_copy_wins_at_start_and_keeps_the_webhook() {
+        let (dir, w) = store();
+        let conn = w.conn();
+        let file = crate::config::HubConfig::parse(
+            "[notify]\nretry_secs = 7\n[notify.webhook]\nurl = \"http://gw/\"\n",
+        )
+        .unwrap();
+        put_setting(
+            conn,
+            NOTIFY,
+            "complaint = [\"leadership\"]\n[[contacts]]\nrole = \"leadership\"\nname = \"l\"\nto = \"4\"\n",
+            "admin",
+        )
+        .unwrap();
+        let c = effective_config(conn, &file).unwrap();
+        assert_eq!(c.notify.complaint, vec![crate::config::Role::Leadership]);
+        assert_eq!(c.contacts.len(), 1);
+        assert_eq!(c.notify.retry_secs, 7);
+        assert_eq!(c.notify.webhook.unwrap().url, "http://gw/");
+        put_setting(conn, NOTIFY, "complaint = [\"mayor\"]", "admin").unwrap();
+        assert!(effective_config(conn, &file).is_err());
         drop(dir);
     }
 }
