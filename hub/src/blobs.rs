@@ -747,6 +747,16 @@ pub async fn request_snapshot(
     wait: Duration,
 ) -> Result<SnapshotRequest, Response> {
     let asked = store::now_ms();
+    // Pictures already there when asked (the window below reaches 5 s back, for the box's clock)
+    // are not the answer, even when an earlier request took them.
+    let (s, c) = (site.to_owned(), camera.to_owned());
+    let before: std::collections::HashSet<String> = read(state, move |conn| {
+        Ok(history(conn, &s, &c, asked - 5_000, i64::MAX)?
+            .into_iter()
+            .map(|v| v.sha256)
+            .collect())
+    })
+    .await?;
     let (s, c, by) = (site.to_owned(), camera.to_owned(), by.to_owned());
     let writer = state.writer.clone();
     let created = tokio::task::spawn_blocking(move || {
@@ -778,12 +788,15 @@ pub async fn request_snapshot(
         Err(e) => return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, e)),
     };
     let deadline = std::time::Instant::now() + wait;
+    let before = std::sync::Arc::new(before);
     loop {
-        let (s, c) = (site.to_owned(), camera.to_owned());
+        let (s, c, before) = (site.to_owned(), camera.to_owned(), before.clone());
         let fresh = read(state, move |conn| {
             Ok(history(conn, &s, &c, asked - 5_000, i64::MAX)?
                 .into_iter()
-                .find(|v| v.image == "uploaded" && v.trigger == "command"))
+                .find(|v| {
+                    v.image == "uploaded" && v.trigger == "command" && !before.contains(&v.sha256)
+                }))
         })
         .await?;
         match fresh {

@@ -704,7 +704,7 @@ fn leave_and_makeups(
         })
         .collect();
     out.leave_person_times = out.leave.iter().map(|k| k.person_times).sum();
-    out.leave_days = out.leave.iter().map(|k| k.days).sum();
+    out.leave_days = total_days(&out.leave);
     out.makeups_pending = conn.query_row(
         &format!(
             "SELECT count(*) FROM makeups m LEFT JOIN staff s ON s.site = m.site AND s.staff_id = m.staff_id
@@ -719,6 +719,11 @@ fn leave_and_makeups(
 
 /// Working days of a leave within the period, by half days: a working day's morning (before
 /// noon) and afternoon each count half a day when the leave overlaps them.
+/// The leave days of every kind together: 0, not the -0 an empty float `sum()` gives ("合计 -0 天").
+fn total_days(kinds: &[LeaveKind]) -> f64 {
+    kinds.iter().fold(0.0, |all, k| all + k.days)
+}
+
 pub fn leave_days(cal: &Calendar, from: NaiveDateTime, to: NaiveDateTime, period: &Period) -> f64 {
     let noon = NaiveTime::from_hms_opt(12, 0, 0).unwrap_or(NaiveTime::MIN);
     let first = from.date().max(period.from);
@@ -1129,6 +1134,12 @@ pub fn missing() -> Vec<Missing> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn no_leave_is_zero_days_not_minus_zero() {
+        assert_eq!(format!("{}", total_days(&[])), "0");
+    }
+
     use super::*;
 
     #[test]
