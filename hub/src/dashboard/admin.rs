@@ -19,13 +19,7 @@ fn render(
     let l = viewer.lang;
     let csrf = esc(&viewer.session.csrf);
     let mut body = String::new();
-    if let Some((ok, m)) = message {
-        body.push_str(&format!(
-            "<p class=\"{}\">{}</p>",
-            if ok { "notice" } else { "error" },
-            esc(&m)
-        ));
-    }
+    body.push_str(&html::flash(message.as_ref()));
     body.push_str(&format!(
         "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th></tr>",
         l.t("用户名", "Name"),

@@ -575,13 +575,7 @@ async fn makeups_page(
     };
     let csrf = esc(&viewer.session.csrf);
     let mut body = String::new();
-    if let Some((ok, m)) = message {
-        body.push_str(&format!(
-            "<p class=\"{}\">{}</p>",
-            if ok { "notice" } else { "error" },
-            esc(&m)
-        ));
-    }
+    body.push_str(&html::flash(message.as_ref()));
     let q = site
         .as_deref()
         .map(|s| format!("site={}&amp;", html::url(s)))

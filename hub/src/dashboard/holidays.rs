@@ -5,7 +5,7 @@
 //! ([`crate::supervise::Supervision::set_calendar`]) and the open cases are re-evaluated against it.
 
 use super::accounts::Role;
-use super::html::{Lang, esc};
+use super::html::{self, Lang, esc};
 use super::{Viewer, message_page};
 use crate::store::settings::{self, Override, Refused};
 use crate::supervise::{Supervision, TICK_CHUNK};
@@ -42,13 +42,7 @@ fn render(
     let l = viewer.lang;
     let csrf = esc(&viewer.session.csrf);
     let mut body = String::new();
-    if let Some((ok, m)) = message {
-        body.push_str(&format!(
-            "<p class=\"{}\">{}</p>",
-            if ok { "notice" } else { "error" },
-            esc(&m)
-        ));
-    }
+    body.push_str(&html::flash(message.as_ref()));
     body.push_str(&format!(
         "<p class=\"muted\">{}</p><h2>{}</h2>",
         l.t(

@@ -295,6 +295,19 @@ pub fn time_ms(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// The outcome of a form as a line above the page: `notice` when it worked, `error` when not;
+/// nothing without one.
+pub fn flash(message: Option<&(bool, String)>) -> String {
+    match message {
+        Some((ok, m)) => format!(
+            "<p class=\"{}\">{}</p>",
+            if *ok { "notice" } else { "error" },
+            esc(m)
+        ),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

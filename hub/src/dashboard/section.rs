@@ -5,7 +5,7 @@
 //! rules ([`super::notify_rules`]).
 
 use super::accounts::Role;
-use super::html::{Lang, esc};
+use super::html::{self, Lang, esc};
 use super::{Viewer, message_page};
 use crate::config::HubConfig;
 use crate::store::settings::{self, Refused, Saved};
@@ -49,13 +49,7 @@ fn render(
     let l = viewer.lang;
     let csrf = esc(&viewer.session.csrf);
     let mut body = String::new();
-    if let Some((ok, m)) = message {
-        body.push_str(&format!(
-            "<p class=\"{}\">{}</p>",
-            if ok { "notice" } else { "error" },
-            esc(&m)
-        ));
-    }
+    body.push_str(&html::flash(message.as_ref()));
     let in_force = match saved {
         Some(saved) => match l {
             Lang::Zh => format!(
