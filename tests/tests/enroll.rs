@@ -297,6 +297,47 @@ fn audit_count(hub: &Hub, action: &str, target: &str) -> i64 {
     .expect("audit")
 }
 
+/// Runs an enrolled box with the config it wrote (plus this test's intake port and quick retries)
+/// and posts `n` punches to it: they reach the hub over mTLS, each exactly once. Returns the
+/// running agent and its intake port.
+fn run_enrolled_box(
+    hub: &Hub,
+    config: &Path,
+    box_dir: &Path,
+    device: &str,
+    n: usize,
+) -> (Proc, u16) {
+    let intake = free_port();
+    let mut text = std::fs::read_to_string(config).expect("config");
+    text.push_str(&format!(
+        "\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n"
+    ));
+    std::fs::write(config, text).expect("config");
+    let agent = Proc::spawn(
+        Command::new(bin("sunlight-agent"))
+            .arg("-c")
+            .arg(config)
+            .arg("run"),
+        box_dir.join("agent.log"),
+    );
+    wait_for(Duration::from_secs(20), "the agent's intake", || {
+        std::net::TcpStream::connect(("127.0.0.1", intake)).ok()
+    });
+    let client = http::Client::new();
+    let url = format!("http://127.0.0.1:{intake}/api/v1/events");
+    let accepted: Vec<u64> = (0..n as u64)
+        .filter(|n| matches!(client.post_json(&url, &punch_event(*n)), Some((201, _))))
+        .collect();
+    assert_eq!(accepted.len(), n);
+    wait_for(
+        Duration::from_secs(30),
+        "punches over mTLS at the hub",
+        || (hub.events(SHANGSHI, device, "punch").len() == n).then_some(()),
+    );
+    assert_exactly_once(&hub.events(SHANGSHI, device, "punch"), &accepted);
+    (agent, intake)
+}
+
 #[test]
 fn a_box_enrolls_with_the_printed_command_and_syncs_over_mtls_then_revocation_locks_it_out() {
     let dir = scratch("enroll-e2e");
@@ -395,35 +436,9 @@ fn a_box_enrolls_with_the_printed_command_and_syncs_over_mtls_then_revocation_lo
     assert_eq!(crl.matches("BEGIN X509 CRL").count(), 2, "{crl}");
     broker.restart();
 
-    // Run the box with the config it wrote (plus this test's intake port and quick retries).
-    let intake = free_port();
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n"
-    ));
-    std::fs::write(&config, text).expect("config");
-    let mut agent = Proc::spawn(
-        Command::new(bin("sunlight-agent"))
-            .arg("-c")
-            .arg(&config)
-            .arg("run"),
-        box_dir.join("agent.log"),
-    );
-    wait_for(Duration::from_secs(20), "the agent's intake", || {
-        std::net::TcpStream::connect(("127.0.0.1", intake)).ok()
-    });
+    // Run the box with the config it wrote.
+    let (mut agent, intake) = run_enrolled_box(&hub, &config, &box_dir, "box-07", 20);
     let client = http::Client::new();
-    let url = format!("http://127.0.0.1:{intake}/api/v1/events");
-    let accepted: Vec<u64> = (0..20)
-        .filter(|n| matches!(client.post_json(&url, &punch_event(*n)), Some((201, _))))
-        .collect();
-    assert_eq!(accepted.len(), 20);
-    wait_for(
-        Duration::from_secs(30),
-        "punches over mTLS at the hub",
-        || (hub.events(SHANGSHI, "box-07", "punch").len() == 20).then_some(()),
-    );
-    assert_exactly_once(&hub.events(SHANGSHI, "box-07", "punch"), &accepted);
     wait_for(
         Duration::from_secs(30),
         "the box's backlog to empty",
@@ -1298,34 +1313,7 @@ fn site_and_device_added_over_the_api_enroll_a_box_that_syncs_and_trusts_the_upd
     // The box syncs with what it was given.
     broker_config();
     broker.restart();
-    let intake = free_port();
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "\n[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n"
-    ));
-    std::fs::write(&config, text).expect("config");
-    let mut agent = Proc::spawn(
-        Command::new(bin("sunlight-agent"))
-            .arg("-c")
-            .arg(&config)
-            .arg("run"),
-        box_dir.join("agent.log"),
-    );
-    wait_for(Duration::from_secs(20), "the agent's intake", || {
-        std::net::TcpStream::connect(("127.0.0.1", intake)).ok()
-    });
-    let client = http::Client::new();
-    let url = format!("http://127.0.0.1:{intake}/api/v1/events");
-    let accepted: Vec<u64> = (0..5)
-        .filter(|n| matches!(client.post_json(&url, &punch_event(*n)), Some((201, _))))
-        .collect();
-    assert_eq!(accepted.len(), 5);
-    wait_for(
-        Duration::from_secs(30),
-        "punches over mTLS at the hub",
-        || (hub.events(SHANGSHI, "box-09", "punch").len() == 5).then_some(()),
-    );
-    assert_exactly_once(&hub.events(SHANGSHI, "box-09", "punch"), &accepted);
+    let (mut agent, _) = run_enrolled_box(&hub, &config, &box_dir, "box-09", 5);
     agent.kill9();
 
     // An offline bundle for a box without a link at the county's office: written by device add,
