@@ -99,14 +99,13 @@ async fn page_with(
         Ok(u) => u,
         Err(r) => return r,
     };
-    let mut resp = viewer.page(
+    viewer.page_with_status(
+        status,
         "/admin/users",
         viewer.lang.t("账号管理", "Accounts").to_owned(),
         None,
         &render(viewer, &users, message, form),
-    );
-    *resp.status_mut() = status;
-    resp
+    )
 }
 
 pub async fn users(State(state): State<super::DashState>, viewer: Viewer) -> Response {

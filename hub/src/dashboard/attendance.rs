@@ -645,14 +645,13 @@ async fn makeups_page(
         }
         body.push_str("</table>");
     }
-    let mut resp = viewer.page(
+    viewer.page_with_status(
+        status,
         "/attendance",
         l.t("补卡审批", "Make-up punches").to_owned(),
         None,
         &body,
-    );
-    *resp.status_mut() = status;
-    resp
+    )
 }
 
 #[derive(Deserialize)]

@@ -269,14 +269,13 @@ async fn page_with(
         Ok(a) => a,
         Err(r) => return r,
     };
-    let mut resp = viewer.page(
+    viewer.page_with_status(
+        status,
         "/admin/items",
         viewer.lang.t("事项目录", "Item catalog").to_owned(),
         None,
         &render(viewer, &all, message, form),
-    );
-    *resp.status_mut() = status;
-    resp
+    )
 }
 
 #[derive(Deserialize)]

@@ -183,14 +183,13 @@ async fn page_with(
     };
     let sup = &state.api.sup;
     let year = year.unwrap_or_else(|| sup.clock.today().year());
-    let mut resp = viewer.page(
+    viewer.page_with_status(
+        status,
         "/admin/calendar",
         viewer.lang.t("工作日历", "Working-day calendar").to_owned(),
         None,
         &render(viewer, sup, year, &overrides, message, form),
-    );
-    *resp.status_mut() = status;
-    resp
+    )
 }
 
 #[derive(Deserialize)]

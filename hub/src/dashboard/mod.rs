@@ -261,8 +261,20 @@ impl Viewer {
 
     /// A full page of `body` with the frame.
     pub fn page(&self, path: &str, title: String, refresh: Option<u32>, body: &str) -> Response {
+        self.page_with_status(StatusCode::OK, path, title, refresh, body)
+    }
+
+    /// A page answering with `status`: a form shown again with its error (422), or after a save.
+    pub fn page_with_status(
+        &self,
+        status: StatusCode,
+        path: &str,
+        title: String,
+        refresh: Option<u32>,
+        body: &str,
+    ) -> Response {
         html_response(
-            StatusCode::OK,
+            status,
             html::Frame {
                 lang: self.lang,
                 user: &self.session.user,

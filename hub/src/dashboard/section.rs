@@ -99,14 +99,13 @@ async fn page_with(
         Err(r) => return r,
     };
     let current = (s.current)(&state.api.sup.config());
-    let mut resp = viewer.page(
+    viewer.page_with_status(
+        status,
         s.path,
         viewer.lang.t(s.title.0, s.title.1).to_owned(),
         None,
         &render(s, viewer, saved.as_ref(), text.unwrap_or(&current), message),
-    );
-    *resp.status_mut() = status;
-    resp
+    )
 }
 
 /// GET: the section in force, as text to edit.
