@@ -997,6 +997,12 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     };
     sunlight_hub::blobs::spawn_cleaner(Writer::open(&path)?, blobs.clone(), sup.config().clone())
         .map_err(|e| Error::io("starting the blob cleaner", e))?;
+    sunlight_hub::report::summary::spawn_keeper(
+        sunlight_hub::store::Reader::open(&path)?,
+        sup.clone(),
+        std::time::Duration::from_secs(60),
+    )
+    .map_err(|e| Error::io("starting the report summaries", e))?;
     sunlight_hub::fleet::spawn(Writer::open(&path)?, sup.clone())
         .map_err(|e| Error::io("starting the fleet watcher", e))?;
     let api_writer = Arc::new(Mutex::new(Writer::open(&path)?));

@@ -16,6 +16,7 @@
 //! deeds or media reports) is listed in [`Report::missing`], never made up.
 
 pub mod export;
+pub mod summary;
 
 use crate::oversight::attendance::Office;
 use crate::oversight::calendar::Calendar;
@@ -24,6 +25,8 @@ use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use summary::{Judging, SiteAttendance, Summaries};
 
 /// How many units the report names as the top by volume (seed 001: 前五名).
 pub const TOP_UNITS: usize = 5;
@@ -386,7 +389,7 @@ fn n(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<i64> {
 }
 
 /// The sites in scope: the one asked for, or every site known to the hub.
-fn sites(conn: &Connection, scope: &ReportScope) -> rusqlite::Result<Vec<String>> {
+pub(crate) fn sites(conn: &Connection, scope: &ReportScope) -> rusqlite::Result<Vec<String>> {
     if let Some(s) = &scope.site {
         return Ok(vec![s.clone()]);
     }
@@ -435,6 +438,37 @@ pub fn compute(
     period: &Period,
     today: NaiveDate,
 ) -> rusqlite::Result<Report> {
+    let judging = Judging {
+        generation: 0,
+        office,
+        cal,
+    };
+    compute_from(conn, &judging, None, scope, period, today)
+}
+
+/// [`compute`] in the running hub: with the settings in force, and each site's attendance from
+/// the stored summaries where they are current (`summary`).
+pub fn compute_live(
+    conn: &Connection,
+    sup: &crate::supervise::Supervision,
+    scope: &ReportScope,
+    period: &Period,
+    today: NaiveDate,
+) -> rusqlite::Result<Report> {
+    sup.with_judging(|judging| {
+        compute_from(conn, judging, Some(sup.summaries()), scope, period, today)
+    })
+}
+
+fn compute_from(
+    conn: &Connection,
+    judging: &Judging<'_>,
+    summaries: Option<&Summaries>,
+    scope: &ReportScope,
+    period: &Period,
+    today: NaiveDate,
+) -> rusqlite::Result<Report> {
+    let cal = judging.cal;
     let site = scope.site.as_deref();
     let unit = scope.unit.as_deref();
     let (from, to) = (period.from.to_string(), period.to.to_string());
@@ -550,10 +584,19 @@ pub fn compute(
     if period.from <= today {
         attendance.judged_to = Some(judged_to);
     }
-    for s in &sites {
-        let (units, people) =
-            att::units_range(conn, office, cal, s, period.from, period.to, today)?;
-        for u in units {
+    let days = (period.from, period.to, today);
+    let judged = match summaries {
+        Some(stored) => stored.sites(conn, judging, &sites, site, days)?,
+        None => sites
+            .iter()
+            .map(|s| {
+                let a = SiteAttendance::judge(conn, judging.office, cal, s, days)?;
+                Ok((s.clone(), Arc::new(a)))
+            })
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    for (s, judged) in &judged {
+        for u in &judged.units {
             if unit.is_some_and(|x| x != u.unit) {
                 continue;
             }
@@ -574,10 +617,11 @@ pub fn compute(
             f.violations = i64::from(u.violations);
         }
         staff_totals.extend(
-            people
-                .into_iter()
+            judged
+                .people
+                .iter()
                 .filter(|p| unit.is_none_or(|x| x == p.unit))
-                .map(|p| (s.clone(), p)),
+                .map(|p| (s.clone(), p.clone())),
         );
     }
     leave_and_makeups(conn, cal, site, unit, period, &mut attendance)?;

@@ -6,6 +6,7 @@ use crate::clock::HubClock;
 use crate::config::HubConfig;
 use crate::oversight::attendance::Office;
 use crate::oversight::calendar::Calendar;
+use crate::report::summary::{Judging, Summaries};
 use crate::store::{Writer, cases};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub struct Supervision {
     file: Arc<HubConfig>,
     /// The attendance rules and office hours (of `config`, or an admin's copy), parsed.
     office: Arc<Live<Office>>,
+    /// The sites' judged attendance months the reports sum (stale when the above change).
+    summaries: Arc<Summaries>,
 }
 
 impl Supervision {
@@ -66,6 +69,7 @@ impl Supervision {
             file: config.clone(),
             config: Arc::new(Live::new(config)),
             office: Arc::new(Live::new(Arc::new(office))),
+            summaries: Arc::new(Summaries::new()),
         })
     }
 
@@ -95,11 +99,30 @@ impl Supervision {
         let office = Office::from_config(&config.attendance)?;
         self.office.set(Arc::new(office));
         self.config.set(Arc::new(config));
+        self.summaries.settings_changed();
         Ok(())
     }
 
     pub fn set_calendar(&self, calendar: Calendar) {
         self.calendar.set(Arc::new(calendar));
+        self.summaries.settings_changed();
+    }
+
+    /// The stored attendance summaries of the reports.
+    pub fn summaries(&self) -> &Summaries {
+        &self.summaries
+    }
+
+    /// Runs `f` with the office hours and calendar in force and the summaries' generation they
+    /// belong to.
+    pub fn with_judging<T>(&self, f: impl FnOnce(&Judging<'_>) -> T) -> T {
+        let generation = self.summaries.generation();
+        let (office, cal) = (self.office(), self.calendar());
+        f(&Judging {
+            generation,
+            office: &office,
+            cal: &cal,
+        })
     }
 }
 

@@ -920,7 +920,7 @@ async fn report_json(
     let sup = state.sup.clone();
     let today = sup.clock.today();
     match read(&state, move |r| {
-        r.run(|c| crate::report::compute(c, &sup.office(), &sup.calendar(), &scope, &period, today))
+        r.run(|c| crate::report::compute_live(c, &sup, &scope, &period, today))
     })
     .await
     {

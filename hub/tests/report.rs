@@ -9,8 +9,9 @@ use chrono::NaiveDate;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use sunlight_hub::clock::HubClock;
-use sunlight_hub::config::HubConfig;
+use sunlight_hub::config::{Contact, HubConfig, Role};
 use sunlight_hub::dashboard::html::Lang;
+use sunlight_hub::notify;
 use sunlight_hub::oversight::calendar::Calendar;
 use sunlight_hub::report::{self, Period, Report, ReportScope, UnitRow, export};
 use sunlight_hub::store::{self, Reader, Writer, attendance as att, complaints, ratings};
@@ -1018,4 +1019,137 @@ fn the_exports_carry_the_figures() {
         total.starts_with("合计,,9,4,5,8,4,4,6,3,75.00%,37.50%"),
         "{total}"
     );
+}
+
+/// The running hub's report (`compute_live`) sums stored summaries of the townships' attendance.
+/// After every kind of write they are judged from, and after a calendar change, it still equals
+/// the report judged from scratch; a township nothing was written for is not judged again.
+#[test]
+fn stored_summaries_follow_every_write_and_setting() {
+    let f = fixture();
+    let month = Period::month("2025-11").unwrap();
+    let county = ReportScope::default();
+    let mut w = Writer::open(&f.path).unwrap();
+    let sums = f.sup.summaries();
+    let mut last = serde_json::Value::Null;
+    let mut check = |what: &str, judged_again: u64| {
+        let before = sums.judged();
+        let live = f
+            .reader()
+            .run(|c| report::compute_live(c, &f.sup, &county, &month, d(TODAY)))
+            .unwrap();
+        let live = serde_json::to_value(&live).unwrap();
+        let fresh = serde_json::to_value(f.report(county.clone(), &month)).unwrap();
+        assert_eq!(live, fresh, "after {what}");
+        assert_eq!(
+            sums.judged() - before,
+            judged_again,
+            "sites judged after {what}"
+        );
+        if !last.is_null() {
+            assert_ne!(
+                live == last,
+                judged_again > 0,
+                "the figures changed after {what}"
+            );
+        }
+        last = live;
+    };
+    check("the fixture", 2);
+    check("nothing", 0);
+
+    let punch = |w: &mut Writer, day: &str, hm: &str| {
+        w.run(|tx| {
+            let body = serde_json::json!({"staff_id": "0612", "direction": "unspecified", "method": "card", "source": "zk"});
+            att::apply_punch(tx, A, &at(day, hm), &body.to_string(), Some(0))
+        })
+        .unwrap();
+    };
+    // 0612 has no punches: a morning of 11-18 turns two absent half-days into one.
+    punch(&mut w, "2025-11-18", "08:25");
+    punch(&mut w, "2025-11-18", "12:01");
+    check("two punches at A", 1);
+    // December is another month: November's summaries stay.
+    punch(&mut w, "2025-12-01", "08:25");
+    check("a punch of December", 0);
+
+    w.run(|tx| {
+        let body = serde_json::json!({"staff_id": "0701", "type": "leave", "leave_type": "事假",
+            "from": "2025-11-19", "to": "2025-11-19", "note_ref": null});
+        att::apply_duty(tx, A, "2025-11-18T09:00:00+08:00", &body.to_string())
+    })
+    .unwrap();
+    check("a day of leave", 1);
+
+    w.run(|tx| {
+        let body = serde_json::json!({"leader_id": "B01", "unit": "民政办", "findings": []});
+        att::apply_patrol(tx, B, &at("2025-11-20", "10:00"), &body.to_string())
+    })
+    .unwrap();
+    check("a patrol at B", 1);
+
+    let decide = |w: &mut Writer| {
+        w.run(|tx| {
+            let pending: i64 = tx.query_row(
+                "SELECT id FROM makeups WHERE staff_id = '0612' AND status = 'pending'",
+                [],
+                |r| r.get(0),
+            )?;
+            let yes = att::MakeupDecision {
+                approve: true,
+                by: "shangshi".into(),
+                note: String::new(),
+            };
+            att::decide_makeup(tx, pending, &yes, d("2025-11-28")).unwrap();
+            Ok(())
+        })
+        .unwrap();
+    };
+    decide(&mut w);
+    check("an approved make-up punch", 1);
+
+    w.run(|tx| {
+        let v = att::ViolationInput {
+            site: A.into(),
+            staff_id: "0611".into(),
+            day: d("2025-11-21"),
+            what: "擅离岗位".into(),
+            by: "jiancha".into(),
+            months: Some(2),
+        };
+        att::record_violation(tx, &HubConfig::default(), &v).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    check("a violation", 1);
+
+    w.run(|tx| {
+        let newcomer = att::StaffEntry {
+            site: B.into(),
+            staff_id: "B09".into(),
+            name: "孙新".into(),
+            unit: "财政所".into(),
+            window: "W9".into(),
+            role: "A".into(),
+            pin: None,
+            card_no: None,
+        };
+        att::upsert_staff(tx, &[newcomer]).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    check("a new clerk at B", 1);
+
+    // The same roster again (as a re-import does) changes nothing judged.
+    w.run(|tx| {
+        att::upsert_staff(tx, &att::parse_roster(ROSTER).unwrap()).unwrap();
+        Ok(())
+    })
+    .unwrap();
+    check("the same roster again", 0);
+
+    let mut cal = (*f.sup.calendar()).clone();
+    cal.set_override(d("2025-11-21"), false);
+    f.sup.set_calendar(cal);
+    check("11-21 made a day off", 2);
 }

@@ -62,7 +62,7 @@ async fn compute(
     let sup = state.api.sup.clone();
     let today = sup.clock.today();
     read(&state.api, move |r| {
-        r.run(|c| report::compute(c, &sup.office(), &sup.calendar(), &scope, &period, today))
+        r.run(|c| report::compute_live(c, &sup, &scope, &period, today))
     })
     .await
 }

@@ -40,7 +40,84 @@ CREATE INDEX IF NOT EXISTS patrols_by_day ON patrols (site, day);
 CREATE TABLE IF NOT EXISTS violations (
     id INTEGER PRIMARY KEY, site TEXT NOT NULL, staff_id TEXT NOT NULL, unit TEXT NOT NULL,
     day TEXT NOT NULL, what TEXT NOT NULL, months INTEGER NOT NULL, by TEXT NOT NULL, at_ms INTEGER NOT NULL);
+-- A change counter per site and month of the facts a site's attendance is judged from, so that a
+-- stored summary of a month knows whether it is still current (report::summary). Month '*' counts
+-- the changes that may touch any month: the roster, leave and duties, violations. Kept by the
+-- triggers of `change_triggers`.
+CREATE TABLE IF NOT EXISTS attendance_changes (
+    site TEXT NOT NULL, month TEXT NOT NULL, gen INTEGER NOT NULL, PRIMARY KEY (site, month));
 ";
+
+/// The triggers that count every insert, update and delete of the attendance facts in
+/// `attendance_changes`: by the row's month for the dated facts, as '*' for the others. The
+/// roster counts only changes of what judging reads (its hashes and `updated_ms` do not matter).
+pub fn change_triggers() -> String {
+    let roster =
+        "OLD.site IS NOT NEW.site OR OLD.staff_id IS NOT NEW.staff_id OR OLD.name IS NOT NEW.name
+        OR OLD.unit IS NOT NEW.unit OR OLD.window IS NOT NEW.window OR OLD.role IS NOT NEW.role";
+    let mut sql = String::new();
+    for (table, month, when) in [
+        ("punches", "substr(ROW.day, 1, 7)", ""),
+        ("makeups", "substr(ROW.day, 1, 7)", ""),
+        ("patrols", "substr(ROW.day, 1, 7)", ""),
+        ("duties", "'*'", ""),
+        ("violations", "'*'", ""),
+        ("staff", "'*'", roster),
+    ] {
+        for (event, rows) in [
+            ("INSERT", &["NEW"][..]),
+            ("UPDATE", &["OLD", "NEW"][..]),
+            ("DELETE", &["OLD"][..]),
+        ] {
+            let when = if event == "UPDATE" && !when.is_empty() {
+                format!(" WHEN {when}")
+            } else {
+                String::new()
+            };
+            sql.push_str(&format!(
+                "CREATE TRIGGER IF NOT EXISTS {table}_{}_counted AFTER {event} ON {table}{when} BEGIN\n",
+                event.to_lowercase()
+            ));
+            for row in rows {
+                sql.push_str(&format!(
+                    "INSERT INTO attendance_changes VALUES ({row}.site, {}, 1)
+                     ON CONFLICT (site, month) DO UPDATE SET gen = gen + 1;\n",
+                    month.replace("ROW", row)
+                ));
+            }
+            sql.push_str("END;\n");
+        }
+    }
+    sql
+}
+
+/// The change counters of the months `first..=last` and '*' per site (`site`, or every site), as
+/// `attendance_changes` holds them now: a summary made when they read the same is current.
+pub fn change_marks(
+    conn: &Connection,
+    site: Option<&str>,
+    first: NaiveDate,
+    last: NaiveDate,
+) -> rusqlite::Result<BTreeMap<String, Vec<(String, i64)>>> {
+    let mut marks: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT site, month, gen FROM attendance_changes
+         WHERE (?1 IS NULL OR site = ?1) AND (month = '*' OR month BETWEEN ?2 AND ?3)
+         ORDER BY site, month",
+    )?;
+    let mut rows = stmt.query(params![
+        site,
+        first.format("%Y-%m").to_string(),
+        last.format("%Y-%m").to_string()
+    ])?;
+    while let Some(r) = rows.next()? {
+        marks
+            .entry(r.get(0)?)
+            .or_default()
+            .push((r.get(1)?, r.get(2)?));
+    }
+    Ok(marks)
+}
 
 // ---------------------------------------------------------------------------------------------
 // Roster
@@ -666,13 +743,32 @@ impl Facts {
         staff: &str,
         day: NaiveDate,
     ) -> (Vec<(Segment, Verdict)>, Vec<PunchView>) {
-        let punches = self
-            .punches
+        let punches = self.punches_of(staff, day);
+        (
+            self.verdicts(office, cal, staff, day, punches),
+            punches.to_vec(),
+        )
+    }
+
+    /// `staff`'s punches (and approved make-ups) of `day`, by time.
+    fn punches_of(&self, staff: &str, day: NaiveDate) -> &[PunchView] {
+        self.punches
             .get(&(staff.to_owned(), day))
-            .cloned()
-            .unwrap_or_default();
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The verdict of each of `day`'s segments for `staff`, who punched `punches` that day.
+    fn verdicts(
+        &self,
+        office: &Office,
+        cal: &Calendar,
+        staff: &str,
+        day: NaiveDate,
+        punches: &[PunchView],
+    ) -> Vec<(Segment, Verdict)> {
         let Some(schedule) = office.schedule_on(day) else {
-            return (Vec::new(), punches);
+            return Vec::new();
         };
         let working = cal.is_workday(day).unwrap_or(true);
         let times: Vec<NaiveTime> = punches
@@ -680,7 +776,7 @@ impl Facts {
             .filter_map(|p| NaiveTime::parse_from_str(&p.time, "%H:%M:%S").ok())
             .collect();
         let duties = self.duties.get(staff);
-        let verdicts = schedule
+        schedule
             .segments
             .iter()
             .map(|seg| {
@@ -694,9 +790,26 @@ impl Facts {
                     .any(|(from, to, _)| *from <= s && *to >= e);
                 (*seg, judge_segment(seg, &office.rules, &times, covered))
             })
-            .collect();
-        (verdicts, punches)
+            .collect()
     }
+}
+
+/// One segment of a window staffed by `people` (role, verdict in that segment): whether it stands
+/// vacant (someone was required, but neither the A-role holder nor the B-role substitute was
+/// present) and whether the B-role substitute covered for an absent A-role holder.
+fn window_segment<'a>(
+    people: impl Iterator<Item = (&'a str, Option<Verdict>)> + Clone,
+) -> (bool, bool) {
+    let present = |role: &str| {
+        people
+            .clone()
+            .any(|(r, v)| r == role && v.is_some_and(Verdict::present))
+    };
+    let required = people
+        .clone()
+        .any(|(_, v)| v.is_some_and(|v| v != Verdict::NotRequired));
+    let (a, b) = (present("A"), present("B"));
+    (required && !a && !b, !a && b)
 }
 
 /// One window's segment on the board.
@@ -953,35 +1066,63 @@ pub fn units_range(
     let staff = roster(conn, Some(site), false)?;
     let facts = facts(conn, site, first, last)?;
     let mut units: BTreeMap<String, UnitMonth> = BTreeMap::new();
-    let mut people = Vec::with_capacity(staff.len());
-    for s in &staff {
-        let u = units.entry(s.unit.clone()).or_insert_with(|| UnitMonth {
-            unit: s.unit.clone(),
-            ..Default::default()
-        });
-        u.staff += 1;
-        let mut mine = Totals::default();
-        for day in days(first, last, today) {
-            let (verdicts, punches) = facts.judge(office, cal, &s.staff_id, day);
-            verdicts.iter().for_each(|(_, v)| mine.add(*v));
-            mine.makeups += punches.iter().filter(|p| p.makeup).count() as u32;
-        }
-        u.totals.merge(&mine);
-        people.push(StaffTotals {
+    let mut people: Vec<StaffTotals> = staff
+        .iter()
+        .map(|s| StaffTotals {
             staff_id: s.staff_id.clone(),
             name: s.name.clone(),
             unit: s.unit.clone(),
             window: s.window.clone(),
             role: s.role.clone(),
-            totals: mine,
-        });
+            totals: Totals::default(),
+        })
+        .collect();
+    for s in &staff {
+        units
+            .entry(s.unit.clone())
+            .or_insert_with(|| UnitMonth {
+                unit: s.unit.clone(),
+                ..Default::default()
+            })
+            .staff += 1;
     }
+    // Each clerk's day is judged once, window by window (the roster is ordered by unit and
+    // window): into the clerk's totals, and into the window's vacant and substituted segments.
+    let mut window: Vec<(&str, Vec<Verdict>)> = Vec::new();
     for day in days(first, last, today) {
-        for w in windows_on(&staff, &facts, office, cal, day) {
-            if let Some(u) = units.get_mut(&w.unit) {
-                u.vacant_segments += w.segments.iter().filter(|s| s.vacant).count() as u32;
-                u.substitutions += w.segments.iter().filter(|s| s.substituted).count() as u32;
+        let segments = office.schedule_on(day).map_or(0, |s| s.segments.len());
+        let mut start = 0;
+        while start < staff.len() {
+            let (unit, name) = (&staff[start].unit, &staff[start].window);
+            let end = staff[start..]
+                .iter()
+                .position(|s| s.unit != *unit || s.window != *name)
+                .map_or(staff.len(), |n| start + n);
+            window.clear();
+            for (s, mine) in staff[start..end].iter().zip(&mut people[start..end]) {
+                let punches = facts.punches_of(&s.staff_id, day);
+                let verdicts = facts.verdicts(office, cal, &s.staff_id, day, punches);
+                verdicts.iter().for_each(|(_, v)| mine.totals.add(*v));
+                mine.totals.makeups += punches.iter().filter(|p| p.makeup).count() as u32;
+                window.push((
+                    s.role.as_str(),
+                    verdicts.into_iter().map(|(_, v)| v).collect(),
+                ));
             }
+            if let Some(u) = units.get_mut(unit) {
+                for i in 0..segments {
+                    let (vacant, substituted) =
+                        window_segment(window.iter().map(|(r, v)| (*r, v.get(i).copied())));
+                    u.vacant_segments += u32::from(vacant);
+                    u.substitutions += u32::from(substituted);
+                }
+            }
+            start = end;
+        }
+    }
+    for p in &people {
+        if let Some(u) = units.get_mut(&p.unit) {
+            u.totals.merge(&p.totals);
         }
     }
     let mut stmt = conn.prepare_cached(
@@ -1074,15 +1215,8 @@ fn windows_on(
         let people = judged.get(key).map(Vec::as_slice).unwrap_or_default();
         for (i, seg) in segments.iter().enumerate() {
             let verdict = |id: &(String, String, Vec<Verdict>)| id.2.get(i).copied();
-            let present = |role: &str| {
-                people
-                    .iter()
-                    .filter(|p| p.1 == role)
-                    .any(|p| verdict(p).is_some_and(Verdict::present))
-            };
-            let required = people
-                .iter()
-                .any(|p| verdict(p).is_some_and(|v| v != Verdict::NotRequired));
+            let (vacant, substituted) =
+                window_segment(people.iter().map(|p| (p.1.as_str(), verdict(p))));
             w.segments.push(BoardSegment {
                 start: seg.start.format("%H:%M").to_string(),
                 end: seg.end.format("%H:%M").to_string(),
@@ -1091,8 +1225,8 @@ fn windows_on(
                     .filter(|p| verdict(p).is_some_and(Verdict::present))
                     .map(|p| p.0.clone())
                     .collect(),
-                vacant: required && !present("A") && !present("B"),
-                substituted: !present("A") && present("B"),
+                vacant,
+                substituted,
             });
         }
     }

@@ -99,6 +99,8 @@ fn open(path: &Path) -> Result<Connection, Error> {
     ] {
         conn.execute_batch(schema).map_err(db_err(path))?;
     }
+    conn.execute_batch(&attendance::change_triggers())
+        .map_err(db_err(path))?;
     migrate(&conn).map_err(db_err(path))?;
     Ok(conn)
 }
