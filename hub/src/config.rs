@@ -388,6 +388,12 @@ pub struct DigestConfig {
     pub roles: Vec<Role>,
     /// The office hour (UTC+8) at which the digest of the previous day is sent.
     pub hour: u32,
+    /// Roles sent the monthly report's figures in one message on the 1st, from `hour`, until the
+    /// 7th (OVERSIGHT.md §5: SMS digests to leaders use the report's figures). A contact with a
+    /// site gets its township's figures, with a unit too its unit's, others the county's.
+    pub report_roles: Vec<Role>,
+    /// The weekly summary's figures too, on Mondays (until Wednesday).
+    pub report_weekly: bool,
 }
 
 impl Default for DigestConfig {
@@ -395,6 +401,8 @@ impl Default for DigestConfig {
         DigestConfig {
             roles: vec![Role::Leadership],
             hour: 8,
+            report_roles: vec![Role::Leadership],
+            report_weekly: false,
         }
     }
 }

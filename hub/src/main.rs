@@ -965,11 +965,9 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         std::time::Duration::from_secs(args.tick_secs.max(1)),
     )
     .map_err(|e| Error::io("starting the oversight tick", e))?;
-    let live = sup.clone();
     notify::spawn(
         Writer::open(&path)?,
-        move || live.config(),
-        clock,
+        sup.clone(),
         std::time::Duration::from_secs(1),
     )?;
     let ingest = Ingest::new(

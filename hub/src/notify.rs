@@ -6,10 +6,11 @@
 
 use crate::clock::HubClock;
 use crate::config::{HubConfig, WebhookConfig};
+use crate::report::{Period, ReportScope};
 use crate::store::{Writer, notices};
+use crate::supervise::Supervision;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
@@ -107,16 +108,59 @@ fn digests_before(clock: &HubClock, hour: u32) -> chrono::NaiveDate {
     }
 }
 
-/// Runs the sender on its own thread, forever: gathers due digests, then delivers pending messages.
-/// `live` gives the rules in force, read each round (an admin may change the digest's roles and
-/// hour in the running hub); the webhook is hub.toml's, taken once here.
-pub fn spawn(
-    mut writer: Writer,
-    live: impl Fn() -> Arc<HubConfig> + Send + 'static,
-    clock: HubClock,
-    every: Duration,
-) -> Result<(), crate::Error> {
-    let notifier: Box<dyn Notifier> = match &live().notify.webhook {
+/// Records the report's figures as one message to each contact of `[notify.digest] report_roles`
+/// when a period's report is due (OVERSIGHT.md §5): the month's from the digest hour of the next
+/// month's first day until its 7th, with `report_weekly` the week's from Monday until Wednesday (a
+/// report later than that belongs on the dashboard, not in a text message). A contact with a site
+/// gets its township's figures, with a unit too its unit's, others the county's. One message per
+/// period and contact (`report:<period>:<role>:<to>`), however often this runs. Returns how many
+/// were recorded.
+pub fn queue_reports(
+    conn: &rusqlite::Connection,
+    sup: &Supervision,
+    clock: &HubClock,
+) -> rusqlite::Result<usize> {
+    let config = sup.config();
+    let rules = &config.notify.digest;
+    let now = digests_before(clock, rules.hour);
+    let mut due = Vec::new();
+    let month = Period::last_month(now);
+    if (now - month.to).num_days() <= 7 {
+        due.push(month);
+    }
+    let week = Period::last_week(now);
+    if rules.report_weekly && (now - week.to).num_days() <= 3 {
+        due.push(week);
+    }
+    let mut n = 0;
+    for period in &due {
+        for c in config
+            .contacts
+            .iter()
+            .filter(|c| rules.report_roles.contains(&c.role))
+        {
+            let key = format!("report:{}:{}:{}", period.label, c.role.as_str(), c.to);
+            if notices::recorded(conn, &key)? {
+                continue;
+            }
+            let scope = ReportScope {
+                site: c.site.clone(),
+                unit: c.site.as_ref().and(c.unit.clone()),
+            };
+            let r = crate::report::compute_live(conn, sup, &scope, period, clock.today())?;
+            let (subject, text) = crate::report::message(&r);
+            n += notices::enqueue_to(conn, &key, now, c, &subject, &text)?;
+        }
+    }
+    Ok(n)
+}
+
+/// Runs the sender on its own thread, forever: records due report messages and digests, then
+/// delivers pending messages. The rules are `sup`'s in force, read each round (an admin may change
+/// the digest's roles and hour in the running hub); the webhook is hub.toml's, taken once here.
+pub fn spawn(mut writer: Writer, sup: Supervision, every: Duration) -> Result<(), crate::Error> {
+    let clock = sup.clock;
+    let notifier: Box<dyn Notifier> = match &sup.config().notify.webhook {
         Some(w) => Box::new(Webhook::new(w)?),
         None => Box::new(LogSink),
     };
@@ -128,7 +172,10 @@ pub fn spawn(
         .name("notify".into())
         .spawn(move || {
             loop {
-                let config = live();
+                let config = sup.config();
+                if let Err(e) = queue_reports(writer.conn(), &sup, &clock) {
+                    tracing::error!(error = %e, "recording the report messages failed; retrying");
+                }
                 if let Err(e) = round(&mut writer, &config, &clock, notifier.as_ref(), &rt) {
                     tracing::error!(error = %e, "notification sender failed; retrying");
                 }

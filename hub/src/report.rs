@@ -698,6 +698,62 @@ fn compute_from(
     Ok(report)
 }
 
+/// The report in one text message (OVERSIGHT.md §5: the SMS digests to leaders use the report's
+/// figures): subject and text, in Chinese, the language of the messages.
+pub fn message(r: &Report) -> (String, String) {
+    let t = &r.total;
+    let pct = |x: Option<f64>| x.map_or("—".to_owned(), |v| format!("{:.1}%", v * 100.0));
+    let whose = match (&r.scope.site, &r.scope.unit) {
+        (Some(s), Some(u)) => format!("{s} {u}"),
+        (Some(s), None) => s.clone(),
+        _ => "全县".to_owned(),
+    };
+    let (when, what) = if r.period.kind == "week" {
+        let iso = r.period.from.iso_week();
+        (
+            format!(
+                "{}年第{}周（{}至{}）",
+                iso.year(),
+                iso.week(),
+                r.period.from.format("%m-%d"),
+                r.period.to.format("%m-%d")
+            ),
+            "周报",
+        )
+    } else {
+        (
+            format!("{}年{}月", r.period.from.year(), r.period.from.month()),
+            "月报",
+        )
+    };
+    let subject = format!("{whose}{when}窗口工作{what}");
+    let text = format!(
+        "【电子监察】{subject}：受理{}件（即办{}、承诺{}），办结{}件，按时办结率{}；\
+         黄灯{}、红灯{}、黄牌{}、红牌{}、督办函{}；迟到{}、早退{}、旷工{}个半天、空岗{}段；\
+         评价{}条，满意率{}，差评{}条；投诉{}件，属实{}件。详见电子监察平台报表。",
+        t.accepted,
+        t.accepted_immediate,
+        t.accepted_promised,
+        t.completed,
+        pct(t.on_time_rate),
+        t.yellow_lights,
+        t.red_lights,
+        t.yellow_cards,
+        t.red_cards,
+        t.letters,
+        t.late,
+        t.left_early,
+        t.absent,
+        t.vacant_segments,
+        t.ratings,
+        pct(t.satisfaction_rate),
+        t.bad_ratings,
+        r.complaints.received,
+        r.complaints.upheld,
+    );
+    (subject, text)
+}
+
 /// Leave by type, out-of-office registrations and pending make-up requests of the period.
 fn leave_and_makeups(
     conn: &Connection,

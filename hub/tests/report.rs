@@ -1153,3 +1153,82 @@ fn stored_summaries_follow_every_write_and_setting() {
     f.sup.set_calendar(cal);
     check("11-21 made a day off", 2);
 }
+
+fn contact(role: Role, name: &str, to: &str, site: Option<&str>) -> Contact {
+    Contact {
+        role,
+        name: name.into(),
+        to: to.into(),
+        site: site.map(String::from),
+        unit: None,
+        staff_id: None,
+    }
+}
+
+/// The report by message (OVERSIGHT.md §5: SMS digests to leaders use the report's figures): the
+/// month's figures go to each leadership contact from the 1st of the next month, once, for the
+/// contact's township or the county; the week's on Monday when asked for; a late report is not sent.
+#[test]
+fn leaders_get_the_report_figures_by_message_once() {
+    let f = fixture();
+    let mut config = (*f.sup.config()).clone();
+    config.contacts = vec![
+        contact(Role::Leadership, "分管副县长", "13800000004", None),
+        contact(Role::Leadership, "上石镇镇长", "13800000005", Some(A)),
+        contact(Role::Supervisor, "县电子监察室", "13800000003", None),
+    ];
+    f.sup.set_config(config.clone()).unwrap();
+    let w = Writer::open(&f.path).unwrap();
+    let queue =
+        |day: &str| notify::queue_reports(w.conn(), &f.sup, &HubClock::fixed(d(day))).unwrap();
+    assert_eq!(queue("2025-11-30"), 0, "November is not over");
+    assert_eq!(queue("2025-12-01"), 2, "one message per leader");
+    assert_eq!(queue("2025-12-01"), 0, "once");
+    assert_eq!(queue("2025-12-05"), 0, "once");
+    assert_eq!(queue("2026-01-08"), 0, "December's is a week late");
+    let messages = |like: &str| -> Vec<(String, String, String)> {
+        w.conn()
+            .prepare("SELECT key, subject, text FROM notifications WHERE key LIKE ?1 ORDER BY key")
+            .unwrap()
+            .query_map([like], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let sent = messages("report:%");
+    let keys: Vec<&str> = sent.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "report:2025-11:leadership:13800000004",
+            "report:2025-11:leadership:13800000005"
+        ]
+    );
+    // The hand-computed figures of the fixture month (the_fixture_month_matches_…): the county …
+    assert_eq!(sent[0].1, "全县2025年11月窗口工作月报");
+    assert!(
+        sent[0].2.contains("受理10件（即办5、承诺5），办结9件")
+            && sent[0].2.contains("旷工158个半天"),
+        "{}",
+        sent[0].2
+    );
+    // … and township A's.
+    assert_eq!(sent[1].1, format!("{A}2025年11月窗口工作月报"));
+    assert!(
+        sent[1].2.contains(
+            "受理9件（即办4、承诺5），办结8件，按时办结率75.0%；黄灯2、红灯6、黄牌2、红牌1、督办函1；迟到1、早退1、旷工118个半天、空岗42段"
+        ),
+        "{}",
+        sent[1].2
+    );
+
+    // The weekly summary when asked for: Monday to Wednesday after the week.
+    config.notify.digest.report_weekly = true;
+    f.sup.set_config(config).unwrap();
+    assert_eq!(queue("2025-11-20"), 0, "Thursday: week 46 is late");
+    assert_eq!(queue("2025-11-24"), 2, "Monday: week 47");
+    let weekly = messages("report:2025-W47:%");
+    assert_eq!(weekly.len(), 2);
+    assert_eq!(weekly[0].1, "全县2025年第47周（11-17至11-23）窗口工作周报");
+    assert!(weekly[1].2.contains("受理2件"), "{}", weekly[1].2);
+}

@@ -21,6 +21,7 @@ url = "{}"
 timeout_secs = 5
 [notify.digest]
 roles = ["leadership"]
+report_weekly = true
 [[contacts]]
 role = "handler"
 name = "李明"
@@ -148,6 +149,8 @@ fn the_ladder_reaches_the_gateway_once_per_person_across_restarts_and_outages() 
         "case:suixian-shangshi:C-9:supervision_letter:supervisor:13800000003",
         // Leadership's red card, in the digest of 10-13 sent on 10-14.
         "digest:2025-10-13:13800000004",
+        // The weekly report's figures to leadership, from Monday 10-13.
+        "report:2025-W41:leadership:13800000004",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -166,6 +169,17 @@ fn the_ladder_reaches_the_gateway_once_per_person_across_restarts_and_outages() 
             .contains("监建〔2025〕1号"),
         "{}",
         letter_msg.body
+    );
+    let weekly = gateway
+        .seen()
+        .into_iter()
+        .find(|d| d.key.starts_with("report:2025-W41"))
+        .expect("weekly report message");
+    let text = weekly.body["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("全县2025年第41周（10-06至10-12）窗口工作周报")
+            && text.contains("黄灯1、红灯1、黄牌1、红牌0"),
+        "C-9's yellow light, red light and yellow card of week 41: {text}"
     );
     // The letter, printable from the hub.
     let letters = hub.get("/api/v1/letters").expect("letters");

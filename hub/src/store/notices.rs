@@ -98,6 +98,38 @@ pub fn enqueue(
     Ok(n)
 }
 
+/// Whether a message was recorded under `key`.
+pub fn recorded(conn: &Connection, key: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM notifications WHERE key = ?1")?
+        .exists([key])
+}
+
+/// Records one message to `to` under `key` (unless one was recorded under it before), ready to go.
+pub fn enqueue_to(
+    conn: &Connection,
+    key: &str,
+    day: NaiveDate,
+    to: &crate::config::Contact,
+    subject: &str,
+    text: &str,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO notifications (key, created_ms, day, site, role, to_addr, to_name, subject, text, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending')",
+    )?
+    .execute(params![
+        key,
+        super::now_ms(),
+        day.to_string(),
+        to.site,
+        to.role.as_str(),
+        to.to,
+        to.name,
+        subject,
+        text
+    ])
+}
+
 /// Gathers the waiting messages of days before `through` into one digest per recipient and day.
 /// Returns how many digests were made.
 pub fn make_digests(conn: &Connection, before: NaiveDate) -> rusqlite::Result<usize> {
