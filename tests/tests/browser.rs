@@ -177,6 +177,67 @@ async fn session(c: &Client, base: &str, shots: &Path, letter: i64) {
         }
         shot(c, shots, name).await;
     }
+
+    // The admin: every admin page, and a calendar override saved with the page's own form.
+    click(c, Locator::Css("header button[type=submit]")).await;
+    wait_path(c, "the sign-in form after signing out", |p| p == "/login").await;
+    sign_in(c, "admin", PASSWORD).await;
+    wait_path(c, "signed in", |p| p != "/login").await;
+    for (path, name, expect) in [
+        (
+            "/admin/users",
+            "15-admin-users",
+            &["账号管理", "jiancha"][..],
+        ),
+        ("/admin/items", "16-admin-items", &["事项目录"][..]),
+        (
+            "/admin/schedules",
+            "17-admin-schedules",
+            &["作息与考勤规则"][..],
+        ),
+        (
+            "/admin/notify",
+            "18-admin-notify",
+            &["通知规则", "report_roles"][..],
+        ),
+        (
+            "/admin/calendar",
+            "19-admin-calendar",
+            &["工作日历", "国务院放假安排"][..],
+        ),
+    ] {
+        open(c, base, path, shots, name, expect).await;
+    }
+    for (field, value) in [("from", "2025-12-05"), ("reason", "防汛停止对外办公")] {
+        c.find(Locator::Css(&format!(
+            "form[action='/admin/calendar'] input[name={field}]"
+        )))
+        .await
+        .expect("calendar form field")
+        .send_keys(value)
+        .await
+        .expect("type");
+    }
+    click(
+        c,
+        Locator::Css("form[action='/admin/calendar'] button[type=submit]"),
+    )
+    .await;
+    let t = wait_text(c, "已生效").await;
+    assert!(
+        t.contains("防汛停止对外办公"),
+        "the override is listed: {t}"
+    );
+    shot(c, shots, "20-admin-calendar-saved").await;
+    open(
+        c,
+        base,
+        "/admin/audit",
+        shots,
+        "21-admin-audit",
+        &["审计日志", "calendar.set", "calendar:2025-12-05"],
+    )
+    .await;
 }
 
 #[test]
@@ -198,13 +259,13 @@ fn the_dashboard_in_headless_chromium() {
     let shots = &shots;
     driver.drive(
         None,
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         "the browser session",
         |c| async move { session(&c, &base, shots, letter).await },
     );
     // Keep the screenshots of the last run where a person can look at them.
     let n = keep_screenshots(shots, true);
-    assert_eq!(n, 19, "a screenshot of each page");
+    assert_eq!(n, 26, "a screenshot of each page");
 }
 
 /// "Snapshot now" clicked on the wall, answered by a real box (with a camera that makes frames)
