@@ -476,19 +476,11 @@ fn compute_from(
     let mut rows: BTreeMap<(String, String), UnitRow> = BTreeMap::new();
 
     let args = (site, from.as_str(), to.as_str(), unit);
-    // 1, 2: cases accepted or completed in the period.
+    // 1, 2: cases accepted, and cases completed, in the period (each read from its own covering
+    // index, `cases_by_accepted` and `cases_by_completed`).
     let sql = format!(
-        "SELECT site, unit,
-            sum(accepted BETWEEN ?2 AND ?3),
-            sum(accepted BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'immediate'),
-            sum(accepted BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'promised'),
-            sum(completed BETWEEN ?2 AND ?3),
-            sum(completed BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'immediate'),
-            sum(completed BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'promised'),
-            sum(completed BETWEEN ?2 AND ?3 AND on_time = 1),
-            sum(completed BETWEEN ?2 AND ?3 AND early = 1)
-         FROM cases WHERE {} AND (?4 IS NULL OR unit = ?4)
-            AND (accepted BETWEEN ?2 AND ?3 OR completed BETWEEN ?2 AND ?3)
+        "SELECT site, unit, count(*), sum(kind = 'immediate'), sum(kind = 'promised')
+         FROM cases WHERE {} AND (?4 IS NULL OR unit = ?4) AND accepted BETWEEN ?2 AND ?3
          GROUP BY site, unit",
         site_cond("site", site)
     );
@@ -496,20 +488,29 @@ fn compute_from(
         f.accepted = n(r, 2)?;
         f.accepted_immediate = n(r, 3)?;
         f.accepted_promised = n(r, 4)?;
-        f.completed = n(r, 5)?;
-        f.completed_immediate = n(r, 6)?;
-        f.completed_promised = n(r, 7)?;
-        f.on_time = n(r, 8)?;
-        f.early = n(r, 9)?;
         Ok(())
     })?;
-    // Warnings raised in the period, by level.
     let sql = format!(
-        "SELECT c.site, c.unit, w.level, count(*) FROM case_warnings w
-         JOIN cases c ON c.site = w.site AND c.case_no = w.case_no
-         WHERE {} AND w.on_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR c.unit = ?4) AND w.level != 'blue'
-         GROUP BY c.site, c.unit, w.level",
-        site_cond("w.site", site)
+        "SELECT site, unit, count(*), sum(kind = 'immediate'), sum(kind = 'promised'),
+            sum(on_time = 1), sum(early = 1)
+         FROM cases WHERE {} AND (?4 IS NULL OR unit = ?4) AND completed BETWEEN ?2 AND ?3
+         GROUP BY site, unit",
+        site_cond("site", site)
+    );
+    per_unit(conn, &mut rows, &sql, args, |f, r| {
+        f.completed = n(r, 2)?;
+        f.completed_immediate = n(r, 3)?;
+        f.completed_promised = n(r, 4)?;
+        f.on_time = n(r, 5)?;
+        f.early = n(r, 6)?;
+        Ok(())
+    })?;
+    // Warnings raised in the period, by level and the case's unit when raised.
+    let sql = format!(
+        "SELECT site, unit, level, count(*) FROM case_warnings
+         WHERE {} AND on_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR unit = ?4) AND level != 'blue'
+         GROUP BY site, unit, level",
+        site_cond("site", site)
     );
     per_unit(conn, &mut rows, &sql, args, |f, r| {
         let level: String = r.get(2)?;
@@ -967,7 +968,7 @@ fn awards(
     type Key = (String, String);
     let mut cases: BTreeMap<Key, (i64, i64)> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT site, json_extract(state, '$.staff_id'), count(*), sum(on_time = 1) FROM cases
+        "SELECT site, staff_id, count(*), sum(on_time = 1) FROM cases
          WHERE {sc} AND (?4 IS NULL OR unit = ?4) AND completed BETWEEN ?2 AND ?3 GROUP BY 1, 2"
     ))?;
     let mut q = stmt.query(params![site, from, to, unit])?;
@@ -991,11 +992,9 @@ fn awards(
     }
     let mut carded: BTreeSet<Key> = BTreeSet::new();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT DISTINCT c.site, json_extract(c.state, '$.staff_id') FROM case_warnings w
-         JOIN cases c ON c.site = w.site AND c.case_no = w.case_no
-         WHERE {} AND w.on_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR c.unit = ?4)
-            AND w.level IN ('yellow_card', 'red_card')",
-        site_cond("w.site", site)
+        "SELECT DISTINCT site, staff_id FROM case_warnings
+         WHERE {sc} AND on_day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR unit = ?4)
+            AND level IN ('yellow_card', 'red_card')"
     ))?;
     let mut q = stmt.query(params![site, from, to, unit])?;
     while let Some(r) = q.next()? {

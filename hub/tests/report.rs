@@ -1232,3 +1232,48 @@ fn leaders_get_the_report_figures_by_message_once() {
     assert_eq!(weekly[0].1, "全县2025年第47周（11-17至11-23）窗口工作周报");
     assert!(weekly[1].2.contains("受理2件"), "{}", weekly[1].2);
 }
+
+/// A store made before the report's columns (cases' kind and handler, warnings' unit and handler)
+/// gains them when opened, filled in from the cases, and gives the same report.
+#[test]
+fn an_older_store_gains_the_report_columns_and_gives_the_same_report() {
+    let f = fixture();
+    let month = Period::month("2025-11").unwrap();
+    let before = serde_json::to_value(f.report(ReportScope::default(), &month)).unwrap();
+    {
+        let c = rusqlite::Connection::open(&f.path).unwrap();
+        c.execute_batch(
+            "DROP INDEX cases_by_accepted; DROP INDEX cases_by_completed;
+             DROP INDEX case_warnings_by_day_unit;
+             CREATE INDEX case_warnings_by_day ON case_warnings (on_day);
+             ALTER TABLE cases DROP COLUMN kind; ALTER TABLE cases DROP COLUMN staff_id;
+             ALTER TABLE case_warnings DROP COLUMN unit; ALTER TABLE case_warnings DROP COLUMN staff_id;",
+        )
+        .unwrap();
+    }
+    drop(Writer::open(&f.path).unwrap());
+    let c = rusqlite::Connection::open(&f.path).unwrap();
+    let unfilled: i64 = c
+        .query_row(
+            "SELECT (SELECT count(*) FROM cases WHERE kind IS NULL OR staff_id IS NULL)
+                  + (SELECT count(*) FROM case_warnings WHERE unit IS NULL OR staff_id IS NULL)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unfilled, 0);
+    let warnings: i64 = c
+        .query_row("SELECT count(*) FROM case_warnings", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        warnings > 10,
+        "the fixture's warnings are there: {warnings}"
+    );
+    // Warnings are append-only again.
+    assert!(
+        c.execute("UPDATE case_warnings SET level = 'blue'", [])
+            .is_err()
+    );
+    let after = serde_json::to_value(f.report(ReportScope::default(), &month)).unwrap();
+    assert_eq!(before, after);
+}

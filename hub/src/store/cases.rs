@@ -10,6 +10,17 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+/// The report's covering indexes (`report::compute`): the cases accepted and completed in a period,
+/// and the warnings of a period, by site and unit, read without the case rows. Made after the
+/// migration that adds their columns (`store::migrate`); `case_warnings_by_day` (on_day alone) is
+/// a prefix of the last one.
+pub const REPORT_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS cases_by_accepted ON cases (accepted, site, unit, kind);
+CREATE INDEX IF NOT EXISTS cases_by_completed ON cases (completed, site, unit, on_time, early, kind, staff_id);
+DROP INDEX IF EXISTS case_warnings_by_day;
+CREATE INDEX IF NOT EXISTS case_warnings_by_day_unit ON case_warnings (on_day, site, unit, level, staff_id);
+";
+
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cases (
     site TEXT NOT NULL, case_no TEXT NOT NULL,
@@ -21,15 +32,16 @@ CREATE TABLE IF NOT EXISTS cases (
     accepted TEXT, completed TEXT, on_time INTEGER, early INTEGER,
     rated INTEGER NOT NULL DEFAULT 0,
     updated_ms INTEGER NOT NULL,
+    kind TEXT, staff_id TEXT,        -- of `state`, as columns for the report's indexes
     PRIMARY KEY (site, case_no));
 CREATE INDEX IF NOT EXISTS cases_next_check ON cases (next_check) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS cases_unrated ON cases (completed) WHERE rated = 0 AND completed IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cases_by_view ON cases (view, site);
 CREATE TABLE IF NOT EXISTS case_warnings (
     id INTEGER PRIMARY KEY, site TEXT NOT NULL, case_no TEXT NOT NULL, level TEXT NOT NULL,
-    on_day TEXT NOT NULL, at_ms INTEGER NOT NULL);
+    on_day TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    unit TEXT, staff_id TEXT);       -- the case's, when the warning was raised
 CREATE INDEX IF NOT EXISTS case_warnings_by_case ON case_warnings (site, case_no);
-CREATE INDEX IF NOT EXISTS case_warnings_by_day ON case_warnings (on_day);
 CREATE TRIGGER IF NOT EXISTS case_warnings_append_only BEFORE UPDATE ON case_warnings
     BEGIN SELECT RAISE(ABORT, 'warnings are append-only'); END;
 ";
@@ -88,11 +100,12 @@ pub fn apply_event(
     };
     check_against_catalog(conn, &mut state)?;
     conn.prepare_cached(
-        "INSERT INTO cases (site, case_no, events, state, unit, window, open, view, accepted, completed, rated, updated_ms)
+        "INSERT INTO cases (site, case_no, events, state, unit, window, open, view, accepted, completed, rated, updated_ms,
+                 kind, staff_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9,
-                 EXISTS (SELECT 1 FROM ratings WHERE site = ?1 AND case_no = ?2), ?10)
+                 EXISTS (SELECT 1 FROM ratings WHERE site = ?1 AND case_no = ?2), ?10, ?11, ?12)
          ON CONFLICT (site, case_no) DO UPDATE SET events = ?3, state = ?4, unit = ?5, window = ?6, view = ?7,
-             accepted = ?8, completed = ?9, updated_ms = ?10",
+             accepted = ?8, completed = ?9, updated_ms = ?10, kind = ?11, staff_id = ?12",
     )?
     .execute(params![
             site,
@@ -104,7 +117,12 @@ pub fn apply_event(
             view_of(&state),
             state.accepted.map(|d| d.to_string()),
             state.completed.map(|d| d.to_string()),
-            super::now_ms()
+            super::now_ms(),
+            match state.kind {
+                Kind::Immediate => "immediate",
+                Kind::Promised => "promised",
+            },
+            state.staff_id,
     ])?;
     // Ratings that arrived before their case learn its unit and window.
     conn.prepare_cached(
@@ -204,9 +222,11 @@ fn evaluate_from(
             let open = state.completed.is_none();
             if let Some(new) = escalate(stored, level) {
                 conn.prepare_cached(
-                    "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms, unit, staff_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![site, state.case_no, new.as_str(), today.to_string(), super::now_ms()])?;
+                .execute(params![site, state.case_no, new.as_str(), today.to_string(), super::now_ms(),
+                    state.unit, state.staff_id])?;
                 tracing::debug!(site, case_no = %state.case_no, level = new.as_str(), "case escalated");
                 announce(conn, sup, site, state, new, due, today, overdue)?;
             }
@@ -291,8 +311,16 @@ fn check_pause(
         return Ok(None);
     }
     conn.execute(
-        "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms) VALUES (?1, ?2, 'pause_overdue', ?3, ?4)",
-        params![site, state.case_no, today.to_string(), super::now_ms()],
+        "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms, unit, staff_id)
+         VALUES (?1, ?2, 'pause_overdue', ?3, ?4, ?5, ?6)",
+        params![
+            site,
+            state.case_no,
+            today.to_string(),
+            super::now_ms(),
+            state.unit,
+            state.staff_id
+        ],
     )?;
     notices::enqueue(
         conn,

@@ -117,6 +117,30 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("cases", "rated", "INTEGER NOT NULL DEFAULT 0"),
     ("punches", "photo", "TEXT"),
     ("staff", "card_no", "TEXT"),
+    ("cases", "kind", "TEXT"),
+    ("cases", "staff_id", "TEXT"),
+    ("case_warnings", "unit", "TEXT"),
+    ("case_warnings", "staff_id", "TEXT"),
+];
+
+/// What an older store fills in when a column of [`ADDED_COLUMNS`] is added: the cases' kind and
+/// handler from their state, the warnings' unit and handler from their case (the append-only
+/// trigger is put back by `cases::SCHEMA` right after).
+const BACKFILLS: &[(&str, &str, &str)] = &[
+    (
+        "cases",
+        "staff_id",
+        "UPDATE cases SET kind = json_extract(state, '$.kind'), staff_id = json_extract(state, '$.staff_id');",
+    ),
+    (
+        "case_warnings",
+        "staff_id",
+        "DROP TRIGGER IF EXISTS case_warnings_append_only;
+         UPDATE case_warnings SET
+            unit = (SELECT c.unit FROM cases c WHERE c.site = case_warnings.site AND c.case_no = case_warnings.case_no),
+            staff_id = (SELECT json_extract(c.state, '$.staff_id') FROM cases c
+                        WHERE c.site = case_warnings.site AND c.case_no = case_warnings.case_no);",
+    ),
 ];
 
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -128,8 +152,16 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         )?;
         if !present {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+            for (_, _, sql) in BACKFILLS
+                .iter()
+                .filter(|(t, c, _)| t == table && c == column)
+            {
+                conn.execute_batch(sql)?;
+            }
         }
     }
+    conn.execute_batch(cases::SCHEMA)?;
+    conn.execute_batch(cases::REPORT_INDEXES)?;
     Ok(())
 }
 

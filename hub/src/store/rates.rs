@@ -81,8 +81,8 @@ pub fn figures(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT site, {col},
             sum(accepted BETWEEN ?2 AND ?3),
-            sum(accepted BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'immediate'),
-            sum(accepted BETWEEN ?2 AND ?3 AND json_extract(state, '$.kind') = 'promised'),
+            sum(accepted BETWEEN ?2 AND ?3 AND kind = 'immediate'),
+            sum(accepted BETWEEN ?2 AND ?3 AND kind = 'promised'),
             sum(completed BETWEEN ?2 AND ?3),
             sum(completed BETWEEN ?2 AND ?3 AND on_time = 1),
             sum(completed BETWEEN ?2 AND ?3 AND early = 1)
