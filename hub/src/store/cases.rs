@@ -13,10 +13,14 @@ use serde::Serialize;
 /// The report's covering indexes (`report::compute`): the cases accepted and completed in a period,
 /// and the warnings of a period, by site and unit, read without the case rows. Made after the
 /// migration that adds their columns (`store::migrate`); `case_warnings_by_day` (on_day alone) is
-/// a prefix of the last one.
+/// a prefix of the last one. Partial, so that open cases (the tick's daily updates, and the
+/// projection of each new event) stay out of `cases_by_completed`; a query's `completed BETWEEN`
+/// implies its condition.
 pub const REPORT_INDEXES: &str = "
-CREATE INDEX IF NOT EXISTS cases_by_accepted ON cases (accepted, site, unit, kind);
-CREATE INDEX IF NOT EXISTS cases_by_completed ON cases (completed, site, unit, on_time, early, kind, staff_id);
+CREATE INDEX IF NOT EXISTS cases_by_accepted ON cases (accepted, site, unit, kind)
+    WHERE accepted IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cases_by_completed ON cases (completed, site, unit, on_time, early, kind, staff_id)
+    WHERE completed IS NOT NULL;
 DROP INDEX IF EXISTS case_warnings_by_day;
 CREATE INDEX IF NOT EXISTS case_warnings_by_day_unit ON case_warnings (on_day, site, unit, level, staff_id);
 ";
