@@ -4,8 +4,10 @@
 //! stored punches: about 15 ms a township, so 1.5 s or more for a county of 100 (BENCHMARKS.md).
 //! A summary is the judged month of one site ([`SiteAttendance`]), kept in memory with what it
 //! was judged from: the change counters of that site's months (`attendance_changes`, kept by
-//! triggers on every write of punches, make-ups, patrols, duties, violations and the roster) and
-//! the generation of the office hours, rules and calendar. A report uses a summary only when all
+//! triggers on every write of make-ups, patrols, duties, violations and the roster, and on punch
+//! updates and deletes), the number of its punches in the period (which every new punch changes,
+//! without a trigger on ingest's hot path) and the generation of the office hours, rules and
+//! calendar. A report uses a summary only when all
 //! of these still read the same, and judges the site again otherwise, so it never shows a figure
 //! older than the data. A background thread keeps the current and the last month judged, so even
 //! the first request after data arrived usually finds them ready.
@@ -144,7 +146,11 @@ impl Summaries {
                 last,
                 judged_to: last.min(today),
             };
-            let marks = marks.remove(site).unwrap_or_default();
+            let mut marks = marks.remove(site).unwrap_or_default();
+            marks.push((
+                "punches".into(),
+                att::punch_count(conn, site, first, last)?,
+            ));
             if let Some(hit) = self.current(&key, judging.generation, &marks) {
                 out.push((site.clone(), hit));
                 continue;
