@@ -476,8 +476,8 @@ fn compute_from(
     let mut rows: BTreeMap<(String, String), UnitRow> = BTreeMap::new();
 
     let args = (site, from.as_str(), to.as_str(), unit);
-    // 1, 2: cases accepted, and cases completed, in the period (each read from its own covering
-    // index, `cases_by_accepted` and `cases_by_completed`).
+    // 1, 2: cases accepted, and cases completed, in the period (each through its own index,
+    // `cases_by_accepted` and `cases_by_completed`; see `store::cases::REPORT_INDEXES`).
     let sql = format!(
         "SELECT site, unit, count(*), sum(kind = 'immediate'), sum(kind = 'promised')
          FROM cases WHERE {} AND (?4 IS NULL OR unit = ?4) AND accepted BETWEEN ?2 AND ?3

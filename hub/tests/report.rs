@@ -1244,8 +1244,6 @@ fn an_older_store_gains_the_report_columns_and_gives_the_same_report() {
         let c = rusqlite::Connection::open(&f.path).unwrap();
         c.execute_batch(
             "DROP INDEX cases_by_accepted; DROP INDEX cases_by_completed;
-             DROP INDEX case_warnings_by_day_unit;
-             CREATE INDEX case_warnings_by_day ON case_warnings (on_day);
              ALTER TABLE cases DROP COLUMN kind; ALTER TABLE cases DROP COLUMN staff_id;
              ALTER TABLE case_warnings DROP COLUMN unit; ALTER TABLE case_warnings DROP COLUMN staff_id;",
         )

@@ -147,10 +147,7 @@ impl Summaries {
                 judged_to: last.min(today),
             };
             let mut marks = marks.remove(site).unwrap_or_default();
-            marks.push((
-                "punches".into(),
-                att::punch_count(conn, site, first, last)?,
-            ));
+            marks.push(("punches".into(), att::punch_count(conn, site, first, last)?));
             if let Some(hit) = self.current(&key, judging.generation, &marks) {
                 out.push((site.clone(), hit));
                 continue;

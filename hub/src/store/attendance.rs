@@ -58,7 +58,8 @@ pub fn change_triggers() -> String {
     let roster =
         "OLD.site IS NOT NEW.site OR OLD.staff_id IS NOT NEW.staff_id OR OLD.name IS NOT NEW.name
         OR OLD.unit IS NOT NEW.unit OR OLD.window IS NOT NEW.window OR OLD.role IS NOT NEW.role";
-    let punch = "OLD.site IS NOT NEW.site OR OLD.staff_id IS NOT NEW.staff_id OR OLD.day IS NOT NEW.day
+    let punch =
+        "OLD.site IS NOT NEW.site OR OLD.staff_id IS NOT NEW.staff_id OR OLD.day IS NOT NEW.day
         OR OLD.time IS NOT NEW.time";
     let mut sql = String::new();
     for (table, month, when, inserts) in [
