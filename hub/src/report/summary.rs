@@ -9,8 +9,8 @@
 //! without a trigger on ingest's hot path) and the generation of the office hours, rules and
 //! calendar. A report uses a summary only when all
 //! of these still read the same, and judges the site again otherwise, so it never shows a figure
-//! older than the data. A background thread keeps the current and the last month judged, so even
-//! the first request after data arrived usually finds them ready.
+//! older than the data. A background thread keeps the current month, the twelve before it and the
+//! last two weeks judged, so even the first request after data arrived usually finds them ready.
 
 use crate::oversight::attendance::Office;
 use crate::oversight::calendar::Calendar;
@@ -21,7 +21,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Summaries kept at most; past it the least recently used goes (100 sites × 40 periods).
+/// Summaries kept at most; past it the least recently used goes (100 sites × 40 periods; the keeper
+/// keeps 15 periods).
 const CAPACITY: usize = 4_000;
 
 /// One site's attendance over a range of days: per unit, and per clerk.
@@ -218,8 +219,24 @@ impl Summaries {
     }
 }
 
-/// Keeps the summaries of the current and the last month of every site judged, once at start and
-/// then every `every`, on its own read connection.
+/// The periods the keeper keeps judged: the current month and the twelve before it, this week and
+/// the last.
+pub fn kept_periods(today: NaiveDate) -> Vec<super::Period> {
+    let mut month = super::Period::last_month(today).next();
+    let mut out = Vec::with_capacity(15);
+    for _ in 0..13 {
+        let before = month.previous();
+        out.push(month);
+        month = before;
+    }
+    let last_week = super::Period::last_week(today);
+    out.push(last_week.next());
+    out.push(last_week);
+    out
+}
+
+/// Keeps the summaries of [`kept_periods`] of every site judged, once at start and then every
+/// `every`, on its own read connection (a check of the counters when nothing changed).
 pub fn spawn_keeper(
     reader: crate::store::Reader,
     sup: crate::supervise::Supervision,
@@ -230,8 +247,7 @@ pub fn spawn_keeper(
         .spawn(move || {
             loop {
                 let today = sup.clock.today();
-                let last = super::Period::last_month(today);
-                for period in [last.next(), last] {
+                for period in kept_periods(today) {
                     let scope = super::ReportScope::default();
                     let done = reader.run(|c| {
                         let sites = super::sites(c, &scope)?;
@@ -253,4 +269,23 @@ pub fn spawn_keeper(
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keeper_keeps_thirteen_months_and_two_weeks() {
+        let today = NaiveDate::from_ymd_opt(2026, 1, 7).unwrap();
+        let labels: Vec<String> = kept_periods(today).into_iter().map(|p| p.label).collect();
+        assert_eq!(
+            labels,
+            [
+                "2026-01", "2025-12", "2025-11", "2025-10", "2025-09", "2025-08", "2025-07",
+                "2025-06", "2025-05", "2025-04", "2025-03", "2025-02", "2025-01", "2026-W02",
+                "2026-W01"
+            ]
+        );
+    }
 }
