@@ -32,6 +32,32 @@ const TOWNSHIPS: [Township; 3] = [
     },
 ];
 
+/// The demo's clerks: at each township the first two at 民政办's window W1, the other two at
+/// 林业站's W2; the first of each pair holds the window (A), the second substitutes (B).
+const NAMES: [&str; 12] = [
+    "李明", "王芳", "张强", "赵敏", "刘洋", "陈静", "杨帆", "黄磊", "周婷", "吴昊", "徐丽", "孙伟",
+];
+
+fn roster() -> String {
+    let mut text = String::new();
+    for (i, t) in TOWNSHIPS.iter().enumerate() {
+        for (j, id) in t.staff.iter().enumerate() {
+            let (unit, window) = if j < 2 {
+                ("民政办", "W1")
+            } else {
+                ("林业站", "W2")
+            };
+            text.push_str(&format!(
+                "[[staff]]\nsite = \"{}\"\nstaff_id = \"{id}\"\nname = \"{}\"\nunit = \"{unit}\"\nwindow = \"{window}\"\nrole = \"{}\"\n",
+                t.site,
+                NAMES[i * 4 + j],
+                if j % 2 == 0 { "A" } else { "B" }
+            ));
+        }
+    }
+    text
+}
+
 /// Items from the seeds: (code, name, unit, window, promised days; 0 = 即办件 immediate).
 const ITEMS: [(&str, &str, &str, &str, u32); 5] = [
     ("MZ-001", "老年优待证", "民政办", "W1", 40),
@@ -89,6 +115,18 @@ fn main() {
         .output();
     if !imported.is_ok_and(|o| o.status.success()) {
         println!("  (could not import the demo item catalog)");
+    }
+    // The clerks, so that the attendance pages have windows to judge.
+    let roster_file = hub.dir.join("roster.toml");
+    let imported = std::fs::write(&roster_file, roster()).is_ok()
+        && std::process::Command::new(sunlight_tests::bin("sunlight-hub"))
+            .args(["roster", "import", "--data-dir"])
+            .arg(&hub.dir)
+            .arg(&roster_file)
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !imported {
+        println!("  (could not import the demo roster)");
     }
     let config = hub.dir.join("hub.toml");
     let written = std::fs::write(&config, DEMO_CONFIG);
