@@ -1,7 +1,7 @@
 //! The hub's one clock: "today" in the county's time zone (UTC+8), or a fixed day for simulations
 //! and tests (`sunlight-hub run --today 2025-11-13`). Engines never read the system time themselves.
 
-use chrono::{FixedOffset, NaiveDate, Utc};
+use chrono::{FixedOffset, NaiveDate, NaiveDateTime, Utc};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HubClock {
@@ -34,6 +34,27 @@ impl HubClock {
     pub fn today(&self) -> NaiveDate {
         self.fixed
             .unwrap_or_else(|| Utc::now().with_timezone(&cst()).date_naive())
+    }
+
+    /// The moment attendance is judged up to: now in China Standard Time, so that a segment not
+    /// over yet is pending, not absent; none on a fixed day, which is judged as if it were over.
+    pub fn until(&self) -> Option<NaiveDateTime> {
+        match self.fixed {
+            Some(_) => None,
+            None => Some(Utc::now().with_timezone(&cst()).naive_local()),
+        }
+    }
+
+    /// The last day a report's attendance covers: yesterday, since today's segments are not all
+    /// over (the fixed day itself on a fixed clock).
+    pub fn report_day(&self) -> NaiveDate {
+        match self.fixed {
+            Some(day) => day,
+            None => {
+                let today = self.today();
+                today.pred_opt().unwrap_or(today)
+            }
+        }
     }
 }
 

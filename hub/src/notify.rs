@@ -147,7 +147,7 @@ pub fn queue_reports(
                 site: c.site.clone(),
                 unit: c.site.as_ref().and(c.unit.clone()),
             };
-            let r = crate::report::compute_live(conn, sup, &scope, period, clock.today())?;
+            let r = crate::report::compute_live(conn, sup, &scope, period, clock.report_day())?;
             let (subject, text) = crate::report::message(&r);
             n += notices::enqueue_to(conn, &key, now, c, &subject, &text)?;
         }

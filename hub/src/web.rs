@@ -573,7 +573,16 @@ async fn attendance_board(
     let day = q.day.unwrap_or_else(|| state.sup.clock.today());
     let sup = state.sup.clone();
     match read(&state, move |r| {
-        r.run(|c| store::attendance::board(c, &sup.office(), &sup.calendar(), &site, day))
+        r.run(|c| {
+            store::attendance::board_at(
+                c,
+                &sup.office(),
+                &sup.calendar(),
+                &site,
+                day,
+                sup.clock.until(),
+            )
+        })
     })
     .await
     {
@@ -600,7 +609,7 @@ async fn attendance_staff(
                 &site,
                 &staff_id,
                 &m,
-                today,
+                (today, sup.clock.until()),
             )
         })
     })
@@ -626,7 +635,15 @@ async fn attendance_units(
     let m = month.clone();
     match read(&state, move |r| {
         r.run(|c| {
-            store::attendance::units_month(c, &sup.office(), &sup.calendar(), &site, &m, today)
+            store::attendance::units_month(
+                c,
+                &sup.office(),
+                &sup.calendar(),
+                &site,
+                &m,
+                today,
+                sup.clock.until(),
+            )
         })
     })
     .await
@@ -918,7 +935,7 @@ async fn report_json(
         unit: nonempty(q.unit),
     };
     let sup = state.sup.clone();
-    let today = sup.clock.today();
+    let today = sup.clock.report_day();
     match read(&state, move |r| {
         r.run(|c| crate::report::compute_live(c, &sup, &scope, &period, today))
     })

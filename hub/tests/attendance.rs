@@ -279,7 +279,7 @@ fn make_up_punches_have_a_quota_a_deadline_and_an_approval() {
                 SITE,
                 "0451",
                 "2025-11",
-                today,
+                (today, None),
             )
         })
         .unwrap()
@@ -330,7 +330,7 @@ fn leave_over_a_day_without_a_stamped_note_is_listed() {
                 SITE,
                 "0452",
                 "2025-11",
-                d("2025-11-13"),
+                (d("2025-11-13"), None),
             )
         })
         .unwrap()
@@ -407,6 +407,7 @@ fn units_see_patrols_vacancies_and_bundled_deductions() {
                 SITE,
                 "2025-11",
                 d("2025-11-13"),
+                None,
             )
         })
         .unwrap()
@@ -509,4 +510,90 @@ fn a_late_punch_photo_joins_the_clerk_s_nearest_punch() {
         Some(format!("/api/v1/blobs/{sha}").as_str())
     );
     assert_eq!(punches[1].photo, None);
+}
+
+/// Today as the hub sees it during the day: a segment whose check-out window has not closed is
+/// pending (未到时), neither absent nor vacant, and counts nowhere; the morning is judged once its
+/// window has closed.
+#[test]
+fn segments_not_over_yet_are_pending_not_absent() {
+    let f = Fixture::new();
+    f.punch("0451", "2025-11-13T08:36:00+08:00", None);
+    f.punch("0451", "2025-11-13T12:01:00+08:00", None);
+    let at = |hm: &str| {
+        Some(d("2025-11-13").and_time(chrono::NaiveTime::parse_from_str(hm, "%H:%M").unwrap()))
+    };
+    let board = |until| {
+        f.reader()
+            .run(|c| {
+                att::board_at(
+                    c,
+                    &f.sup.office(),
+                    &f.sup.calendar(),
+                    SITE,
+                    d("2025-11-13"),
+                    until,
+                )
+            })
+            .unwrap()
+    };
+    // 10:57: both segments still open; nobody is absent, no window is vacant yet.
+    let b = board(at("10:57"));
+    let w1 = b.iter().find(|w| w.window == "W1").unwrap();
+    assert_eq!(verdicts(w1, "0451"), [Verdict::Pending, Verdict::Pending]);
+    assert!(
+        b.iter()
+            .all(|w| w.segments.iter().all(|s| !s.vacant && !s.substituted))
+    );
+    // 15:00: the morning is over (0451 late, 0452 absent, W2 vacant); the afternoon is pending.
+    let b = board(at("15:00"));
+    let w1 = b.iter().find(|w| w.window == "W1").unwrap();
+    let w2 = b.iter().find(|w| w.window == "W2").unwrap();
+    assert_eq!(
+        verdicts(w1, "0451"),
+        [Verdict::Late { minutes: 6 }, Verdict::Pending]
+    );
+    assert_eq!(verdicts(w1, "0452"), [Verdict::Absent, Verdict::Pending]);
+    assert!(w2.segments[0].vacant && !w2.segments[1].vacant);
+    // A clerk's month as of 15:00 counts the morning only.
+    let month = f
+        .reader()
+        .run(|c| {
+            att::staff_month(
+                c,
+                &f.sup.office(),
+                &f.sup.calendar(),
+                SITE,
+                "0452",
+                "2025-11",
+                (d("2025-11-13"), at("15:00")),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let whole = f
+        .reader()
+        .run(|c| {
+            att::staff_month(
+                c,
+                &f.sup.office(),
+                &f.sup.calendar(),
+                SITE,
+                "0452",
+                "2025-11",
+                (d("2025-11-13"), None),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        month.totals.absent + 1,
+        whole.totals.absent,
+        "the afternoon is not counted yet"
+    );
+    // The day is over: the board is the same as the fixed-day board.
+    assert_eq!(
+        serde_json::to_value(board(at("23:59"))).unwrap(),
+        serde_json::to_value(f.board("2025-11-13")).unwrap()
+    );
 }

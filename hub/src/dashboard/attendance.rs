@@ -40,6 +40,12 @@ fn verdict(l: Lang, v: &Verdict) -> String {
         Verdict::NotRequired => {
             format!("<span class=\"muted\">{}</span>", l.t("休息日", "day off"))
         }
+        Verdict::Pending => {
+            format!(
+                "<span class=\"muted\">{}</span>",
+                l.t("未到时", "not over yet")
+            )
+        }
     }
 }
 
@@ -119,7 +125,16 @@ pub async fn board(
     let sup = state.api.sup.clone();
     let s = site.clone();
     let windows = match read(&state.api, move |r| {
-        r.run(|c| attendance::board(c, &sup.office(), &sup.calendar(), &s, day))
+        r.run(|c| {
+            attendance::board_at(
+                c,
+                &sup.office(),
+                &sup.calendar(),
+                &s,
+                day,
+                sup.clock.until(),
+            )
+        })
     })
     .await
     {
@@ -280,7 +295,15 @@ pub async fn month(
     let (s, m) = (site.clone(), month.clone());
     let data = read(&state.api, move |r| {
         r.run(|c| {
-            let units = attendance::units_month(c, &sup.office(), &sup.calendar(), &s, &m, today)?;
+            let units = attendance::units_month(
+                c,
+                &sup.office(),
+                &sup.calendar(),
+                &s,
+                &m,
+                today,
+                sup.clock.until(),
+            )?;
             let patrols = attendance::patrols_month(c, &s, &m)?;
             Ok((units.unwrap_or_default(), patrols))
         })
@@ -416,8 +439,15 @@ pub async fn staff(
             let who = attendance::roster(c, Some(&s), false)?
                 .into_iter()
                 .find(|x| x.staff_id == id);
-            let month =
-                attendance::staff_month(c, &sup.office(), &sup.calendar(), &s, &id, &m, today)?;
+            let month = attendance::staff_month(
+                c,
+                &sup.office(),
+                &sup.calendar(),
+                &s,
+                &id,
+                &m,
+                (today, sup.clock.until()),
+            )?;
             Ok((who, month))
         })
     })

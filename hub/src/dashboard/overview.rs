@@ -111,22 +111,29 @@ pub async fn page(State(state): State<super::DashState>, viewer: Viewer) -> Resp
             let mut warnings = warnings(c, &scope)?;
             let mut cards = Vec::new();
             for site in sites(c, &scope)? {
-                let vacant = attendance::board(c, &sup.office(), &sup.calendar(), &site, today)?
-                    .into_iter()
-                    .filter(|w| scope.unit_allowed(&w.unit))
-                    .flat_map(|w| {
-                        w.segments
-                            .into_iter()
-                            .filter(|s| s.vacant && s.start <= now_hm)
-                            .map(move |s| {
-                                (
-                                    w.unit.clone(),
-                                    w.window.clone(),
-                                    format!("{}–{}", s.start, s.end),
-                                )
-                            })
-                    })
-                    .collect();
+                let vacant = attendance::board_at(
+                    c,
+                    &sup.office(),
+                    &sup.calendar(),
+                    &site,
+                    today,
+                    sup.clock.until(),
+                )?
+                .into_iter()
+                .filter(|w| scope.unit_allowed(&w.unit))
+                .flat_map(|w| {
+                    w.segments
+                        .into_iter()
+                        .filter(|s| s.vacant && s.start <= now_hm)
+                        .map(move |s| {
+                            (
+                                w.unit.clone(),
+                                w.window.clone(),
+                                format!("{}–{}", s.start, s.end),
+                            )
+                        })
+                })
+                .collect();
                 cards.push(SiteCard {
                     boxes: boxes.iter().filter(|b| b.site == site).cloned().collect(),
                     warnings: warnings.remove(&site).unwrap_or_default(),

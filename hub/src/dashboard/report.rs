@@ -60,7 +60,7 @@ async fn compute(
     scope: ReportScope,
 ) -> Result<Report, Response> {
     let sup = state.api.sup.clone();
-    let today = sup.clock.today();
+    let today = sup.clock.report_day();
     read(&state.api, move |r| {
         r.run(|c| report::compute_live(c, &sup, &scope, &period, today))
     })

@@ -76,6 +76,8 @@ pub enum Verdict {
     OnLeave,
     /// Not a working day on the county calendar.
     NotRequired,
+    /// Not over yet: its check-out window has not closed (未到时). Counted nowhere.
+    Pending,
 }
 
 impl Verdict {

@@ -41,7 +41,8 @@ impl SiteAttendance {
         site: &str,
         (first, last, today): (NaiveDate, NaiveDate, NaiveDate),
     ) -> rusqlite::Result<SiteAttendance> {
-        let (units, people) = att::units_range(conn, office, cal, site, first, last, today)?;
+        let (units, people) =
+            att::units_range(conn, office, cal, site, (first, last, today), None)?;
         Ok(SiteAttendance { units, people })
     }
 }
@@ -246,8 +247,8 @@ pub fn spawn_keeper(
         .name("report-summaries".into())
         .spawn(move || {
             loop {
-                let today = sup.clock.today();
-                for period in kept_periods(today) {
+                let today = sup.clock.report_day();
+                for period in kept_periods(sup.clock.today()) {
                     let scope = super::ReportScope::default();
                     let done = reader.run(|c| {
                         let sites = super::sites(c, &scope)?;

@@ -683,6 +683,9 @@ struct Facts {
     punches: BTreeMap<(String, NaiveDate), Vec<PunchView>>,
     /// staff → [(from, to, type)]
     duties: BTreeMap<String, Vec<(NaiveDateTime, NaiveDateTime, String)>>,
+    /// The moment judged up to (UTC+8): a segment whose check-out window closes later is
+    /// [`Verdict::Pending`]. None: every segment of the days judged is over.
+    until: Option<NaiveDateTime>,
 }
 
 fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusqlite::Result<Facts> {
@@ -754,7 +757,11 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
         };
         duties.entry(r.get(0)?).or_default().push((a, b, r.get(3)?));
     }
-    Ok(Facts { punches, duties })
+    Ok(Facts {
+        punches,
+        duties,
+        until: None,
+    })
 }
 
 impl Facts {
@@ -810,6 +817,13 @@ impl Facts {
                     .into_iter()
                     .flatten()
                     .any(|(from, to, _)| *from <= s && *to >= e);
+                if !covered
+                    && self
+                        .until
+                        .is_some_and(|u| day.and_time(seg.check_out.1) > u)
+                {
+                    return (*seg, Verdict::Pending);
+                }
                 (*seg, judge_segment(seg, &office.rules, &times, covered))
             })
             .collect()
@@ -818,10 +832,14 @@ impl Facts {
 
 /// One segment of a window staffed by `people` (role, verdict in that segment): whether it stands
 /// vacant (someone was required, but neither the A-role holder nor the B-role substitute was
-/// present) and whether the B-role substitute covered for an absent A-role holder.
+/// present) and whether the B-role substitute covered for an absent A-role holder. Neither while
+/// the segment is not over.
 fn window_segment<'a>(
     people: impl Iterator<Item = (&'a str, Option<Verdict>)> + Clone,
 ) -> (bool, bool) {
+    if people.clone().any(|(_, v)| v == Some(Verdict::Pending)) {
+        return (false, false);
+    }
     let present = |role: &str| {
         people
             .clone()
@@ -880,8 +898,22 @@ pub fn board(
     site: &str,
     day: NaiveDate,
 ) -> rusqlite::Result<Vec<BoardWindow>> {
+    board_at(conn, office, cal, site, day, None)
+}
+
+/// [`board`] as of `until` (UTC+8; the hub's [`crate::clock::HubClock::until`]): the segments
+/// not over by then are [`Verdict::Pending`], neither absent nor vacant.
+pub fn board_at(
+    conn: &Connection,
+    office: &Office,
+    cal: &Calendar,
+    site: &str,
+    day: NaiveDate,
+    until: Option<NaiveDateTime>,
+) -> rusqlite::Result<Vec<BoardWindow>> {
     let staff = roster(conn, Some(site), false)?;
-    let facts = facts(conn, site, day, day)?;
+    let mut facts = facts(conn, site, day, day)?;
+    facts.until = until;
     Ok(windows_on(&staff, &facts, office, cal, day))
 }
 
@@ -920,7 +952,7 @@ impl Totals {
             }
             Verdict::Absent => self.absent += 1,
             Verdict::OnLeave => self.on_leave += 1,
-            Verdict::NotRequired => {}
+            Verdict::NotRequired | Verdict::Pending => {}
         }
     }
 }
@@ -948,12 +980,13 @@ pub fn staff_month(
     site: &str,
     staff_id: &str,
     month: &str,
-    today: NaiveDate,
+    (today, until): (NaiveDate, Option<NaiveDateTime>),
 ) -> rusqlite::Result<Option<StaffMonth>> {
     let Some((first, last)) = month_range(month) else {
         return Ok(None);
     };
-    let facts = facts(conn, site, first, last)?;
+    let mut facts = facts(conn, site, first, last)?;
+    facts.until = until;
     let mut totals = Totals::default();
     let mut out = Vec::new();
     for day in days(first, last, today) {
@@ -1043,12 +1076,13 @@ pub fn units_month(
     site: &str,
     month: &str,
     today: NaiveDate,
+    until: Option<NaiveDateTime>,
 ) -> rusqlite::Result<Option<Vec<UnitMonth>>> {
     let Some((first, last)) = month_range(month) else {
         return Ok(None);
     };
     Ok(Some(
-        units_range(conn, office, cal, site, first, last, today)?.0,
+        units_range(conn, office, cal, site, (first, last, today), until)?.0,
     ))
 }
 
@@ -1081,12 +1115,12 @@ pub fn units_range(
     office: &Office,
     cal: &Calendar,
     site: &str,
-    first: NaiveDate,
-    last: NaiveDate,
-    today: NaiveDate,
+    (first, last, today): (NaiveDate, NaiveDate, NaiveDate),
+    until: Option<NaiveDateTime>,
 ) -> rusqlite::Result<(Vec<UnitMonth>, Vec<StaffTotals>)> {
     let staff = roster(conn, Some(site), false)?;
-    let facts = facts(conn, site, first, last)?;
+    let mut facts = facts(conn, site, first, last)?;
+    facts.until = until;
     let mut units: BTreeMap<String, UnitMonth> = BTreeMap::new();
     let mut people: Vec<StaffTotals> = staff
         .iter()

@@ -710,7 +710,7 @@ fn attendance_store(dir: &std::path::Path) {
                     "site-07",
                     "S0702",
                     "2025-10",
-                    today,
+                    (today, None),
                 )
             })
             .ok()
@@ -728,6 +728,7 @@ fn attendance_store(dir: &std::path::Path) {
                     "site-07",
                     "2025-10",
                     today,
+                    None,
                 )
             })
             .ok()
