@@ -110,6 +110,29 @@ impl Fixture {
             .run(|c| att::board(c, &self.sup.office(), &self.sup.calendar(), SITE, d(day)))
             .unwrap()
     }
+
+    /// A clerk's November, judged up to `today` (as of `until` on that day, if given).
+    fn november(
+        &self,
+        staff: &str,
+        today: NaiveDate,
+        until: Option<chrono::NaiveDateTime>,
+    ) -> att::StaffMonth {
+        self.reader()
+            .run(|c| {
+                att::staff_month(
+                    c,
+                    &self.sup.office(),
+                    &self.sup.calendar(),
+                    SITE,
+                    staff,
+                    "2025-11",
+                    (today, until),
+                )
+            })
+            .unwrap()
+            .unwrap()
+    }
 }
 
 fn verdicts(w: &att::BoardWindow, staff: &str) -> Vec<Verdict> {
@@ -269,21 +292,7 @@ fn make_up_punches_have_a_quota_a_deadline_and_an_approval() {
         .unwrap()
         .unwrap();
     assert_eq!(decided.status, "approved");
-    let month = f
-        .reader()
-        .run(|c| {
-            att::staff_month(
-                c,
-                &f.sup.office(),
-                &f.sup.calendar(),
-                SITE,
-                "0451",
-                "2025-11",
-                (today, None),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let month = f.november("0451", today, None);
     let monday = month.days.iter().find(|x| x.day == "2025-11-10").unwrap();
     assert_eq!(monday.verdicts[0].verdict, Verdict::OnTime);
     assert_eq!(monday.punches.len(), 2);
@@ -320,21 +329,7 @@ fn leave_over_a_day_without_a_stamped_note_is_listed() {
         serde_json::json!({"staff_id": "0452", "type": "leave", "leave_type": "病假",
         "from": "2025-11-06 14:00", "to": "2025-11-06 17:30", "note_ref": "医院证明 1102"}),
     );
-    let month = f
-        .reader()
-        .run(|c| {
-            att::staff_month(
-                c,
-                &f.sup.office(),
-                &f.sup.calendar(),
-                SITE,
-                "0452",
-                "2025-11",
-                (d("2025-11-13"), None),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let month = f.november("0452", d("2025-11-13"), None);
     assert_eq!(
         month.leave_needing_note.len(),
         1,
@@ -556,36 +551,8 @@ fn segments_not_over_yet_are_pending_not_absent() {
     assert_eq!(verdicts(w1, "0452"), [Verdict::Absent, Verdict::Pending]);
     assert!(w2.segments[0].vacant && !w2.segments[1].vacant);
     // A clerk's month as of 15:00 counts the morning only.
-    let month = f
-        .reader()
-        .run(|c| {
-            att::staff_month(
-                c,
-                &f.sup.office(),
-                &f.sup.calendar(),
-                SITE,
-                "0452",
-                "2025-11",
-                (d("2025-11-13"), at("15:00")),
-            )
-        })
-        .unwrap()
-        .unwrap();
-    let whole = f
-        .reader()
-        .run(|c| {
-            att::staff_month(
-                c,
-                &f.sup.office(),
-                &f.sup.calendar(),
-                SITE,
-                "0452",
-                "2025-11",
-                (d("2025-11-13"), None),
-            )
-        })
-        .unwrap()
-        .unwrap();
+    let month = f.november("0452", d("2025-11-13"), at("15:00"));
+    let whole = f.november("0452", d("2025-11-13"), None);
     assert_eq!(
         month.totals.absent + 1,
         whole.totals.absent,
