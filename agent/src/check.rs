@@ -163,6 +163,17 @@ pub async fn run(
             "enroll this box (sunlight-agent enroll) or create the key: sunlight-agent init",
         ),
     });
+    checks.push(match config.hub.verifying_keys.len() {
+        0 => Item::fail(
+            "hub keys",
+            "[hub] verifying_keys is empty: this box refuses every ack and command, so it deletes nothing and runs no command",
+            "add the line 'sunlight-hub hub-key show' prints on the hub (enrollment writes it)",
+        ),
+        n => Item::pass(
+            "hub keys",
+            format!("{n} hub key(s): acks and commands are taken only when sealed by the hub"),
+        ),
+    });
     checks.extend(cameras(config, &clock, progress).await);
     checks.push(usb_devices());
     if options.discover {

@@ -457,6 +457,11 @@ pub struct HubConfig {
     /// The hub's HTTP API, `http://hub.county.example:8080`, where snapshots are uploaded
     /// (`PUT /api/v1/blobs/{sha256}`); absent: snapshots stay in the spool.
     pub api: Option<String>,
+    /// The hub's down-link keys (`sunlight-hub hub-key show`; enrollment writes them). Acks and
+    /// commands not sealed by one of them are refused: without any, this box records and sends but
+    /// deletes nothing and runs no command.
+    #[serde(default)]
+    pub verifying_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -634,6 +639,8 @@ impl AgentConfig {
             .map_err(|e| bad(format!("snapshots.office_days: {e}")))?;
         sunlight_protocol::update::verifying_keys(&config.update.verifying_keys)
             .map_err(|e| bad(format!("update.verifying_keys: {e}")))?;
+        sunlight_protocol::down::trusted_keys(&config.hub.verifying_keys)
+            .map_err(|e| bad(format!("hub.verifying_keys: {e}")))?;
         if config.update.health_deadline_secs < 10 || config.update.max_starts == 0 {
             return Err(bad(
                 "update.health_deadline_secs must be at least 10 and update.max_starts at least 1"

@@ -62,6 +62,9 @@ pub struct EnrollArgs {
     /// Update verifying keys from an offline bundle: written to `[update] verifying_keys` when
     /// the hub's answer has none (a hub from before it sent them).
     pub update_keys: Vec<String>,
+    /// The hub's down-link keys from an offline bundle: written to `[hub] verifying_keys` when the
+    /// hub's answer has none.
+    pub hub_keys: Vec<String>,
 }
 
 /// An offline bundle (`sunlight-hub enroll token --bundle DIR`): `enroll.toml` and `ca.pem`.
@@ -74,6 +77,8 @@ struct BundleFile {
     ca_sha256: Option<String>,
     #[serde(default)]
     update_verifying_keys: Vec<String>,
+    #[serde(default)]
+    hub_verifying_keys: Vec<String>,
 }
 
 impl EnrollArgs {
@@ -104,6 +109,12 @@ impl EnrollArgs {
                 path.display()
             ))
         })?;
+        sunlight_protocol::down::trusted_keys(&b.hub_verifying_keys).map_err(|e| {
+            EnrollError::Refused(format!(
+                "{}: hub_verifying_keys: {e}. Ask the county operator for a new bundle",
+                path.display()
+            ))
+        })?;
         Ok(EnrollArgs {
             hub: b.hub,
             token: b.token,
@@ -115,6 +126,7 @@ impl EnrollArgs {
             hub_ca: ca.is_file().then_some(ca),
             force,
             update_keys: b.update_verifying_keys,
+            hub_keys: b.hub_verifying_keys,
         })
     }
 }
@@ -332,6 +344,31 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
              verifying_keys = [{}]\n",
             keys.join(", ")
         ));
+        config = AgentConfig::parse(&config_text, &config_path)?;
+    }
+    if config.hub.verifying_keys.is_empty() {
+        // A box that cannot check the hub's seal would never delete an event nor run a command.
+        if args.hub_keys.is_empty() || !config_text.contains("\n[hub]\n") {
+            return Err(EnrollError::Hub(
+                "the hub's answer names no down-link key ([hub] verifying_keys), so this box could \
+                 not trust its acks and commands; nothing was written. The hub needs Sunlight 0.2 \
+                 or later (tell the county operator)"
+                    .into(),
+            ));
+        }
+        let keys: Vec<String> = args
+            .hub_keys
+            .iter()
+            .map(|k| format!("\"{}\"", k.trim()))
+            .collect();
+        config_text = config_text.replacen(
+            "\n[hub]\n",
+            &format!(
+                "\n[hub]\n# The hub's down-link keys (from the enrollment bundle).\nverifying_keys = [{}]\n",
+                keys.join(", ")
+            ),
+            1,
+        );
         config = AgentConfig::parse(&config_text, &config_path)?;
     }
     let cert_path = data_dir.join("box.pem");
@@ -676,6 +713,7 @@ mod tests {
             hub_ca: None,
             force: false,
             update_keys: Vec::new(),
+            hub_keys: Vec::new(),
         };
         let err = enroll(&args).unwrap_err().to_string();
         assert!(err.contains("set up already"), "{err}");

@@ -252,6 +252,7 @@ fn enroll(a: EnrollArgs, config: PathBuf) -> Result<(), String> {
             hub_ca: a.hub_ca,
             force: a.force,
             update_keys: Vec::new(),
+            hub_keys: Vec::new(),
         },
         _ => {
             return Err(
@@ -494,6 +495,14 @@ fn status(config: &AgentConfig) -> Result<(), sunlight_agent::Error> {
         }
         print_backlog(backlog);
         println!("last ack   {}", fmt_ms(link["last_ack_ms"].as_i64()));
+        if let Some(n) = link["refused_down"].as_u64().filter(|n| *n > 0) {
+            // Acks and commands not sealed by the hub for this box: someone on the broker forged
+            // them, or this box's [hub] verifying_keys is out of date.
+            println!(
+                "refused    {n} acks/commands not sealed by the hub; last: {}",
+                link["last_refused"].as_str().unwrap_or("?")
+            );
+        }
         println!(
             "clock      {}",
             live["clock_offset_ms"]

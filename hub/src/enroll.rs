@@ -374,6 +374,8 @@ pub struct BundleSpec<'a> {
     pub ca_sha256: &'a str,
     /// The hub's `[updates] verifying_keys`.
     pub update_keys: &'a [String],
+    /// The hub's down-link keys.
+    pub hub_keys: &'a [String],
 }
 
 /// The files of an offline bundle (`sunlight-agent enroll --bundle DIR` reads them):
@@ -381,7 +383,6 @@ pub struct BundleSpec<'a> {
 /// `ca.pem` and a README for the technician. `sunlight-hub enroll token --bundle` and
 /// `POST /api/v1/enroll/tokens` with `"bundle": true` both make it here.
 pub fn bundle_files(b: &BundleSpec<'_>) -> Vec<BundleFile> {
-    let keys: Vec<String> = b.update_keys.iter().map(|k| toml_str(k.trim())).collect();
     let (site, device, expires) = (b.site, b.device, b.expires);
     vec![
         BundleFile {
@@ -394,13 +395,16 @@ pub fn bundle_files(b: &BundleSpec<'_>) -> Vec<BundleFile> {
                  token = \"{}\"\n\
                  ca_sha256 = {}\n\
                  # Who may sign the box's agent updates (the hub's [updates] verifying_keys).\n\
-                 update_verifying_keys = [{}]\n",
+                 update_verifying_keys = [{}]\n\
+                 # Whose acks and commands the box obeys (the hub's down-link keys).\n\
+                 hub_verifying_keys = [{}]\n",
                 toml_str(b.hub_url),
                 toml_str(site.as_str()),
                 toml_str(device.as_str()),
                 b.token,
                 toml_str(b.ca_sha256),
-                keys.join(", ")
+                toml_list(b.update_keys),
+                toml_list(b.hub_keys)
             ),
             secret: true,
         },
@@ -560,6 +564,9 @@ pub struct Signer {
     pub not_after: time::OffsetDateTime,
     /// `mqtts://host:8883`: where enrolled boxes connect.
     pub broker_url: String,
+    /// The hub's down-link keys in force (`downkeys`): enrolled boxes trust acks and commands
+    /// sealed by these. Set by the hub after loading.
+    pub hub_keys: Vec<String>,
 }
 
 impl fmt::Debug for Signer {
@@ -663,6 +670,7 @@ impl Signer {
             ca_sha256,
             not_after,
             broker_url,
+            hub_keys: Vec::new(),
         })
     }
 
@@ -769,6 +777,8 @@ pub struct EnrollAnswer {
     pub agent_config_toml: String,
     /// The hub's `[updates] verifying_keys`: who may sign the box's agent updates.
     pub update_verifying_keys: Vec<String>,
+    /// The hub's down-link keys (the box's `[hub] verifying_keys`).
+    pub hub_verifying_keys: Vec<String>,
     pub serial: String,
     pub not_after: String,
     /// This token was already used by this very box (same keys): the same answer again.
@@ -995,7 +1005,13 @@ fn toml_str(s: &str) -> String {
 }
 
 /// The box's agent.toml: who it is, where its files are, the broker over mTLS, the hub's API.
-fn agent_config(c: &Checked, broker_url: &str, serial: &str, update_keys: &[String]) -> String {
+fn agent_config(
+    c: &Checked,
+    broker_url: &str,
+    serial: &str,
+    hub_keys: &[String],
+    update_keys: &[String],
+) -> String {
     let dir = c.data_dir.trim_end_matches('/');
     let dir = if dir.is_empty() { "/" } else { dir };
     let file = |name: &str| toml_str(&format!("{}/{name}", dir.trim_end_matches('/')));
@@ -1019,6 +1035,8 @@ fn agent_config(c: &Checked, broker_url: &str, serial: &str, update_keys: &[Stri
          ca_file = {ca}\n\
          cert_file = {cert}\n\
          key_file = {key}\n\
+         # The hub's down-link keys: acks and commands sealed by another key are refused.\n\
+         verifying_keys = [{hub_keys}]\n\
          # The hub's HTTP API, where snapshots are uploaded.\n\
          {api}{updates}",
         site = c.site,
@@ -1031,6 +1049,7 @@ fn agent_config(c: &Checked, broker_url: &str, serial: &str, update_keys: &[Stri
         ca = file("ca.pem"),
         cert = file("box.pem"),
         key = file("box.key"),
+        hub_keys = toml_list(hub_keys),
         updates = update_section(update_keys),
     )
 }
@@ -1041,14 +1060,21 @@ pub fn update_section(update_keys: &[String]) -> String {
     if update_keys.is_empty() {
         return String::new();
     }
-    let keys: Vec<String> = update_keys.iter().map(|k| toml_str(k.trim())).collect();
     format!(
         "\n[update]\n\
          # Who may sign this box's agent updates: the county hub's [updates] verifying_keys\n\
          # (sunlight-provision update-key).\n\
          verifying_keys = [{}]\n",
-        keys.join(", ")
+        toml_list(update_keys)
     )
+}
+
+/// Keys as the items of a TOML array: `"a", "b"`.
+pub fn toml_list(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| toml_str(k.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The answer for a certificate, new or repeated.
@@ -1064,8 +1090,15 @@ fn answer(
     EnrollAnswer {
         site: c.site.to_string(),
         device: c.device.to_string(),
-        agent_config_toml: agent_config(c, &signer.broker_url, &serial, update_keys),
+        agent_config_toml: agent_config(
+            c,
+            &signer.broker_url,
+            &serial,
+            &signer.hub_keys,
+            update_keys,
+        ),
         update_verifying_keys: update_keys.to_vec(),
+        hub_verifying_keys: signer.hub_keys.clone(),
         certificate_pem,
         chain_pem: signer.chain_pem.clone(),
         ca_pem: signer.ca_pem.clone(),
@@ -1350,10 +1383,21 @@ mod tests {
             "csr_pem": csr_pem, "data_dir": "/srv/sun \"light\"", "hub_url": "https://hub.example/"
         });
         let c = check_request(body.to_string().as_bytes()).unwrap();
-        let text = agent_config(&c, "mqtts://hub.example:8883", "4a", &[]);
+        let hub_keys = ["aHVi".to_string(), "bmV4dA==".to_string()];
+        let text = agent_config(&c, "mqtts://hub.example:8883", "4a", &hub_keys, &[]);
         let v: toml::Table = toml::from_str(&text).unwrap();
         assert!(v.get("update").is_none(), "{text}");
-        let keyed = agent_config(&c, "mqtts://hub.example:8883", "4a", &["a2V5\"x".into()]);
+        assert_eq!(
+            v["hub"]["verifying_keys"].as_array().map(|a| a.len()),
+            Some(2)
+        );
+        let keyed = agent_config(
+            &c,
+            "mqtts://hub.example:8883",
+            "4a",
+            &hub_keys,
+            &["a2V5\"x".into()],
+        );
         let k: toml::Table = toml::from_str(&keyed).unwrap();
         assert_eq!(
             k["update"]["verifying_keys"].as_array().map(|a| a.len()),

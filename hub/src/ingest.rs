@@ -7,6 +7,7 @@
 //! applied and the ack tells the agent where to resume. Bad input becomes a dead-letter record (and
 //! a tamper alarm for bad signatures and broken chains); it never stops ingest for other devices.
 
+use crate::downkeys::HubKeys;
 use crate::metrics::Metrics;
 use crate::store::{self, DeviceState, Writer, now_ms};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -294,10 +295,12 @@ fn apply_one(
         _ => return refuse(BatchError::Empty),
     };
     if last <= current {
+        // Acked through the batch's own end, not through `current`: a box never takes an ack past
+        // what it has sent (after a restart it sends again what the hub has already).
         Metrics::add(&metrics.events_duplicate, events.len() as u64);
         store::tx::touch_device(tx, state.id, received_ms)?;
         return Ok(Effect {
-            ack: Some((key, current, Vec::new())),
+            ack: Some((key, last, Vec::new())),
         });
     }
     if first > current + 1 {
@@ -437,7 +440,6 @@ impl std::fmt::Debug for BrokerTls {
     }
 }
 
-/// Runs ingest until the process ends: MQTT in, one ingest thread, acks out.
 /// How often an unanswered command is published again, by default.
 const COMMAND_RESEND_MS: i64 = 60_000;
 
@@ -446,6 +448,7 @@ async fn publish_commands(
     client: AsyncClient,
     store: Arc<std::sync::Mutex<Writer>>,
     resend_ms: i64,
+    keys: Arc<HubKeys>,
 ) {
     loop {
         let store2 = store.clone();
@@ -458,8 +461,11 @@ async fn publish_commands(
         .flatten()
         .unwrap_or_default();
         for p in due {
+            let Some(sealed) = keys.seal_for_topic(&p.topic, &p.payload) else {
+                continue;
+            };
             if client
-                .publish(p.topic, QoS::AtLeastOnce, false, p.payload)
+                .publish(p.topic, QoS::AtLeastOnce, false, sealed)
                 .await
                 .is_err()
             {
@@ -477,10 +483,13 @@ async fn publish_commands(
     }
 }
 
+/// Runs ingest until the process ends: MQTT in, one ingest thread, acks out. Every ack and
+/// command leaves sealed by `keys` (PROTOCOL.md "Acknowledgement").
 pub async fn run(
     link: BrokerLink,
     ingest: Ingest,
     commands: Arc<std::sync::Mutex<Writer>>,
+    keys: Arc<HubKeys>,
 ) -> Result<(), crate::Error> {
     // Accept anything the broker forwards: a message over rumqttc's limit would drop the connection,
     // and with a persistent session the broker would hand the same message back forever. Oversized
@@ -536,16 +545,23 @@ pub async fn run(
         })
         .map_err(|e| crate::Error::io("starting the ingest thread", e))?;
 
-    tokio::spawn(publish_commands(client.clone(), commands, resend_ms));
+    tokio::spawn(publish_commands(
+        client.clone(),
+        commands,
+        resend_ms,
+        keys.clone(),
+    ));
 
     // Acks out, never from the polling task (rumqttc would deadlock).
     let ack_client = client.clone();
     tokio::spawn(async move {
         while let Some(acks) = out_rx.recv().await {
             for out in acks {
-                let payload = match serde_json::to_vec(&out.ack) {
-                    Ok(p) => p,
-                    Err(_) => continue,
+                let Some(payload) = serde_json::to_vec(&out.ack)
+                    .ok()
+                    .and_then(|body| keys.seal_for_topic(&out.topic, &body))
+                else {
+                    continue;
                 };
                 if ack_client
                     .publish(out.topic, QoS::AtLeastOnce, false, payload)

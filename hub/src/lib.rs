@@ -11,6 +11,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod dashboard;
+pub mod downkeys;
 pub mod enroll;
 pub mod error;
 pub mod fieldops;

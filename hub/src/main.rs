@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use sunlight_hub::clock::HubClock;
 use sunlight_hub::config::HubConfig;
+use sunlight_hub::downkeys::HubKeys;
 use sunlight_hub::ingest::{self, BrokerLink, Ingest, IngestConfig, Supervision};
 use sunlight_hub::metrics::Metrics;
 use sunlight_hub::store::{self, Reader, Writer};
@@ -52,6 +53,9 @@ enum Command {
     /// Send maintenance commands to boxes (executed at most once, answered through the outbox).
     #[command(subcommand)]
     Command(CommandCommand),
+    /// The hub's down-link keys, which seal every ack and command a box obeys.
+    #[command(subcommand)]
+    HubKey(HubKeyCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
@@ -337,6 +341,26 @@ struct RunArgs {
 }
 
 #[derive(Subcommand)]
+enum HubKeyCommand {
+    /// Print the keys in force as a box's `[hub] verifying_keys` line (makes the first key).
+    Show {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
+    /// Make the next key: from the hub's next start both keys seal, so boxes that trust either
+    /// go on. Give the new line to every box (enrollment does), then `retire`.
+    Rotate {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
+    /// End a rotation: the next key becomes the only one (the old file is kept aside, renamed).
+    Retire {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DeviceCommand {
     /// Revoke a box (lost, stolen, replaced): its batches and uploads are refused from now on, also
     /// by a running hub. Regenerate the broker config too (`sunlight-provision revoke`).
@@ -410,6 +434,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let key = PublicKey::from_base64(&pubkey)
                 .ok_or_else(|| Error::Invalid(format!("--pubkey {pubkey:?} is not a base64 ed25519 public key (copy it from 'sunlight-agent init')")))?;
             let added = store::add_device(&store_path(&data_dir)?, &site, &device, &key)?;
+            let hub_keys = HubKeys::load_or_create(&data_dir)?.public_keys();
             println!(
                 "{site}/{device} {}",
                 if added {
@@ -417,6 +442,38 @@ fn run(cli: Cli) -> Result<(), Error> {
                 } else {
                     "was already registered with this key"
                 }
+            );
+            println!(
+                "In the box's agent.toml, [hub] section (acks and commands are sealed by this hub):\n    verifying_keys = [{}]",
+                enroll::toml_list(&hub_keys)
+            );
+            Ok(())
+        }
+        Command::HubKey(HubKeyCommand::Show { data_dir }) => {
+            let keys = HubKeys::load_or_create(&data_dir)?.public_keys();
+            println!("verifying_keys = [{}]", enroll::toml_list(&keys));
+            Ok(())
+        }
+        Command::HubKey(HubKeyCommand::Rotate { data_dir }) => {
+            let next = HubKeys::rotate(&data_dir)?;
+            let keys = HubKeys::load_or_create(&data_dir)?.public_keys();
+            println!(
+                "Next hub key {next} made. Restart the hub: it then seals with both keys.\n\
+                 Give every box this line (boxes enrolled from now on get it):\n    \
+                 verifying_keys = [{}]\n\
+                 Once every box has it: sunlight-hub hub-key retire",
+                enroll::toml_list(&keys)
+            );
+            Ok(())
+        }
+        Command::HubKey(HubKeyCommand::Retire { data_dir }) => {
+            let aside = HubKeys::retire(&data_dir)?;
+            let keys = HubKeys::load_or_create(&data_dir)?.public_keys();
+            println!(
+                "The old hub key is retired (kept as {}). Restart the hub. Boxes need only:\n    \
+                 verifying_keys = [{}]",
+                aside.display(),
+                enroll::toml_list(&keys)
             );
             Ok(())
         }
@@ -914,6 +971,8 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             }
         }
     };
+    let hub_keys = Arc::new(HubKeys::load_or_create(&args.data_dir)?);
+    tracing::info!(keys = ?hub_keys.public_keys(), "acks and commands are sealed with the hub's down-link keys");
     let metrics = Arc::new(Metrics::default());
     // The official data under the admins' overrides stored in the hub's database.
     let calendar = {
@@ -952,8 +1011,9 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     }
     let enrollment = match &args.enroll_ca_dir {
         Some(dir) => {
-            let signer = enroll::Signer::load(dir, args.public_broker_url.as_deref())
+            let mut signer = enroll::Signer::load(dir, args.public_broker_url.as_deref())
                 .map_err(|e| Error::Invalid(e.to_string()))?;
+            signer.hub_keys = hub_keys.public_keys();
             tracing::info!(signer = ?signer, "enrollment enabled");
             enroll::Enrollment::enabled(signer)
         }
@@ -1057,7 +1117,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
     tracing::info!(http = %args.http, store = %path.display(), broker = %format!("{}:{}", link.host, link.port), "hub started");
     systemd_ready(Reader::open(&path)?);
     tokio::select! {
-        r = ingest::run(link, ingest, api_writer) => r,
+        r = ingest::run(link, ingest, api_writer, hub_keys) => r,
         r = axum::serve(listener, api.into_make_service_with_connect_info::<SocketAddr>()) => r.map_err(|e| Error::io("HTTP server", e)),
         r = https => r.map_err(|e| Error::io("HTTPS server", e)),
         _ = tokio::signal::ctrl_c() => Ok(()),
@@ -1163,6 +1223,7 @@ fn enroll_token(
             ca_pem: pem,
             ca_sha256: sha,
             update_keys,
+            hub_keys: &HubKeys::load_or_create(data_dir)?.public_keys(),
         });
         for f in &files {
             enroll::write_bundle_file(dir, f)

@@ -364,6 +364,7 @@ async fn token_issue(
             ca_pem: &signer.ca_pem,
             ca_sha256: &signer.ca_sha256,
             update_keys: &state.sup.config().updates.verifying_keys,
+            hub_keys: &signer.hub_keys,
         })),
         _ => None,
     };

@@ -3,13 +3,14 @@
 //! This crate is PROTOCOL.md v1 in code, so that neither side owns the contract: both build and check
 //! messages only through it. It holds the identifiers and MQTT topics ([`ids`], [`topics`]), the
 //! event kinds and their bodies ([`event`]), the per-device hash chain ([`chain`]), the signed batch
-//! envelope ([`batch`]), the hub's replies and commands ([`message`]), and the signed update archive
+//! envelope ([`batch`]), the hub's replies and commands ([`message`]) sealed for one box ([`down`]), and the signed update archive
 //! ([`update`]). Nothing here opens files or sockets: callers hand in readers and writers.
 
 pub mod batch;
 pub mod blob;
 pub mod boxlogs;
 pub mod chain;
+pub mod down;
 pub mod error;
 pub mod event;
 pub mod holidays;

@@ -228,6 +228,58 @@ impl Hub {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// The `verifying_keys = [...]` line of a box's `[hub]` section for this hub, as
+    /// `sunlight-hub hub-key show` prints it (it makes the hub's key when there is none yet).
+    pub fn verifying_keys_line(&self) -> String {
+        let out = Command::new(bin("sunlight-hub"))
+            .args(["hub-key", "show", "--data-dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("run sunlight-hub hub-key show");
+        assert!(
+            out.status.success(),
+            "hub-key show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The hub's down-link signing key, read from its data directory (made by
+    /// [`Hub::verifying_keys_line`] or the hub's first start): tests that play the hub seal with it.
+    pub fn down_key(&self) -> sunlight_protocol::DeviceKey {
+        self.verifying_keys_line();
+        let hex = std::fs::read_to_string(self.dir.join("hub-down.key")).expect("hub-down.key");
+        sunlight_protocol::DeviceKey::from_hex(&hex).expect("a hub key")
+    }
+
+    /// `body` sealed as this hub seals what it sends on `topic` (a box's `down/ack` or `down/cmd`).
+    pub fn seal(&self, topic: &str, body: &[u8]) -> Vec<u8> {
+        use sunlight_protocol::down::{DownKind, seal};
+        use sunlight_protocol::topics::{Channel, parse};
+        let (site, device, kind) = match parse(topic) {
+            Some((s, d, Channel::Ack)) => (s, d, DownKind::Ack),
+            Some((s, d, Channel::Cmd)) => (s, d, DownKind::Cmd),
+            _ => panic!("{topic} is not a down topic"),
+        };
+        seal(&[&self.down_key()], &site, &device, kind, body).expect("a JSON body")
+    }
+
+    /// `config` (an agent.toml) with this hub's down-link keys in its `[hub]` section, unless it
+    /// names some already.
+    pub fn trusted_by(&self, config: &str) -> String {
+        let hub_table = config
+            .split_once("[hub]\n")
+            .map(|(_, rest)| rest.split("\n[").next().unwrap_or(rest));
+        if hub_table.is_some_and(|t| t.contains("verifying_keys")) {
+            return config.to_owned();
+        }
+        config.replacen(
+            "[hub]\n",
+            &format!("[hub]\n{}\n", self.verifying_keys_line()),
+            1,
+        )
+    }
+
     pub fn mqtt_port(&self) -> u16 {
         match self.mode {
             BrokerMode::Embedded(p) | BrokerMode::External(p) | BrokerMode::ExternalTls(p) => p,
@@ -417,7 +469,7 @@ impl Agent {
             "site = \"{site}\"\ndevice = \"{device}\"\ndata_dir = \"{}\"\n{hub_section}[intake]\nlisten = \"127.0.0.1:{intake}\"\n[sync]\nack_timeout_ms = 2000\nbackoff_min_ms = 100\nbackoff_max_ms = 1000\n{extra}\n",
             dir.join("data").display()
         );
-        std::fs::write(&config, text).expect("write agent config");
+        std::fs::write(&config, hub.trusted_by(&text)).expect("write agent config");
         let out = Command::new(bin("sunlight-agent"))
             .arg("-c")
             .arg(&config)

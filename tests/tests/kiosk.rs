@@ -253,9 +253,17 @@ fn kiosk_punches_from_a_roster_on_a_usb_stick_reach_the_hub_with_their_flags() {
     }
 }
 
-/// Publishes `payload` on the box's `down/cmd` topic `times` times (QoS 1, each acknowledged by
-/// the broker), as the hub does until it sees an answer.
-fn publish_command(port: u16, payload: &Value, times: usize) {
+/// Publishes `payload` sealed by `hub`'s key on the box's `down/cmd` topic `times` times (QoS 1,
+/// each acknowledged by the broker), as the hub does until it sees an answer.
+fn publish_command(hub: &Hub, payload: &Value, times: usize) {
+    let topic = format!("sunlight/v1/{SITE}/{DEVICE}/down/cmd");
+    let sealed = hub.seal(&topic, payload.to_string().as_bytes());
+    publish_raw(hub.mqtt_port(), &sealed, times);
+}
+
+/// Publishes `payload` as it is on the box's `down/cmd` topic `times` times, as anybody on the
+/// broker can.
+fn publish_raw(port: u16, payload: &[u8], times: usize) {
     let mut opts = MqttOptions::new(format!("kiosk-test-{}", free_port()), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(10))
         .set_max_packet_size(1 << 20, 1 << 20);
@@ -263,12 +271,7 @@ fn publish_command(port: u16, payload: &Value, times: usize) {
     let topic = format!("sunlight/v1/{SITE}/{DEVICE}/down/cmd");
     for _ in 0..times {
         client
-            .publish(
-                topic.clone(),
-                QoS::AtLeastOnce,
-                false,
-                payload.to_string().into_bytes(),
-            )
+            .publish(topic.clone(), QoS::AtLeastOnce, false, payload.to_vec())
             .expect("queue the publish");
     }
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -368,7 +371,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
         clerk("0451", "李明", "W1", "A", Some("1357"), Some("0012345678")),
         clerk("0453", "赵强", "W2", "A", Some("8642"), None),
     ])});
-    publish_command(hub.mqtt_port(), &twice, 2);
+    publish_command(&hub, &twice, 2);
     assert_eq!(answer_at_hub(&hub, "roster-suixian-shangshi-2")["ok"], true);
     let (status, answer) =
         tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "in"}));
@@ -378,18 +381,32 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
         "the new roster is in force: {answer}"
     );
 
+    // Anybody on the broker: a roster not sealed by the hub, and one sealed by the hub for another
+    // box, each giving 赵强 a PIN the forger knows. Both are refused and never answered.
+    let forged = json!({"cmd_id": "roster-forged-1", "kind": "set_roster", "expires": expires,
+        "args": roster(vec![clerk("0453", "赵强", "W2", "A", Some("1111"), Some("0099999999"))])});
+    publish_raw(hub.mqtt_port(), forged.to_string().as_bytes(), 1);
+    let for_another = hub.seal(
+        &format!("sunlight/v1/{SITE}/box-99/down/cmd"),
+        forged.to_string().as_bytes(),
+    );
+    publish_raw(hub.mqtt_port(), &for_another, 1);
+    wait_for(Duration::from_secs(20), "both forgeries refused", || {
+        (agent.status()?["link"]["refused_down"].as_u64()? >= 2).then_some(())
+    });
+
     // Expired, for another office, not supported yet: answered ok:false with the reason.
     let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     publish_command(
-        hub.mqtt_port(),
+        &hub,
         &json!({"cmd_id": "late-1", "kind": "set_roster", "expires": past, "args": roster(vec![])}),
         1,
     );
     let bad = json!({"cmd_id": "roster-wrong-site", "kind": "set_roster", "expires": expires,
         "args": {"site": "suixian-lishan", "staff": [clerk("0001", "张三", "W1", "A", None, None)]}});
-    publish_command(hub.mqtt_port(), &bad, 2);
+    publish_command(&hub, &bad, 2);
     publish_command(
-        hub.mqtt_port(),
+        &hub,
         &json!({"cmd_id": "teleport-1", "kind": "teleport", "args": {}, "expires": expires}),
         1,
     );
@@ -406,6 +423,17 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
             .unwrap_or("")
             .contains("this box is at"),
         "{wrong}"
+    );
+    // The forged rosters changed nothing and were never answered (the box answers in order).
+    let (status, _) = tablet.punch(json!({"staff_id": "0453", "pin": "1111", "direction": "in"}));
+    assert_eq!(status, 401, "the forged PIN is not in force");
+    let (status, _) = tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "in"}));
+    assert_eq!(status, 201, "the hub's roster still is");
+    assert!(
+        hub.events(SITE, DEVICE, "cmd_result")
+            .iter()
+            .all(|e| e["body"]["cmd_id"] != "roster-forged-1"),
+        "a forged command was answered"
     );
     // A kind this box does not know (a newer hub's) is answered, not ignored.
     let unknown = answer_at_hub(&hub, "teleport-1");
@@ -455,7 +483,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
         (agent.status()?["link"]["connected"] == true).then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    publish_command(hub.mqtt_port(), &twice, 1);
+    publish_command(&hub, &twice, 1);
     wait_for(
         Duration::from_secs(30),
         "the box to ignore the repeat",
@@ -466,8 +494,9 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
     let (status, answer) =
         tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "in"}));
     assert_eq!((status, &answer["name"]), (201, &json!("赵强")));
-    let punches = punches_at_hub(&hub, 5);
-    assert_eq!(punches.len(), 5, "{punches:#?}");
+    // (Six: one of them after the forged rosters, with the hub's PIN.)
+    let punches = punches_at_hub(&hub, 6);
+    assert_eq!(punches.len(), 6, "{punches:#?}");
     let answers = hub.events(SITE, DEVICE, "cmd_result");
     assert_eq!(
         answers.len(),

@@ -8,6 +8,10 @@
 //! Commands (`down/cmd`) are handed to a third task, the [`Executor`], through a bounded channel: the
 //! poll task never waits for the disk, and a command dropped because the channel is full is simply
 //! published again by the hub. Snapshots travel apart from events, over HTTP: [`upload`].
+//!
+//! Nothing on `down/…` is obeyed unless the hub sealed it for this box ([`sunlight_protocol::down`]):
+//! a forged, misaddressed or retained ack or command is refused, counted and logged, and changes
+//! nothing. The clock offset is read only from acks that advanced.
 
 pub mod upload;
 pub mod window;
@@ -21,6 +25,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS, Transport}
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use sunlight_protocol::down::{self, DownKind};
 use sunlight_protocol::topics::{Channel, topic};
 use sunlight_protocol::{Ack, BatchBuilder, DeviceKey, Status};
 use tokio::sync::mpsc;
@@ -37,6 +42,10 @@ pub struct LinkState {
     pub in_flight_batches: usize,
     pub reconnects: u64,
     pub last_error: Option<String>,
+    /// Acks and commands refused (not sealed by the hub for this box, retained, or past what was
+    /// sent), and why the last one was.
+    pub refused_down: u64,
+    pub last_refused: Option<String>,
 }
 
 pub type SharedLink = Arc<Mutex<LinkState>>;
@@ -45,6 +54,22 @@ enum NetEvent {
     Connected,
     Disconnected(String),
     Ack(Ack),
+}
+
+/// Counts and logs a refused down message; the first few and then every thousandth are logged,
+/// so a flood of forgeries cannot fill the box's disk with log lines.
+fn refuse_down(link: &SharedLink, what: &str, reason: &str) {
+    let count = link
+        .lock()
+        .map(|mut l| {
+            l.refused_down += 1;
+            l.last_refused = Some(format!("{what}: {reason}"));
+            l.refused_down
+        })
+        .unwrap_or(0);
+    if count <= 20 || count % 1000 == 0 {
+        tracing::warn!(refused = count, "refused {what}: {reason}");
+    }
 }
 
 /// Everything the sync tasks need.
@@ -135,6 +160,18 @@ impl Sync {
         let status_topic = topic(&site, &device, Channel::Status);
         let batch_topic = topic(&site, &device, Channel::Batch);
         let sync_cfg = self.config.sync.clone();
+        let trusted = sunlight_protocol::down::trusted_keys(&self.config.hub.verifying_keys)
+            .map_err(|detail| Error::Config {
+                path: "agent config".into(),
+                detail: format!("hub.verifying_keys: {detail}"),
+            })?;
+        if trusted.is_empty() {
+            tracing::error!(
+                "[hub] verifying_keys is empty: every ack and command will be refused, so events \
+                 are sent but never deleted and no command runs. Add the line 'sunlight-hub \
+                 hub-key show' prints (enrollment writes it)"
+            );
+        }
         self.link
             .lock()
             .map(|mut l| l.broker = self.config.hub.broker.clone())
@@ -158,6 +195,7 @@ impl Sync {
         let conn_client = client.clone();
         let ack_topic_in = ack_topic.clone();
         let link = self.link.clone();
+        let (site_in, device_in) = (site.clone(), device.clone());
         tokio::spawn(async move {
             let mut attempt = 0u32;
             loop {
@@ -178,20 +216,42 @@ impl Sync {
                             return;
                         }
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ack_topic_in => {
-                        match serde_json::from_slice::<Ack>(&p.payload) {
-                            Ok(ack) => {
-                                if net_tx.send(NetEvent::Ack(ack)).await.is_err() {
-                                    return;
+                    Ok(Event::Incoming(Packet::Publish(p)))
+                        if p.topic == ack_topic_in || p.topic == cmd_topic =>
+                    {
+                        let (kind, what) = if p.topic == ack_topic_in {
+                            (DownKind::Ack, "an ack")
+                        } else {
+                            (DownKind::Cmd, "a command")
+                        };
+                        // The hub never retains: a retained message was left by someone else, and
+                        // would come back on every connect.
+                        if p.retain {
+                            refuse_down(&link, what, "a retained message (the hub never retains)");
+                            continue;
+                        }
+                        let body =
+                            match down::open(&p.payload, &trusted, &site_in, &device_in, kind) {
+                                Ok(body) => body,
+                                Err(e) => {
+                                    refuse_down(&link, what, &e.to_string());
+                                    continue;
+                                }
+                            };
+                        if kind == DownKind::Ack {
+                            match serde_json::from_slice::<Ack>(&body) {
+                                Ok(ack) => {
+                                    if net_tx.send(NetEvent::Ack(ack)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(e) => {
+                                    refuse_down(&link, what, &format!("sealed but not an ack: {e}"))
                                 }
                             }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "ignoring a malformed ack from the hub")
-                            }
+                            continue;
                         }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
-                        match cmd_tx.try_send(p.payload.to_vec()) {
+                        match cmd_tx.try_send(body) {
                             Ok(()) => tracing::debug!("command received"),
                             Err(e) => {
                                 tracing::warn!(error = %e, "command dropped (executor busy or stopped); the hub sends it again")
@@ -286,12 +346,16 @@ impl Sync {
                         if let Ok(mut l) = self.link.lock() { l.reconnects += 1; l.last_error = Some(e); }
                     }
                     Some(NetEvent::Ack(ack)) => {
-                        self.clock.observe_hub_time(&ack.hub_time);
                         for r in &ack.rejected {
                             tracing::error!(seq = ?r.seq, reason = %r.reason, "the hub rejected an event; it is kept in the hub's dead-letter table");
                         }
                         match window.on_ack(ack.through_seq, Instant::now()) {
+                            AckOutcome::BeyondSent { through, sent } => {
+                                refuse_down(&self.link, "an ack", &format!("through seq {through}, but this box has sent only through {sent}; nothing deleted"));
+                            }
                             AckOutcome::Advanced(through) => {
+                                // Only an ack that advanced is fresh: a replayed one cannot move the clock.
+                                self.clock.observe_hub_time(&ack.hub_time);
                                 if let Err(e) = self.outbox.ack(through).await {
                                     // The rows stay; the next ack deletes them. Nothing is lost.
                                     tracing::warn!(error = %e, through, "could not delete acknowledged events yet");

@@ -4,6 +4,11 @@
 //! — a reconnect, an ack timeout, or repeated acks that show the hub is missing a batch — send
 //! again from the last acknowledged seq. The hub dedupes by seq, so re-sending is always safe;
 //! waiting on the broker to re-deliver is not (rumqttc drops its queue on a session-less reconnect).
+//!
+//! A second rule guards what an ack may delete: never past the newest seq this box has *sent*.
+//! An ack beyond it is refused whole, even sealed by the hub (a hub that claims what it was never
+//! sent is wrong, and deleting on its word would lose events). All seq arithmetic saturates: no
+//! value in an ack can overflow it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,12 +22,16 @@ pub enum AckOutcome {
     Stale,
     /// The hub is missing a batch: sending again from the last ack.
     Rewound,
+    /// Past the newest seq sent (`sent`): refused, nothing changes.
+    BeyondSent { through: u64, sent: u64 },
 }
 
 #[derive(Debug)]
 pub struct Window {
     acked: u64,
     next: u64,
+    /// The newest seq handed to MQTT since start (at least `acked`).
+    sent_max: u64,
     in_flight: VecDeque<(u64, u64)>,
     capacity: usize,
     connected: bool,
@@ -38,7 +47,8 @@ impl Window {
     pub fn new(acked: u64, capacity: usize, ack_timeout: Duration, now: Instant) -> Window {
         Window {
             acked,
-            next: acked + 1,
+            next: acked.saturating_add(1),
+            sent_max: acked,
             in_flight: VecDeque::new(),
             capacity: capacity.max(1),
             connected: false,
@@ -90,10 +100,22 @@ impl Window {
             self.last_progress = now;
         }
         self.in_flight.push_back((first, last));
-        self.next = last + 1;
+        self.next = last.saturating_add(1);
+        self.sent_max = self.sent_max.max(last);
+    }
+
+    /// The newest seq sent so far.
+    pub fn sent_max(&self) -> u64 {
+        self.sent_max
     }
 
     pub fn on_ack(&mut self, through: u64, now: Instant) -> AckOutcome {
+        if through > self.sent_max {
+            return AckOutcome::BeyondSent {
+                through,
+                sent: self.sent_max,
+            };
+        }
         if through > self.acked {
             self.acked = through;
             while self
@@ -104,9 +126,9 @@ impl Window {
                 self.in_flight.pop_front();
             }
             if let Some(front) = self.in_flight.front_mut() {
-                front.0 = front.0.max(through + 1);
+                front.0 = front.0.max(through.saturating_add(1));
             }
-            self.next = self.next.max(through + 1);
+            self.next = self.next.max(through.saturating_add(1));
             self.last_progress = now;
             self.stale_acks = 0;
             self.ignore_stale = 0;
@@ -142,7 +164,7 @@ impl Window {
     fn rewind(&mut self, now: Instant) {
         self.ignore_stale += self.in_flight.len();
         self.in_flight.clear();
-        self.next = self.acked + 1;
+        self.next = self.acked.saturating_add(1);
         self.last_progress = now;
         self.stale_acks = 0;
     }
@@ -213,13 +235,70 @@ mod tests {
     }
 
     #[test]
-    fn an_ack_past_what_was_sent_moves_next_forward() {
-        // After a restart the hub may already hold what the outbox still lists.
+    fn an_ack_past_what_was_sent_is_refused_whole() {
         let (mut w, now) = window();
         w.sent(101, 150, now);
-        assert_eq!(w.on_ack(180, now), AckOutcome::Advanced(180));
-        assert_eq!(w.next_seq(), 181);
-        assert_eq!(w.in_flight(), 0);
+        assert_eq!(
+            w.on_ack(180, now),
+            AckOutcome::BeyondSent {
+                through: 180,
+                sent: 150
+            }
+        );
+        assert_eq!((w.acked(), w.next_seq(), w.in_flight()), (100, 151, 1));
+        for through in [u64::MAX, u64::MAX - 1, 151] {
+            assert!(matches!(
+                w.on_ack(through, now),
+                AckOutcome::BeyondSent { .. }
+            ));
+        }
+        // After a restart nothing was sent yet: any ack past the last one is refused.
+        let mut fresh = Window::new(100, 2, T, now);
+        fresh.connected(now);
+        assert!(matches!(
+            fresh.on_ack(101, now),
+            AckOutcome::BeyondSent { .. }
+        ));
+        assert_eq!(w.on_ack(150, now), AckOutcome::Advanced(150));
+    }
+
+    #[test]
+    fn no_value_overflows() {
+        let now = Instant::now();
+        let mut w = Window::new(u64::MAX, 1, T, now);
+        w.connected(now);
+        assert_eq!(w.next_seq(), u64::MAX);
+        w.sent(u64::MAX, u64::MAX, now);
+        assert_eq!(w.on_ack(u64::MAX, now), AckOutcome::Stale);
+        assert!(w.on_tick(now + T));
+    }
+
+    proptest::proptest! {
+        /// Whatever acks arrive, the window never claims more than was sent, and never panics.
+        #[test]
+        fn acks_never_pass_what_was_sent(
+            sends in proptest::collection::vec(1u64..50, 0..10),
+            acks in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..20),
+        ) {
+            let now = Instant::now();
+            let mut w = Window::new(0, 4, T, now);
+            w.connected(now);
+            let mut next = 1u64;
+            for n in sends {
+                if w.can_send() {
+                    w.sent(next, next + n - 1, now);
+                    next += n;
+                }
+            }
+            for a in acks {
+                let before = w.acked();
+                match w.on_ack(a, now) {
+                    AckOutcome::Advanced(t) => proptest::prop_assert!(t == a && t <= w.sent_max()),
+                    _ => proptest::prop_assert_eq!(w.acked(), before),
+                }
+                proptest::prop_assert!(w.acked() <= w.sent_max());
+            }
+        }
     }
 
     #[test]

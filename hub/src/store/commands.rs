@@ -73,13 +73,15 @@ pub struct Publish {
     pub payload: Vec<u8>,
 }
 
-/// Unanswered, unexpired commands not published within `resend_ms`.
+/// Unanswered, unexpired commands not published within `resend_ms`. Never for a revoked box.
 pub fn due(conn: &Connection, now_ms: i64, resend_ms: i64) -> rusqlite::Result<Vec<Publish>> {
     let rows: Vec<(String, String, String, String, String, i64)> = conn
         .prepare_cached(
-            "SELECT cmd_id, site, device, kind, args, expires_ms FROM commands
+            "SELECT cmd_id, site, device, kind, args, expires_ms FROM commands c
              WHERE result_ms IS NULL AND expires_ms > ?1
                AND (last_publish_ms IS NULL OR last_publish_ms <= ?1 - ?2)
+               AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.site = c.site
+                               AND d.device = c.device AND d.revoked_ms IS NOT NULL)
              ORDER BY created_ms LIMIT 100",
         )?
         .query_map(params![now_ms, resend_ms], |r| {
