@@ -1061,6 +1061,12 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         std::time::Duration::from_secs(60),
     )
     .map_err(|e| Error::io("starting the report summaries", e))?;
+    sunlight_hub::metrics::spawn_integrity_check(
+        Reader::open(&path)?,
+        metrics.clone(),
+        std::time::Duration::from_secs(24 * 3600),
+    )
+    .map_err(|e| Error::io("starting the integrity check", e))?;
     sunlight_hub::fleet::spawn(Writer::open(&path)?, sup.clone())
         .map_err(|e| Error::io("starting the fleet watcher", e))?;
     let api_writer = Arc::new(Mutex::new(Writer::open(&path)?));

@@ -13,6 +13,10 @@ pub struct Metrics {
     pub tamper_alarms: AtomicU64,
     pub acks_sent: AtomicU64,
     pub commits: AtomicU64,
+    /// The last scheduled `PRAGMA integrity_check`: unix seconds it finished (0: not yet), and
+    /// whether it said "ok" (1) or not (0).
+    pub integrity_checked_at: AtomicU64,
+    pub integrity_ok: AtomicU64,
 }
 
 impl Metrics {
@@ -71,6 +75,53 @@ impl Metrics {
                 value.load(Ordering::Relaxed)
             );
         }
+        let checked = self.integrity_checked_at.load(Ordering::Relaxed);
+        if checked > 0 {
+            let _ = writeln!(
+                out,
+                "# HELP sunlight_hub_store_integrity_ok 1 when the last scheduled integrity check of the store said ok.\n\
+                 # TYPE sunlight_hub_store_integrity_ok gauge\nsunlight_hub_store_integrity_ok {}\n\
+                 # HELP sunlight_hub_store_integrity_checked_seconds When it finished (unix time).\n\
+                 # TYPE sunlight_hub_store_integrity_checked_seconds gauge\nsunlight_hub_store_integrity_checked_seconds {checked}",
+                self.integrity_ok.load(Ordering::Relaxed)
+            );
+        }
         out
     }
+}
+
+/// Checks the store's integrity now and then every `every` (a full `PRAGMA integrity_check`
+/// reads the whole file: never on a request), recording the outcome for `/metrics`.
+pub fn spawn_integrity_check(
+    reader: crate::store::Reader,
+    metrics: std::sync::Arc<Metrics>,
+    every: std::time::Duration,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("integrity-check".into())
+        .spawn(move || {
+            loop {
+                let ok = match reader.integrity_check() {
+                    Ok(text) if text == "ok" => true,
+                    Ok(text) => {
+                        tracing::error!(result = %text, "the store's integrity check found damage");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the store's integrity check did not run");
+                        false
+                    }
+                };
+                metrics.integrity_ok.store(u64::from(ok), Ordering::Relaxed);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(1);
+                metrics
+                    .integrity_checked_at
+                    .store(now.max(1), Ordering::Relaxed);
+                std::thread::sleep(every);
+            }
+        })
+        .map(|_| ())
 }

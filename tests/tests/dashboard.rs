@@ -665,6 +665,16 @@ fn the_json_api_needs_an_account_and_follows_its_role() {
     // What boxes and monitors call stays open: the handlers answer for themselves.
     assert_eq!(nobody.get_text(&url("/healthz")).expect("GET").0, 200);
     assert_eq!(nobody.get_text(&url("/metrics")).expect("GET").0, 200);
+    // The full integrity check runs on its own at start (and daily), never per /healthz request.
+    sunlight_tests::wait_for(
+        std::time::Duration::from_secs(20),
+        "the integrity check on /metrics",
+        || {
+            let (_, text) = nobody.get_text(&url("/metrics"))?;
+            text.contains("sunlight_hub_store_integrity_ok 1")
+                .then_some(())
+        },
+    );
     let (status, body) = nobody
         .post_bytes(&url("/api/v1/enroll"), b"{}".to_vec())
         .expect("POST enroll");

@@ -108,11 +108,21 @@ pub fn title(r: &Report, l: Lang) -> String {
     }
 }
 
+/// A CSV cell, quoted when needed. A text that a spreadsheet would run as a formula (starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return, and not a plain number) is prefixed with `'`,
+/// so a unit or item name typed by anyone cannot become a formula on a supervisor's PC.
 fn csv_field(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+        && s.trim_end_matches('%').parse::<f64>().is_err();
+    let s = if formula {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -511,4 +521,26 @@ pub fn xlsx(r: &Report, l: Lang) -> Result<Vec<u8>, XlsxError> {
         row += 1;
     }
     wb.save_to_buffer()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_never_become_formulas() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv_field("+86 1380000"), "'+86 1380000");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        // Numbers stay numbers; ordinary text is untouched.
+        assert_eq!(csv_field("-3"), "-3");
+        assert_eq!(csv_field("-12.50%"), "-12.50%");
+        assert_eq!(csv_field("尚市镇 便民服务中心"), "尚市镇 便民服务中心");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
 }
