@@ -1107,7 +1107,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             tracing::info!(https = %addr, cert = %cert.display(), "serving HTTPS");
             // tap_io: the listener's peer address reaches handlers as ConnectInfo.
             let tls = axum::serve::ListenerExt::tap_io(tls, |_| {});
-            let api = api.clone();
+            let api = sunlight_hub::tls::https_only(api.clone());
             Some(async move {
                 axum::serve(tls, api.into_make_service_with_connect_info::<SocketAddr>()).await
             })

@@ -22,6 +22,26 @@ const READY_QUEUE: usize = 64;
 
 /// The server's TLS settings from a certificate chain and its key, both PEM. Every error names the
 /// file that is wrong.
+/// The router as the hub's own `--https` listener serves it: every request is marked as arriving
+/// over TLS (so the dashboard's cookies are `Secure`; a client cannot say otherwise here, since
+/// the header is overwritten), and every answer tells browsers to use HTTPS only from now on
+/// (HSTS, a year).
+pub fn https_only(router: axum::Router) -> axum::Router {
+    use axum::http::{HeaderValue, header};
+    router.layer(axum::middleware::from_fn(
+        |mut req: axum::extract::Request, next: axum::middleware::Next| async move {
+            req.headers_mut()
+                .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+            let mut res = next.run(req).await;
+            res.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+            res
+        },
+    ))
+}
+
 pub fn server_config(
     cert_path: &std::path::Path,
     key_path: &std::path::Path,

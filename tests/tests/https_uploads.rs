@@ -183,6 +183,37 @@ fn a_box_uploads_over_https_to_a_hub_with_the_county_certificate() {
         .expect("the plain port still answers");
     assert_eq!(status, 200);
 
+    // The hub's own HTTPS listener tells browsers to stay on HTTPS, and its cookies are Secure.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pem = std::fs::read(&ca).expect("ca");
+    let client = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("pem"))
+        .build()
+        .expect("client");
+    let (hsts, cookie) = rt.block_on(async {
+        let r = client
+            .get(format!("https://127.0.0.1:{port}/login"))
+            .header("x-forwarded-proto", "http")
+            .send()
+            .await
+            .expect("HTTPS GET /login");
+        let h = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (h("strict-transport-security"), h("set-cookie"))
+    });
+    assert_eq!(hsts.as_deref(), Some("max-age=31536000"));
+    assert!(
+        cookie.as_deref().is_some_and(|c| c.contains("; Secure")),
+        "{cookie:?}"
+    );
+
     let spool: Value = agent.status().expect("status")["snapshots"].clone();
     assert_eq!(spool["spool"]["uploaded_total"], 1, "{spool}");
     assert_eq!(spool["spool"]["waiting"], 0, "{spool}");

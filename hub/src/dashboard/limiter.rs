@@ -1,18 +1,19 @@
-//! Sign-in throttling: failed attempts are counted per name and per client address over a sliding
-//! window; past the limit, sign-in answers 429 until the oldest failure leaves the window. Each
+//! Sign-in throttling: failed attempts are counted per name *from* a client address, and per client
+//! address, over a sliding window (a stranger guessing a name from elsewhere cannot lock its owner
+//! out: the owner's address has its own count); past the limit, sign-in answers 429 until the oldest failure leaves the window. Each
 //! attempt is counted before its password is checked and taken back when it succeeds, so parallel
 //! guesses cannot race past the limit. Kept in memory (a restart forgives); the caller's clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-/// Failures allowed per name in [`WINDOW_MS`].
+/// Failures allowed per name and client address in [`WINDOW_MS`].
 pub const PER_NAME: usize = 5;
 /// Failures allowed per client address in [`WINDOW_MS`] (an office behind one NAT shares it).
 pub const PER_ADDRESS: usize = 20;
 pub const WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// Counts recent failures by key ("name:…", "ip:…").
+/// Counts recent failures by key ("name:…@address", "ip:…").
 #[derive(Debug, Default)]
 pub struct Limiter {
     failures: Mutex<HashMap<String, VecDeque<i64>>>,
@@ -68,7 +69,7 @@ impl Limiter {
 pub fn keys(name: &str, address: &str) -> Vec<(String, usize)> {
     let name: String = name.trim().chars().take(64).collect();
     vec![
-        (format!("name:{}", name.to_lowercase()), PER_NAME),
+        (format!("name:{}@{address}", name.to_lowercase()), PER_NAME),
         (format!("ip:{address}"), PER_ADDRESS),
     ]
 }
@@ -87,8 +88,10 @@ mod tests {
         assert_eq!(l.attempt(&k, 5_000), Err(WINDOW_MS - 5_000));
         // Another name from another address is not affected.
         assert_eq!(l.attempt(&keys("li", "10.0.0.2"), 5_000), Ok(()));
-        // The same name from elsewhere is.
-        assert!(l.attempt(&keys("WANG", "10.0.0.3"), 5_000).is_err());
+        // The same name from the same address is, whatever its case.
+        assert!(l.attempt(&keys("WANG", "10.0.0.1"), 5_000).is_err());
+        // The same name from elsewhere (its owner at the office) is not.
+        assert_eq!(l.attempt(&keys("wang", "10.0.0.3"), 5_000), Ok(()));
         // The first failure leaves the window: one more try.
         assert_eq!(l.attempt(&k, WINDOW_MS + 1), Ok(()));
         assert!(l.attempt(&k, WINDOW_MS + 2).is_err());
@@ -97,7 +100,7 @@ mod tests {
     #[test]
     fn keys_are_bounded() {
         let k = keys(&"x".repeat(1_000_000), "a");
-        assert!(k[0].0.len() <= 70, "{}", k[0].0.len());
+        assert!(k[0].0.len() <= 72, "{}", k[0].0.len());
     }
 
     #[test]

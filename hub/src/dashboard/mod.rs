@@ -513,7 +513,8 @@ async fn login(
     let keys = limiter::keys(&form.name, &address);
     let now = accounts::now_ms();
     if let Err(wait_ms) = state.limiter.attempt(&keys, now) {
-        tracing::warn!(name = %form.name, %address, "dashboard sign-in throttled");
+        // The typed name is not logged: it may be a password typed into the wrong field.
+        tracing::warn!(%address, "dashboard sign-in throttled");
         let minutes = (wait_ms + 59_999) / 60_000;
         let text = match lang {
             Lang::Zh => format!("登录失败次数过多，请 {minutes} 分钟后再试。"),
@@ -541,7 +542,7 @@ async fn login(
         Err(e) => return message_page(StatusCode::INTERNAL_SERVER_ERROR, lang, &e.to_string()),
     };
     let Some(user) = user else {
-        tracing::warn!(name = %form.name, %address, "dashboard sign-in failed");
+        tracing::warn!(%address, "dashboard sign-in failed (the typed name is not logged)");
         return html_response(
             StatusCode::UNAUTHORIZED,
             login_page(
