@@ -198,11 +198,16 @@ fn remove_marker(paths: &Paths) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct UpdateArgs {
     pub version: String,
-    /// The archive's path on the hub's API (`/api/v1/box/updates/V/archive`), or a full URL.
+    /// The archive's path on the hub's API (`/api/v1/box/updates/V/archive`): archives come from
+    /// the hub the box is enrolled with, never from another address.
     pub url: String,
     pub sha256: String,
     #[serde(default)]
     pub size: Option<u64>,
+    /// The hub orders a version older than the one running (a release withdrawn): without this,
+    /// an older version is refused.
+    #[serde(default)]
+    pub downgrade: bool,
 }
 
 impl UpdateArgs {
@@ -212,6 +217,12 @@ impl UpdateArgs {
         archive::check_version(&a.version).map_err(|e| e.to_string())?;
         if !sunlight_protocol::blob::is_sha256_hex(&a.sha256) {
             return Err("update args.sha256 must be 64 lowercase hex digits".into());
+        }
+        if !a.url.starts_with("/api/v1/") || a.url.contains("..") || a.url.contains("//") {
+            return Err(format!(
+                "update args.url {:?} must be a path on the hub's API (/api/v1/box/updates/…): archives come from the hub only",
+                a.url
+            ));
         }
         Ok(a)
     }
@@ -434,15 +445,30 @@ impl Updater {
                 restart: false,
             };
         }
+        if !args.downgrade {
+            match sunlight_protocol::update::compare_versions(&args.version, version()) {
+                Some(std::cmp::Ordering::Greater) => {}
+                Some(_) => {
+                    return Outcome::refused(format!(
+                        "{} is older than {} running here: refused unless the hub's command says downgrade",
+                        args.version,
+                        version()
+                    ));
+                }
+                None => {
+                    return Outcome::refused(format!(
+                        "cannot tell whether {} is newer than {} running here: refused unless the hub's command says downgrade",
+                        args.version,
+                        version()
+                    ));
+                }
+            }
+        }
         if let Err(e) = self.preconditions(&paths) {
             return Outcome::refused(e);
         }
-        let url = if args.url.starts_with("http://") || args.url.starts_with("https://") {
-            args.url.clone()
-        } else {
-            let api = self.config.hub.api.as_deref().unwrap_or_default();
-            format!("{}{}", api.trim_end_matches('/'), args.url)
-        };
+        let api = self.config.hub.api.as_deref().unwrap_or_default();
+        let url = format!("{}{}", api.trim_end_matches('/'), args.url);
         if let Err(e) = self.download(&url, &paths.download(), args).await {
             let _ = std::fs::remove_file(paths.download());
             return Outcome::refused(format!(
@@ -767,6 +793,7 @@ mod tests {
             url: "/x".into(),
             sha256: "0".repeat(64),
             size: None,
+            downgrade: false,
         }
     }
 
@@ -879,8 +906,53 @@ mod tests {
             json!({"version": "0.2.0"}),
             json!({"version": "0 2", "url": "/x", "sha256": "a".repeat(64)}),
             json!({"version": "0.2.0", "url": "/x", "sha256": "nope"}),
+            // Archives come from the hub's API only.
+            json!({"version": "0.2.0", "url": "http://evil.example/a.tar.gz", "sha256": "a".repeat(64)}),
+            json!({"version": "0.2.0", "url": "//evil.example/api/v1/x", "sha256": "a".repeat(64)}),
+            json!({"version": "0.2.0", "url": "/api/v1/../../x", "sha256": "a".repeat(64)}),
         ] {
             assert!(UpdateArgs::parse(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_older_version_is_refused_unless_the_hub_says_downgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "site = \"suixian-shangshi\"\ndevice = \"box-01\"\ndata_dir = \"{}\"\n[hub]\nbroker = \"mqtt://127.0.0.1:1\"\n",
+            dir.path().display()
+        );
+        let config = AgentConfig::parse(&text, std::path::Path::new("agent.toml")).unwrap();
+        let updater = Updater {
+            config,
+            client: reqwest::Client::new(),
+            restart: Arc::new(Notify::new()),
+        };
+        let args = |v: &str, downgrade: bool| {
+            UpdateArgs::parse(
+                &json!({"version": v, "url": format!("/api/v1/box/updates/{v}/archive"),
+                "sha256": "a".repeat(64), "downgrade": downgrade}),
+            )
+            .unwrap()
+        };
+        let old = updater.execute("c1", &args("0.0.9", false)).await;
+        assert!(
+            !old.ok && old.detail.contains("older than"),
+            "{}",
+            old.detail
+        );
+        let odd = updater.execute("c2", &args("nightly", false)).await;
+        assert!(
+            !odd.ok && odd.detail.contains("cannot tell"),
+            "{}",
+            odd.detail
+        );
+        // Ordered as a downgrade, it goes on to the next check (this box has updates off).
+        let ordered = updater.execute("c3", &args("0.0.9", true)).await;
+        assert!(
+            !ordered.ok && ordered.detail.contains("updates are off"),
+            "{}",
+            ordered.detail
+        );
     }
 }

@@ -94,6 +94,10 @@ enum UpdateCommand {
         sites: Vec<String>,
         #[arg(long, default_value = "admin")]
         by: String,
+        /// The version is older than what the boxes run (a withdrawn release): boxes refuse an
+        /// older version unless the command says so.
+        #[arg(long)]
+        downgrade: bool,
     },
     /// Show the published releases and each box's progress (sent, installed, healthy, rolled
     /// back with the reason, failed).
@@ -297,9 +301,15 @@ struct RunArgs {
     /// Its private key, PEM (hub/server.key).
     #[arg(long, requires = "https")]
     tls_key: Option<PathBuf>,
-    /// Run the embedded MQTT broker on this address (the default tier).
+    /// Run the embedded MQTT broker on this address (the default tier). It has no TLS and no
+    /// authentication: on any address but loopback the hub refuses to start without
+    /// --insecure-broker.
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     embedded_broker: SocketAddr,
+    /// Serve the embedded broker on a non-loopback address although anybody on the network can
+    /// then read every batch and roster (acks and commands stay sealed, batches signed).
+    #[arg(long)]
+    insecure_broker: bool,
     /// Use an external broker instead, e.g. mqtt://127.0.0.1:1883, or mqtts://host:8883 with the
     /// county CA and the hub's certificate (sunlight-provision init makes them).
     #[arg(long)]
@@ -962,6 +972,20 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
             }
         }
         None => {
+            if !args.embedded_broker.ip().is_loopback() && !args.insecure_broker {
+                return Err(Error::Invalid(format!(
+                    "--embedded-broker {}: the embedded broker has no TLS and no authentication, so \
+                     anyone on the network could read every box's batches and rosters (PIN hashes, \
+                     card numbers). For boxes on the network, run Mosquitto with the county \
+                     certificates (sunlight-provision broker-config; docs/provisioning.md) and start \
+                     the hub with --broker mqtts://…; on a closed test network only, add \
+                     --insecure-broker",
+                    args.embedded_broker
+                )));
+            }
+            if args.insecure_broker && !args.embedded_broker.ip().is_loopback() {
+                tracing::warn!(listen = %args.embedded_broker, "the embedded broker serves the network without TLS or authentication (--insecure-broker)");
+            }
             broker::start_embedded(args.embedded_broker)?;
             BrokerLink {
                 host: args.embedded_broker.ip().to_string(),
@@ -1309,6 +1333,7 @@ fn update(command: UpdateCommand) -> Result<(), Error> {
             percent,
             sites,
             by,
+            downgrade,
         } => {
             let wave = match percent {
                 Some(p) if (1..=100).contains(&p) => db::Wave::Percent(p),
@@ -1322,7 +1347,7 @@ fn update(command: UpdateCommand) -> Result<(), Error> {
             };
             let mut writer = Writer::open(&existing_store(&data_dir)?)?;
             let r = writer
-                .run(|tx| db::rollout(tx, &version, &wave, &by))?
+                .run(|tx| db::rollout(tx, &version, &wave, &by, downgrade))?
                 .map_err(Error::Invalid)?;
             println!(
                 "update {version}: sent to {} box(es){}",

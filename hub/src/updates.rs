@@ -243,6 +243,9 @@ struct RolloutBody {
     sites: Vec<String>,
     #[serde(default)]
     by: String,
+    /// The version is older than what boxes run, on purpose.
+    #[serde(default)]
+    downgrade: bool,
 }
 
 fn refuse(status: StatusCode, message: impl std::fmt::Display) -> Response {
@@ -286,7 +289,12 @@ async fn rollout(
     };
     let version = b.version.trim().to_owned();
     let who = crate::web::audit_who(&caller, &b.by);
-    match crate::web::write(&state, move |tx| db::rollout(tx, &version, &wave, &who)).await {
+    let downgrade = b.downgrade;
+    match crate::web::write(&state, move |tx| {
+        db::rollout(tx, &version, &wave, &who, downgrade)
+    })
+    .await
+    {
         Ok(Ok(Ok(r))) => (StatusCode::ACCEPTED, axum::Json(r)).into_response(),
         Ok(Ok(Err(m))) => refuse(StatusCode::NOT_FOUND, m),
         Ok(Err(e)) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),

@@ -240,6 +240,31 @@ pub fn check_version(text: &str) -> Result<String, UpdateError> {
     Ok(v.to_owned())
 }
 
+/// The order of two release versions (`0.2.0`, `0.2.0-rc1`, `1.10.3+build5`): the dotted numbers
+/// compared as numbers, and a pre-release (`-…`) before its release. `None` when either does not
+/// start with dotted numbers: then nobody can tell which is newer.
+pub fn compare_versions(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    fn parts(v: &str) -> Option<(Vec<u64>, bool)> {
+        let v = v.trim().split('+').next().unwrap_or_default();
+        let (release, pre) = match v.split_once('-') {
+            Some((r, _)) => (r, true),
+            None => (v, false),
+        };
+        let numbers = release
+            .split('.')
+            .map(|n| n.parse::<u64>().ok())
+            .collect::<Option<Vec<u64>>>()?;
+        Some((numbers, pre))
+    }
+    let (mut a, a_pre) = parts(a)?;
+    let (mut b, b_pre) = parts(b)?;
+    let len = a.len().max(b.len());
+    a.resize(len, 0);
+    b.resize(len, 0);
+    // A release sorts after its pre-releases: `false` (release) > `true` (pre-release).
+    Some(a.cmp(&b).then((!a_pre).cmp(&!b_pre)))
+}
+
 /// Builds an unsigned archive holding `binary` and a `VERSION` file (for tests and the docs'
 /// example; operators may use `tar czf` as well).
 pub fn pack<W: Write>(out: W, binary: &[u8], version: &str) -> Result<(), UpdateError> {
@@ -267,6 +292,17 @@ pub fn pack<W: Write>(out: W, binary: &[u8], version: &str) -> Result<(), Update
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_as_releases() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("0.1.1", "0.1.0"), Some(Greater));
+        assert_eq!(compare_versions("0.10.0", "0.9.9"), Some(Greater));
+        assert_eq!(compare_versions("0.2.0-rc1", "0.2.0"), Some(Less));
+        assert_eq!(compare_versions("0.2.0+b7", "0.2"), Some(Equal));
+        assert_eq!(compare_versions("1.0.0", "0.99.0"), Some(Greater));
+        assert_eq!(compare_versions("nightly", "0.1.0"), None);
+    }
     use std::io::Cursor;
 
     fn signed(binary: &[u8], version: &str, key: &UpdateKey) -> Vec<u8> {

@@ -213,3 +213,28 @@ fn forged_acks_and_commands_change_nothing_and_every_event_arrives_once() {
     // Clear the retained forgery so the broker does not keep it.
     publish(port, &ack_topic, &[Vec::new()], true);
 }
+
+#[test]
+fn the_embedded_broker_is_not_served_to_the_network_by_accident() {
+    let dir = scratch("insecure-broker");
+    let mut child = std::process::Command::new(bin("sunlight-hub"))
+        .args(["run", "--data-dir"])
+        .arg(dir.join("hub"))
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--embedded-broker", &format!("0.0.0.0:{}", free_port())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sunlight-hub");
+    let status = wait_for(Duration::from_secs(20), "the hub to refuse", || {
+        child.try_wait().ok().flatten()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+        .expect("read stderr");
+    assert!(!status.success());
+    assert!(
+        err.contains("no TLS and no authentication") && err.contains("--insecure-broker"),
+        "{err}"
+    );
+}

@@ -114,11 +114,14 @@ pub struct Rollout {
 /// Sends `update` to the boxes of the wave: not revoked, not already on `version`, and not
 /// already sent this release (a box listed by `--sites` is sent it again if it failed or rolled
 /// back before).
+/// `downgrade`: the version may be older than what boxes run (a withdrawn release); boxes refuse
+/// an older version without it.
 pub fn rollout(
     tx: &Transaction<'_>,
     version: &str,
     wave: &Wave,
     by: &str,
+    downgrade: bool,
 ) -> rusqlite::Result<Result<Rollout, String>> {
     let Some(release) = release(tx, version)? else {
         return Ok(Err(format!(
@@ -143,6 +146,7 @@ pub fn rollout(
         "url": archive_path(version),
         "sha256": release.sha256,
         "size": release.size,
+        "downgrade": downgrade,
     });
     let mut out = Rollout::default();
     for (site, device, running, revoked) in boxes {
