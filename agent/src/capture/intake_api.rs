@@ -443,10 +443,26 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         let (status, answer) = call(&router, "POST", "/api/v1/import?kind=case", &big).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(String::from_utf8_lossy(&answer).contains("empty"));
+        // 2 MiB of spaces is one cell, over the bound of one cell.
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains("more than 32 KiB"), "{answer}");
         let huge = vec![b' '; import::MAX_FILE + 1];
         let (status, _) = call(&router, "POST", "/api/v1/import?kind=case", &huge).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_zip_bomb_is_too_large_and_names_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        let router = router(state.clone());
+        let mut bomb = crate::capture::table::tests::bomb();
+        crate::capture::table::tests::lie_about_sizes(&mut bomb, 100);
+        let (status, answer) = call(&router, "POST", "/api/v1/import?kind=case", &bomb).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains("the import limit is 128 MiB"), "{answer}");
+        assert_eq!(state.outbox.backlog().unwrap().head_seq, 0);
     }
 
     #[test]
