@@ -8,12 +8,13 @@
 //! a duplicate. A row without a time gets the box's clock and is still recognised on re-import.
 
 use super::intake_api::{self, IntakeState};
+use super::intake_keys::Grant;
 use super::table::{self, Limits, Row, TableError};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::outbox::{Keyed, Outbox};
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDateTime, TimeZone};
@@ -556,10 +557,16 @@ pub(super) struct ImportQuery {
 /// file over a size bound, 422 for an unusable file, 503 when the outbox could not record.
 pub(super) async fn post_import(
     State(state): State<IntakeState>,
+    Extension(grant): Extension<Grant>,
     Query(query): Query<ImportQuery>,
     body: Bytes,
 ) -> Response {
     let kind = query.kind.unwrap_or_default();
+    if ImportKind::parse(&kind).is_some() {
+        if let Err(refusal) = grant.allows(&kind) {
+            return refusal.into_response();
+        }
+    }
     match import(&state.outbox, &state.clock, &kind, body).await {
         Ok(report) => {
             let status = if report.recorded() > 0 {
