@@ -45,6 +45,32 @@ enum Command {
         #[command(subcommand)]
         action: RosterAction,
     },
+    /// Keys of the systems that post to this box's intake API, each for some kinds of events
+    /// (docs/intake-api.md). A running agent uses a change from the next request.
+    IntakeKey {
+        #[command(subcommand)]
+        action: IntakeKeyAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntakeKeyAction {
+    /// Issue a key: printed once on stdout, kept on the box only as its SHA-256.
+    Add {
+        /// Who uses it: approval-system, pads-hall, import-script.
+        name: String,
+        /// The kinds it may post: case, rating, complaint, duty, patrol, correction.
+        #[arg(long, value_delimiter = ',', required = true)]
+        kinds: Vec<String>,
+        /// Accepted only from this box itself (127.0.0.1 / ::1): a tool running on the box. Only
+        /// such a key may post punch or snapshot.
+        #[arg(long)]
+        local: bool,
+    },
+    /// The keys issued: name, kinds, when (never the keys).
+    List,
+    /// Revoke a key: refused from the next request.
+    Revoke { name: String },
 }
 
 #[derive(clap::Args)]
@@ -433,6 +459,56 @@ fn run(command: Command, path: &std::path::Path) -> Result<(), sunlight_agent::E
         Command::Roster {
             action: RosterAction::Show,
         } => roster_show(&config),
+        Command::IntakeKey { action } => intake_key(&config, action),
+    }
+}
+
+fn intake_key(config: &AgentConfig, action: IntakeKeyAction) -> Result<(), sunlight_agent::Error> {
+    use sunlight_agent::capture::intake_keys;
+    match action {
+        IntakeKeyAction::Add { name, kinds, local } => {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let key = intake_keys::add(&config.data_dir, &name, &kinds, local, &now)?;
+            println!("{key}");
+            eprintln!(
+                "Key {name} issued for {}{}. It is shown only now: give it to the system that posts, which sends\n  Authorization: Bearer {key}\nwith every request to http://{}/api/v1/. Revoke it with: sunlight-agent intake-key revoke {name}",
+                kinds.join(", "),
+                if local { " (from this box only)" } else { "" },
+                config.intake.listen
+            );
+            Ok(())
+        }
+        IntakeKeyAction::List => {
+            let keys = intake_keys::list(&config.data_dir)?;
+            if keys.is_empty() {
+                println!(
+                    "no intake keys: nothing can post to this box. Issue one with: sunlight-agent intake-key add NAME --kinds case,rating,complaint,duty"
+                );
+            }
+            for k in keys {
+                println!(
+                    "{:<24} {:<40} issued {}{}",
+                    k.name,
+                    k.kinds.join(","),
+                    k.created,
+                    if k.local { "  (this box only)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        IntakeKeyAction::Revoke { name } => {
+            if intake_keys::revoke(&config.data_dir, &name)? {
+                println!("key {name} revoked: refused from the next request");
+                Ok(())
+            } else {
+                Err(sunlight_agent::Error::Config {
+                    path: intake_keys::path(&config.data_dir),
+                    detail: format!(
+                        "there is no key named {name}; 'sunlight-agent intake-key list' shows them"
+                    ),
+                })
+            }
+        }
     }
 }
 

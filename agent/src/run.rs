@@ -3,6 +3,7 @@
 
 use crate::capture::camera::{Camera, Cameras};
 use crate::capture::intake_api::{self, IntakeState, SnapshotStatus};
+use crate::capture::intake_keys::IntakeKeys;
 use crate::capture::kiosk::{self, KioskState};
 use crate::clock::Clock;
 use crate::config::AgentConfig;
@@ -98,6 +99,7 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
         device: config.device.to_string(),
         snapshots: Some(snapshots.clone()),
         alarms: alarms.clone(),
+        keys: Arc::new(IntakeKeys::open(&config.data_dir)),
     });
     if config.kiosk.enabled {
         let roster = Arc::new(RosterCache::open(&config.outbox_path())?);
@@ -109,7 +111,14 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
         tracing::info!(page = %format!("http://{}/kiosk", config.intake.listen), "kiosk page served");
     }
     tracing::info!(site = %config.site, device = %config.device, intake = %config.intake.listen, broker = %config.hub.broker, "agent started");
-    let server = tokio::spawn(async move { axum::serve(listener, intake).await });
+    // The peer's address: a --local intake key is taken from this box only.
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            intake.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
 
     if let Some(zk) = &config.zkteco {
         let listener = tokio::net::TcpListener::bind(zk.listen)

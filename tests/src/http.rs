@@ -105,6 +105,27 @@ impl Client {
     }
 }
 
+impl Client {
+    /// POSTs `body` saying it is `content_type`: (status, text).
+    pub fn post_typed(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Option<(u16, String)> {
+        self.rt.block_on(async {
+            let r = self
+                .auth(self.http.post(url))
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            Some((r.status().as_u16(), r.text().await.unwrap_or_default()))
+        })
+    }
+}
+
 impl Default for Client {
     fn default() -> Self {
         Client::new()

@@ -425,7 +425,40 @@ pub struct Agent {
     pub intake: u16,
     pub proc: Option<Proc>,
     pub pubkey: String,
+    /// The harness's intake key (a `--local` one for every kind a key may have, punches too);
+    /// [`Agent::post`] and [`Agent::punch`] carry it.
+    pub intake_key: String,
     client: http::Client,
+}
+
+/// The kinds of the harness's intake key: the LAN's and, as the key is `--local`, the box-only
+/// `punch` and `snapshot` (the tests post punches as a terminal on the box would).
+pub const HARNESS_KINDS: &str = "case,rating,complaint,duty,patrol,correction,punch,snapshot";
+
+/// Issues an intake key on the box of `config` with `sunlight-agent intake-key add`, as its
+/// operator would: `local` keys are accepted only from the box itself. Returns the key.
+pub fn add_intake_key(config: &Path, name: &str, kinds: &str, local: bool) -> String {
+    let mut cmd = Command::new(bin("sunlight-agent"));
+    cmd.arg("-c")
+        .arg(config)
+        .args(["intake-key", "add", name, "--kinds", kinds]);
+    if local {
+        cmd.arg("--local");
+    }
+    let out = cmd.output().expect("run sunlight-agent intake-key add");
+    assert!(
+        out.status.success(),
+        "intake-key add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A client carrying `key` for the intake API.
+pub fn intake_client(key: &str) -> http::Client {
+    let client = http::Client::new();
+    client.set_bearer(key);
+    client
 }
 
 impl Agent {
@@ -483,6 +516,7 @@ impl Agent {
         );
         let pubkey = String::from_utf8_lossy(&out.stdout).trim().to_string();
         hub.register(site, device, &pubkey);
+        let intake_key = add_intake_key(&config, "harness", HARNESS_KINDS, true);
         Agent {
             site: site.into(),
             device: device.into(),
@@ -491,7 +525,8 @@ impl Agent {
             intake,
             proc: None,
             pubkey,
-            client: http::Client::new(),
+            client: intake_client(&intake_key),
+            intake_key,
         }
     }
 
@@ -661,16 +696,18 @@ pub fn scratch(name: &str) -> Scratch {
     Scratch(dir)
 }
 
-/// Posts punches numbered from `start` in a background thread until `stop`; returns accepted numbers.
+/// Posts punches numbered from `start` in a background thread until `stop`, with the intake key
+/// `key`; returns accepted numbers.
 pub fn steady_intake(
     agent_url: String,
+    key: String,
     start: u64,
     stop: Arc<AtomicBool>,
     pace: Duration,
 ) -> std::thread::JoinHandle<Vec<u64>> {
     let counter = Arc::new(AtomicU64::new(start));
     std::thread::spawn(move || {
-        let client = http::Client::new();
+        let client = intake_client(&key);
         let mut accepted = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             let n = counter.fetch_add(1, Ordering::Relaxed);

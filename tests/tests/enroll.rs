@@ -323,7 +323,7 @@ fn run_enrolled_box(
     wait_for(Duration::from_secs(20), "the agent's intake", || {
         std::net::TcpStream::connect(("127.0.0.1", intake)).ok()
     });
-    let client = http::Client::new();
+    let client = intake_client(&add_intake_key(config, "harness", HARNESS_KINDS, true));
     let url = format!("http://127.0.0.1:{intake}/api/v1/events");
     let accepted: Vec<u64> = (0..n as u64)
         .filter(|n| matches!(client.post_json(&url, &punch_event(*n)), Some((201, _))))

@@ -53,8 +53,9 @@ fn events_from_several_boxes_arrive_once_in_order() {
         .iter()
         .map(|a| {
             let url = a.intake_url();
+            let key = a.intake_key.clone();
             std::thread::spawn(move || {
-                let c = http::Client::new();
+                let c = intake_client(&key);
                 (0..300u64)
                     .filter(|n| matches!(c.post_json(&url, &punch_event(*n)), Some((201, _))))
                     .collect::<Vec<_>>()
@@ -88,6 +89,7 @@ fn a_network_cut_during_steady_intake_loses_and_duplicates_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let intake = steady_intake(
         agent.intake_url(),
+        agent.intake_key.clone(),
         0,
         stop.clone(),
         Duration::from_millis(3),
@@ -133,6 +135,7 @@ fn cut_twice_under_steady_intake(name: &str, mut cut: impl FnMut(&mut Mosquitto,
     let stop = Arc::new(AtomicBool::new(false));
     let intake = steady_intake(
         agent.intake_url(),
+        agent.intake_key.clone(),
         0,
         stop.clone(),
         Duration::from_millis(3),
@@ -164,7 +167,7 @@ fn hub_and_embedded_broker_killed_mid_drain_lose_and_duplicate_nothing() {
     );
     agent.start();
     // A backlog built while the hub is down.
-    let c = http::Client::new();
+    let c = intake_client(&agent.intake_key);
     let batch: Vec<serde_json::Value> = (0..20_000u64).map(punch_event).collect();
     let mut accepted = Vec::new();
     for chunk in batch.chunks(1000) {
@@ -225,6 +228,7 @@ fn agent_killed_20_times_during_intake_and_sync_loses_nothing() {
             .map(|k| {
                 steady_intake(
                     agent.intake_url(),
+                    agent.intake_key.clone(),
                     next + k * 100_000,
                     stop.clone(),
                     Duration::from_millis(1),

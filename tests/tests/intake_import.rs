@@ -56,7 +56,7 @@ fn a_gbk_export_is_imported_once_and_reaches_the_hub_masked() {
         "[health]\ninterval_secs = 0\n",
     );
     agent.start();
-    let client = http::Client::new();
+    let client = intake_client(&agent.intake_key);
     let file = gbk_export();
     let openapi = client
         .get_json(&format!(

@@ -8,12 +8,13 @@
 //! a duplicate. A row without a time gets the box's clock and is still recognised on re-import.
 
 use super::intake_api::{self, IntakeState};
-use super::table::{self, Row};
+use super::intake_keys::Grant;
+use super::table::{self, Limits, Row, TableError};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::outbox::{Keyed, Outbox};
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDateTime, TimeZone};
@@ -25,6 +26,11 @@ use sha2::{Digest, Sha256};
 pub const MAX_FILE: usize = 10 * 1024 * 1024;
 /// Most rows in one file, the header not counted.
 pub const MAX_ROWS: usize = 50_000;
+/// What a file may cost the box (unpacked size, shared strings, rows, cells): [`table::Limits`].
+pub const LIMITS: Limits = Limits {
+    rows: MAX_ROWS + 1,
+    ..Limits::DEFAULT
+};
 
 /// The kinds a file may hold, one kind per file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,16 +398,20 @@ struct Plan {
 }
 
 /// Reads a file into a [`Plan`]. Errors are about the whole file (empty, no header, a required
-/// column missing, too large).
-fn plan(kind: ImportKind, bytes: &[u8], clock: &Clock) -> Result<Plan, String> {
-    let rows = table::read(bytes, MAX_ROWS + 1)?;
+/// column missing, over a bound of [`LIMITS`]).
+fn plan(kind: ImportKind, bytes: &[u8], clock: &Clock) -> Result<Plan, TableError> {
+    let rows = table::read(bytes, &LIMITS)?;
     let Some((header, rows)) = rows.split_first() else {
-        return Err("the file is empty: export the cases with a header row".into());
+        return Err(TableError::Invalid(
+            "the file is empty: export the cases with a header row".into(),
+        ));
     };
     if rows.is_empty() {
-        return Err("the file has a header row but no data rows".into());
+        return Err(TableError::Invalid(
+            "the file has a header row but no data rows".into(),
+        ));
     }
-    let header = resolve_header(kind, &header.cells)?;
+    let header = resolve_header(kind, &header.cells).map_err(TableError::Invalid)?;
     let now = clock.now_rfc3339();
     let rows = rows
         .iter()
@@ -454,9 +464,21 @@ pub enum ImportError {
     /// The file or the request is unusable; nothing was recorded.
     #[error("{0}")]
     File(String),
+    /// The file is over a size bound (the message names it); nothing was recorded.
+    #[error("{0}")]
+    TooLarge(String),
     /// The outbox could not record; nothing was recorded, retry.
     #[error(transparent)]
     Store(#[from] Error),
+}
+
+impl From<TableError> for ImportError {
+    fn from(e: TableError) -> ImportError {
+        match e {
+            TableError::TooLarge(m) => ImportError::TooLarge(m),
+            TableError::Invalid(m) => ImportError::File(m),
+        }
+    }
 }
 
 /// Imports a file of `kind` (`case`, `rating` or `complaint`): every good row is durable in the
@@ -476,8 +498,7 @@ pub async fn import(
     let reader = clock.clone();
     let planned = tokio::task::spawn_blocking(move || plan(kind, &bytes, &reader))
         .await
-        .map_err(|e| ImportError::File(format!("the file could not be read: {e}")))?
-        .map_err(ImportError::File)?;
+        .map_err(|e| ImportError::File(format!("the file could not be read: {e}")))??;
     let mut rows = Vec::with_capacity(planned.rows.len());
     let mut keyed = Vec::new();
     for (row, event) in planned.rows {
@@ -532,14 +553,20 @@ pub(super) struct ImportQuery {
     kind: Option<String>,
 }
 
-/// `POST /api/v1/import?kind=..`: 201 when rows were recorded, 200 when none were new, 422 for an
-/// unusable file, 503 when the outbox could not record.
+/// `POST /api/v1/import?kind=..`: 201 when rows were recorded, 200 when none were new, 413 for a
+/// file over a size bound, 422 for an unusable file, 503 when the outbox could not record.
 pub(super) async fn post_import(
     State(state): State<IntakeState>,
+    Extension(grant): Extension<Grant>,
     Query(query): Query<ImportQuery>,
     body: Bytes,
 ) -> Response {
     let kind = query.kind.unwrap_or_default();
+    if ImportKind::parse(&kind).is_some() {
+        if let Err(refusal) = grant.allows(&kind) {
+            return refusal.into_response();
+        }
+    }
     match import(&state.outbox, &state.clock, &kind, body).await {
         Ok(report) => {
             let status = if report.recorded() > 0 {
@@ -551,6 +578,9 @@ pub(super) async fn post_import(
         }
         Err(ImportError::File(message)) => {
             intake_api::refuse(StatusCode::UNPROCESSABLE_ENTITY, message)
+        }
+        Err(ImportError::TooLarge(message)) => {
+            intake_api::refuse(StatusCode::PAYLOAD_TOO_LARGE, message)
         }
         Err(ImportError::Store(e)) => intake_api::store_failed(e),
     }

@@ -5,7 +5,12 @@
 //!
 //! Input is parsed by hand from the raw body so that every refusal says exactly what was wrong.
 //! Every event, posted or imported, becomes a draft through [`draft`]: masked, then validated.
+//!
+//! Posting needs a key ([`intake_keys`]): 401 without one, 403 for a kind the key was not issued
+//! for (and always for `punch`, `health`, `cmd_result`, `snapshot` from the LAN); events must be
+//! sent as `application/json` (415 otherwise). Status, the OpenAPI document and `/healthz` are open.
 
+use super::intake_keys::{self, Grant, IntakeKeys};
 use super::{import, mask};
 use crate::capture::camera::Cameras;
 use crate::clock::Clock;
@@ -16,8 +21,8 @@ use crate::sync::SharedLink;
 use crate::sync::upload::SharedUpload;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
@@ -42,6 +47,8 @@ pub struct IntakeState {
     /// Cameras, spool and uploads, for status; `None` in tests of the intake alone.
     pub snapshots: Option<SnapshotStatus>,
     pub alarms: Alarms,
+    /// The keys posting systems must show.
+    pub keys: Arc<IntakeKeys>,
 }
 
 /// What status shows about snapshots.
@@ -64,13 +71,17 @@ impl SnapshotStatus {
     }
 }
 
-/// Every path the intake serves; `agent/openapi.json` documents each (checked by a test).
-fn routes() -> [(&'static str, MethodRouter<IntakeState>); 6] {
+/// Every path the intake serves; `agent/openapi.json` documents each (checked by a test). The
+/// posting routes are behind [`intake_keys::require_key`], which runs before the body is read.
+fn routes(keys: &Arc<IntakeKeys>) -> [(&'static str, MethodRouter<IntakeState>); 6] {
+    let guard = || axum::middleware::from_fn_with_state(keys.clone(), intake_keys::require_key);
     [
-        ("/api/v1/events", post(post_events)),
+        ("/api/v1/events", post(post_events).layer(guard())),
         (
             "/api/v1/import",
-            post(import::post_import).layer(DefaultBodyLimit::max(import::MAX_FILE)),
+            post(import::post_import)
+                .layer(DefaultBodyLimit::max(import::MAX_FILE))
+                .layer(guard()),
         ),
         ("/api/v1/status", get(status)),
         ("/api/v1/openapi.json", get(openapi_json)),
@@ -80,7 +91,7 @@ fn routes() -> [(&'static str, MethodRouter<IntakeState>); 6] {
 }
 
 pub fn router(state: IntakeState) -> Router {
-    routes()
+    routes(&state.keys)
         .into_iter()
         .fold(Router::new(), |router, (path, route)| {
             router.route(path, route)
@@ -128,25 +139,36 @@ pub fn draft(kind: &str, at: &str, mut body: Value) -> Result<EventDraft, EventE
 
 /// Turns the posted JSON (one event object, or an array of them) into drafts, or says what is wrong.
 pub fn parse_events(body: &[u8], clock: &Clock) -> Result<Vec<EventDraft>, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    parse_allowed(body, clock, |_| None).map_err(|(_, message)| message)
+}
+
+/// [`parse_events`] for a key: `forbids(kind)` says why a kind may not be posted (403), checked
+/// before the event's body; anything else wrong is 422.
+fn parse_allowed(
+    body: &[u8],
+    clock: &Clock,
+    forbids: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<EventDraft>, (StatusCode, String)> {
+    let invalid = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("the body is not valid JSON: {e}")))?;
     let (items, many) =
         match value {
             Value::Array(items) => (items, true),
             single @ Value::Object(_) => (vec![single], false),
-            _ => return Err(
+            _ => return Err(invalid(
                 "the body must be an event object {\"kind\":..,\"body\":{..}} or an array of them"
                     .into(),
-            ),
+            )),
         };
     if items.is_empty() {
-        return Err("the array holds no events".into());
+        return Err(invalid("the array holds no events".into()));
     }
     if items.len() > MAX_EVENTS {
-        return Err(format!(
+        return Err(invalid(format!(
             "{} events in one request; send at most {MAX_EVENTS}",
             items.len()
-        ));
+        )));
     }
     let now = clock.now_rfc3339();
     items
@@ -155,17 +177,34 @@ pub fn parse_events(body: &[u8], clock: &Clock) -> Result<Vec<EventDraft>, Strin
         .map(|(i, item)| {
             let at_index = |e: String| if many { format!("event #{i}: {e}") } else { e };
             let posted: PostedEvent =
-                serde_json::from_value(item).map_err(|e| at_index(format!("{e}")))?;
+                serde_json::from_value(item).map_err(|e| invalid(at_index(format!("{e}"))))?;
+            if let Some(why) = forbids(&posted.kind) {
+                return Err((StatusCode::FORBIDDEN, at_index(why)));
+            }
             let at = posted.at.as_deref().unwrap_or(&now);
-            draft(&posted.kind, at, posted.body).map_err(|e| at_index(e.to_string()))
+            draft(&posted.kind, at, posted.body).map_err(|e| invalid(at_index(e.to_string())))
         })
         .collect()
 }
 
-async fn post_events(State(state): State<IntakeState>, body: Bytes) -> Response {
-    let drafts = match parse_events(&body, &state.clock) {
+async fn post_events(
+    State(state): State<IntakeState>,
+    Extension(grant): Extension<Grant>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = intake_keys::require_json(&headers) {
+        return refusal.into_response();
+    }
+    // All or nothing, as recording is: one event of a kind the key may not post refuses all.
+    let drafts = match parse_allowed(&body, &state.clock, |kind| grant.forbids(kind)) {
         Ok(d) => d,
-        Err(message) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, message),
+        Err((status, message)) => {
+            if status == StatusCode::FORBIDDEN {
+                tracing::warn!(key = %grant.name, "intake: a kind the key may not post was refused");
+            }
+            return refuse(status, message);
+        }
     };
     // Case events may call for snapshots (`on_case_stages`): taken after the events are recorded,
     // in the background, never waited for here.
@@ -255,7 +294,10 @@ mod tests {
         assert!(!drafts[0].body().contains("13812341234"));
     }
 
+    /// An intake on `dir` with one key for every LAN kind, kept in `KEY` for [`call`].
     fn state(dir: &tempfile::TempDir) -> IntakeState {
+        let (keys, key) = intake_keys::test_key(dir.path(), false);
+        KEY.with(|k| *k.borrow_mut() = key);
         let site = sunlight_protocol::SiteId::new("suixian-shangshi").unwrap();
         let device = sunlight_protocol::DeviceId::new("box-01").unwrap();
         IntakeState {
@@ -266,16 +308,37 @@ mod tests {
             device: device.to_string(),
             snapshots: None,
             alarms: crate::health::Alarms::new().0,
+            keys,
         }
     }
 
+    thread_local! {
+        static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+
+    /// A request with the test key, as JSON.
     async fn call(router: &Router, method: &str, path: &str, body: &[u8]) -> (StatusCode, Vec<u8>) {
+        let key = KEY.with(|k| k.borrow().clone());
+        let headers = [
+            ("authorization", format!("Bearer {key}")),
+            ("content-type", "application/json".to_owned()),
+        ];
+        call_with(router, method, path, &headers, body).await
+    }
+
+    async fn call_with(
+        router: &Router,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> (StatusCode, Vec<u8>) {
         use tower::ServiceExt;
-        let request = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .body(axum::body::Body::from(body.to_vec()))
-            .unwrap();
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request.body(axum::body::Body::from(body.to_vec())).unwrap();
         let response = router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -289,14 +352,14 @@ mod tests {
         let doc: Value = serde_json::from_str(OPENAPI).expect("agent/openapi.json is JSON");
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
         let paths = doc["paths"].as_object().unwrap();
-        for (path, _) in routes() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, _) in routes(&Arc::new(IntakeKeys::open(dir.path()))) {
             assert!(
                 paths.contains_key(path),
                 "{path} is served but not in agent/openapi.json"
             );
         }
         // ... and the router answers every documented operation.
-        let dir = tempfile::tempdir().unwrap();
         let router = router(state(&dir));
         for (path, operations) in paths {
             for method in operations.as_object().unwrap().keys() {
@@ -443,10 +506,26 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         let (status, answer) = call(&router, "POST", "/api/v1/import?kind=case", &big).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(String::from_utf8_lossy(&answer).contains("empty"));
+        // 2 MiB of spaces is one cell, over the bound of one cell.
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains("more than 32 KiB"), "{answer}");
         let huge = vec![b' '; import::MAX_FILE + 1];
         let (status, _) = call(&router, "POST", "/api/v1/import?kind=case", &huge).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_zip_bomb_is_too_large_and_names_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir);
+        let router = router(state.clone());
+        let mut bomb = crate::capture::table::tests::bomb();
+        crate::capture::table::tests::lie_about_sizes(&mut bomb, 100);
+        let (status, answer) = call(&router, "POST", "/api/v1/import?kind=case", &bomb).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.contains("the import limit is 128 MiB"), "{answer}");
+        assert_eq!(state.outbox.backlog().unwrap().head_seq, 0);
     }
 
     #[test]

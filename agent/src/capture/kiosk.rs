@@ -307,7 +307,15 @@ async fn page(State(state): State<KioskState>) -> Response {
         .into_response()
 }
 
-async fn punch(State(state): State<KioskState>, body: Bytes) -> Response {
+async fn punch(
+    State(state): State<KioskState>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    // The page sends JSON; a form or text/plain from another page on an office PC is refused.
+    if let Err(refusal) = crate::capture::intake_keys::require_json(&headers) {
+        return refusal.into_response();
+    }
     let req = match parse_request(&body) {
         Ok(r) => r,
         Err(m) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, m),

@@ -1,5 +1,6 @@
 //! Capture sources: each accepts events from one kind of source and writes them only to the outbox.
-//! A source never blocks another: the LAN intake API (with its file import and import directory),
+//! A source never blocks another: the LAN intake API (with its file import and import directory,
+//! behind keys: [`intake_keys`]),
 //! ZKTeco terminals, the kiosk page, and the cameras (whose pictures go to the spool first).
 //! Every source masks personal data ([`mask`]) before an event becomes a draft.
 
@@ -7,6 +8,7 @@ pub mod camera;
 pub mod import;
 pub mod import_dir;
 pub mod intake_api;
+pub mod intake_keys;
 pub mod kiosk;
 pub mod mask;
 pub mod table;

@@ -329,7 +329,7 @@ fn latency(dir: &std::path::Path, samples: usize) -> (f64, f64) {
         "[health]\ninterval_secs = 0\n",
     );
     agent.start();
-    let client = Arc::new(http::Client::new());
+    let client = Arc::new(intake_client(&agent.intake_key));
     std::thread::sleep(Duration::from_secs(1));
     let mut lat = Vec::new();
     for n in 0..samples as u64 {

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use sunlight_tests::{Agent, BrokerMode, Hub, free_port, http};
+use sunlight_tests::{Agent, BrokerMode, Hub, add_intake_key, free_port, intake_client};
 
 struct Township {
     name: &'static str,
@@ -153,6 +153,9 @@ fn main() {
     println!("  hub API     {api}/api/v1/devices   (MQTT on 127.0.0.1:{mqtt})");
 
     let mut agents = Vec::new();
+    // Each box's approval system and pads post with a key of their own (LAN kinds only); the
+    // simulated terminal's punches come with the harness's key, accepted only from the box itself.
+    let mut approval_keys = Vec::new();
     for t in &TOWNSHIPS {
         let mut a = Agent::new(
             &dir.join(t.site),
@@ -163,12 +166,23 @@ fn main() {
             "[health]\ninterval_secs = 10\n",
         );
         a.start();
+        let key = add_intake_key(
+            &a.config,
+            "demo-approval",
+            "case,rating,complaint,duty",
+            false,
+        );
         println!(
             "  box {:<18} intake http://127.0.0.1:{}/api/v1/events   status: sunlight-agent -c {} status",
             t.name,
             a.intake,
             a.config.display()
         );
+        println!(
+            "      approval-system key: {key}   (sunlight-agent -c {} intake-key list)",
+            a.config.display()
+        );
+        approval_keys.push(intake_client(&key));
         agents.push(a);
     }
     println!("\nDashboard: {api}/   sign in as");
@@ -204,14 +218,18 @@ fn main() {
     println!("  curl -s {api}/metrics                    # ingest counters");
     println!("  logs and databases under {}\n", dir.display());
 
-    let client = http::Client::new();
     let started = Instant::now();
     let mut tick: u64 = 0;
     loop {
         for (i, (t, a)) in TOWNSHIPS.iter().zip(&agents).enumerate() {
             let event = simulate(t, tick + i as u64);
             let what = describe(t, &event);
-            match client.post_json(&a.intake_url(), &event) {
+            let sent = if event["kind"] == "punch" {
+                a.post(&event)
+            } else {
+                approval_keys[i].post_json(&a.intake_url(), &event)
+            };
+            match sent {
                 Some((201, body)) => println!(
                     "[{}] {what}  → recorded, seq {}",
                     t.name, body["accepted"][0]["seq"]

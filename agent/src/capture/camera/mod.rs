@@ -987,9 +987,11 @@ pub(crate) mod tests {
         drop(rig.dir);
     }
 
-    /// The intake API of a box with the rig's cameras.
-    fn intake(rig: &Rig) -> axum::Router {
-        crate::capture::intake_api::router(crate::capture::intake_api::IntakeState {
+    /// The intake API of a box with the rig's cameras, and a key for it (a `--local` one: the
+    /// tests post punches too, as a tool on the box would).
+    fn intake(rig: &Rig) -> (axum::Router, String) {
+        let (keys, key) = crate::capture::intake_keys::test_key(rig.dir.path(), true);
+        let router = crate::capture::intake_api::router(crate::capture::intake_api::IntakeState {
             outbox: rig.outbox.clone(),
             clock: Clock::new(chrono_tz::Asia::Shanghai),
             link: Default::default(),
@@ -1000,15 +1002,23 @@ pub(crate) mod tests {
                 upload: Default::default(),
             }),
             alarms: Alarms::new().0,
-        })
+            keys,
+        });
+        (router, key)
     }
 
     /// POSTs events to the intake: (status, answer). Fails rather than hangs if it waits.
-    async fn post(router: &axum::Router, events: Value) -> (u16, Value) {
+    async fn post((router, key): &(axum::Router, String), events: Value) -> (u16, Value) {
         use tower::ServiceExt;
-        let request = axum::http::Request::post("/api/v1/events")
+        let mut request = axum::http::Request::post("/api/v1/events")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
             .body(axum::body::Body::from(events.to_string()))
             .unwrap();
+        let box_itself = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(box_itself));
         let response =
             tokio::time::timeout(Duration::from_secs(5), router.clone().oneshot(request))
                 .await
