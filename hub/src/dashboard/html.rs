@@ -127,6 +127,8 @@ form.filters label{display:flex;flex-direction:column;font-size:.9em}
 input,select,button{font:inherit;padding:.2em .4em}
 .error{background:#ffebe9;border:1px solid #cf222e;padding:.5em 1em;border-radius:4px}
 .notice{background:#dafbe1;border:1px solid #1a7f37;padding:.5em 1em;border-radius:4px}
+.provisional{background:#fff8c5;border:1px solid #d4a72c;padding:.3em .8em;border-radius:4px}
+span.provisional{padding:0 .3em;font-size:.85em;white-space:nowrap}
 .tabs a{margin-right:1em}.tabs a.on{font-weight:bold;text-decoration:none;color:#1f2328}
 @media print{header,form.filters{display:none}body{background:#fff}}
 ";
@@ -293,6 +295,29 @@ pub fn time_ms(ms: Option<i64>) -> String {
                 .to_string()
         })
         .unwrap_or_else(|| "—".into())
+}
+
+/// The note under a page whose figures rest on a provisional calendar year (decision 0014):
+/// 「暂按法定节假日计算，待录入 YYYY 年放假安排」, with the English after it on English pages.
+pub fn provisional_note(l: Lang, year: i32) -> String {
+    let zh = crate::oversight::calendar::provisional_note_zh(year);
+    let text = match l {
+        Lang::Zh => zh,
+        Lang::En => format!(
+            "{zh} ({})",
+            crate::oversight::calendar::provisional_note_en(year)
+        ),
+    };
+    format!("<p class=\"provisional\">※ {}</p>", esc(&text))
+}
+
+/// The mark beside one provisional figure (a due day, a verdict); the note explains it.
+pub fn provisional_mark(l: Lang, year: i32) -> String {
+    format!(
+        "<span class=\"provisional\" title=\"{}\">{}</span>",
+        esc(&crate::oversight::calendar::provisional_note_zh(year)),
+        l.t("暂", "provisional")
+    )
 }
 
 /// The outcome of a form as a line above the page: `notice` when it worked, `error` when not;
