@@ -86,10 +86,14 @@ impl Fixture {
     }
 
     fn accept(&self, no: &str, today: &str, days: u32) {
+        self.stage(no, "accepted", today, days);
+    }
+
+    fn stage(&self, no: &str, stage: &str, today: &str, days: u32) {
         let sup = self.sup(today);
         let body =
             serde_json::json!({"case_no": no, "item_code": "MZ-001", "item_name": "老年优待证办理",
-            "unit": "民政办", "window": "W1", "stage": "accepted", "staff_id": "0451",
+            "unit": "民政办", "window": "W1", "stage": stage, "staff_id": "0451",
             "kind": "promised", "limit_days": days})
             .to_string();
         let at = format!("{today}T09:00:00+08:00");
@@ -365,4 +369,188 @@ fn the_report_of_a_provisional_month_says_so() {
     let nov = report("2026-11", "2026-11-30");
     assert!(!nov.provisional);
     assert!(!sunlight_hub::report::message(&nov).1.contains(NOTE));
+}
+
+/// A made-up 2027 arrangement (the State Council has not published 2027's yet; this is no guess
+/// of it, only test data) in the holiday-cn JSON form: 春节 02-05..11 and two make-up Saturdays.
+const TEST_2027_JSON: &str = r#"{"year": 2027, "days": [
+  {"name": "元旦", "date": "2027-01-01", "isOffDay": true},
+  {"name": "元旦", "date": "2027-01-02", "isOffDay": true},
+  {"name": "元旦", "date": "2027-01-03", "isOffDay": true},
+  {"name": "春节", "date": "2027-01-30", "isOffDay": false},
+  {"name": "春节", "date": "2027-02-05", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-06", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-07", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-08", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-09", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-10", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-11", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-20", "isOffDay": false},
+  {"name": "清明节", "date": "2027-04-05", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-01", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-02", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-03", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-04", "isOffDay": true},
+  {"name": "端午节", "date": "2027-06-09", "isOffDay": true},
+  {"name": "中秋节", "date": "2027-09-15", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-01", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-02", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-03", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-04", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-05", "isOffDay": true}
+]}"#;
+
+fn audit_rows(f: &Fixture) -> Vec<(String, String, String)> {
+    f.reader()
+        .run(|c| {
+            c.prepare("SELECT action, target, detail FROM audit WHERE action LIKE 'calendar.%' ORDER BY rowid")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .unwrap()
+}
+
+#[test]
+fn loading_the_official_year_moves_due_days_once_and_never_lowers_a_step() {
+    let f = Fixture::new();
+    // 40 working days from 2026-12-21 on the provisional year: due Monday 2027-02-22. On the
+    // loaded file, Saturdays 01-30 and 02-20 are worked and 02-11 is off: due Saturday 02-20.
+    f.accept("C-40", "2026-12-21", 40);
+    // 4 working days from Monday 2027-02-01 on the provisional year: 02-02..04, then 02-11 after
+    // the festival: due 02-11, red on 02-11. On the loaded file 02-11 is off: due Friday 02-12,
+    // which would be one day left (yellow) on 02-11 — the red light already taken stays.
+    f.accept("C-FEB", "2027-02-01", 4);
+    // Completed on its provisional due day 01-19: on time, provisionally.
+    f.accept("C-DONE", "2026-12-21", 20);
+    f.stage("C-DONE", "completed", "2027-01-19", 20);
+    f.tick("2027-02-11");
+    let done = f.case("C-DONE");
+    assert_eq!((done.open, done.provisional), (false, true));
+    let (c40, feb) = (f.case("C-40"), f.case("C-FEB"));
+    assert_eq!(
+        (c40.due.as_deref(), c40.provisional),
+        (Some("2027-02-22"), true)
+    );
+    assert_eq!(
+        (feb.due.as_deref(), feb.level.as_deref(), feb.provisional),
+        (Some("2027-02-11"), Some("red_light"), true)
+    );
+    let told_before = f
+        .reader()
+        .run(|c| notices::list(c, None, Some("case:"), 1000))
+        .unwrap()
+        .len();
+
+    // A malformed file is refused with its line, and nothing changes.
+    let sup = f.sup("2027-02-11");
+    let bad = TEST_2027_JSON.replace("2027-09-15", "2027-09-31");
+    let refused = f
+        .writer()
+        .run(
+            |tx| match store::settings::import_calendar(tx, &bad, "admin", d("2027-02-11")) {
+                Err(store::settings::ImportError::Refused(why)) => Ok(why),
+                other => panic!("not refused: {other:?}"),
+            },
+        )
+        .unwrap();
+    assert!(
+        refused.starts_with("line 20: \"2027-09-31\" is not a YYYY-MM-DD date"),
+        "{refused}"
+    );
+    assert!(audit_rows(&f).is_empty());
+
+    // The notice loaded: in force at once, cases re-evaluated in the same step.
+    let imported = f
+        .writer()
+        .run(|tx| {
+            let years =
+                store::settings::import_calendar(tx, TEST_2027_JSON, "admin", d("2027-02-11"))
+                    .map_err(|e| rusqlite::Error::InvalidParameterName(e.to_string()))?;
+            sunlight_hub::supervise::reload_calendar(tx, &sup, d("2027-02-11"))
+                .map_err(rusqlite::Error::InvalidParameterName)?;
+            Ok(years)
+        })
+        .unwrap();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].before, "provisional");
+    assert_eq!(
+        imported[0]
+            .changed
+            .iter()
+            .map(|(d, w)| (d.to_string(), *w))
+            .collect::<Vec<_>>(),
+        [
+            ("2027-01-30".to_string(), true),
+            ("2027-02-11".to_string(), false),
+            ("2027-02-20".to_string(), true),
+        ]
+    );
+    let audit = audit_rows(&f);
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].0, "calendar.import");
+    assert_eq!(audit[0].1, "calendar:2027");
+    assert!(
+        audit[0].2.starts_with(
+            "provisional → official (holiday-cn 2027); 3 days changed: 2027-01-30 off→working"
+        ),
+        "{}",
+        audit[0].2
+    );
+    assert_eq!(
+        sup.calendar()
+            .provisional_in(d("2027-01-01"), d("2027-12-31")),
+        None
+    );
+
+    let (c40, feb) = (f.case("C-40"), f.case("C-FEB"));
+    assert_eq!(
+        c40.due.as_deref(),
+        Some("2027-02-20"),
+        "the make-up Saturday counts"
+    );
+    assert!(!c40.provisional && c40.provisional_year.is_none());
+    assert!(c40.warnings.iter().all(|w| !w.provisional));
+    assert_eq!(feb.due.as_deref(), Some("2027-02-12"));
+    let done = f.case("C-DONE");
+    assert!(
+        !done.provisional,
+        "a completed case's verdict follows the loaded year too"
+    );
+    assert_eq!(feb.level.as_deref(), Some("red_light"), "never lowered");
+    assert_eq!(
+        steps(&feb),
+        [
+            ("blue".into(), "2027-02-01".into(), false),
+            ("red_light".into(), "2027-02-11".into(), false),
+        ],
+        "one red light, not told again"
+    );
+    let told_after = f
+        .reader()
+        .run(|c| notices::list(c, None, Some("case:"), 1000))
+        .unwrap()
+        .len();
+    assert_eq!(
+        told_after, told_before,
+        "re-evaluated once: nobody told twice"
+    );
+
+    // Another process (the running hub, whose calendar was built before the load) rebuilds its
+    // calendar on its next tick.
+    let running = f.sup("2027-02-11");
+    assert!(
+        running
+            .calendar()
+            .provisional_in(d("2027-02-20"), d("2027-02-20"))
+            .is_some()
+    );
+    let mut w = f.writer();
+    sunlight_hub::supervise::run_tick(&mut w, &running, d("2027-02-11"), 100).unwrap();
+    assert!(running.calendar().is_workday(d("2027-02-20")).unwrap());
+    assert_eq!(
+        running
+            .calendar()
+            .provisional_in(d("2027-01-01"), d("2027-12-31")),
+        None
+    );
 }

@@ -451,6 +451,32 @@ pub fn recheck_open(conn: &Connection, today: NaiveDate) -> rusqlite::Result<usi
     )
 }
 
+/// Re-evaluates the completed cases whose due day rested on a provisional year (after a year's
+/// official arrangement was loaded): their on-time verdict and their mark follow the official data.
+/// Completed cases raise no step. Returns how many were looked at.
+pub fn recheck_provisional_done(
+    conn: &Connection,
+    sup: &Supervision,
+    today: NaiveDate,
+) -> rusqlite::Result<usize> {
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT site, state, level FROM cases WHERE open = 0 AND provisional IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for (site, state, level) in rows {
+        let Ok(state) = serde_json::from_str::<CaseState>(&state) else {
+            continue;
+        };
+        let stored = level.as_deref().and_then(WarningLevel::parse);
+        evaluate_from(conn, &site, &state, stored, sup, today)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub fn tick_chunk(
     conn: &Connection,
     sup: &Supervision,
