@@ -338,6 +338,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_provisional_note_names_its_year_in_both_languages() {
+        let zh = provisional_note(Lang::Zh, 2027);
+        assert_eq!(
+            zh,
+            "<p class=\"provisional\">※ 暂按法定节假日计算，待录入 2027 年放假安排</p>"
+        );
+        let en = provisional_note(Lang::En, 2028);
+        assert!(en.contains("待录入 2028 年放假安排"), "{en}");
+        assert!(
+            en.contains("until 2028&#39;s official arrangement is loaded"),
+            "{en}"
+        );
+        assert!(provisional_mark(Lang::Zh, 2027).contains("title=\"暂按法定节假日计算"));
+    }
+
+    #[test]
     fn query_values_are_percent_encoded() {
         assert_eq!(
             url("/cases?view=done&x=尚"),
