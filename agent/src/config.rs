@@ -106,7 +106,8 @@ pub struct SnapshotsConfig {
     pub office_days: Vec<String>,
     /// ... except on the official public holidays (the State Council's data shipped with the agent),
     /// and also on its make-up working days (调休) that fall on other days. Years the data does not
-    /// cover follow `office_days` alone.
+    /// cover leave out the statutory holidays (the provisional year of decision 0014) and follow
+    /// `office_days` otherwise.
     #[serde(default = "yes")]
     pub official_holidays: bool,
     /// The camera whose picture becomes the kiosk punch's `photo`; absent: punches carry none.

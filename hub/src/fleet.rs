@@ -104,16 +104,28 @@ pub fn backlog_growing(samples: &[(i64, i64)], window_ms: i64) -> bool {
         && samples.windows(2).all(|w| w[1].1 >= w[0].1)
 }
 
-/// Whether `now` is within office hours of a working day.
+/// Whether `now` is within office hours of a working day. A day the calendar cannot answer (a
+/// year before 2025 without data) has no office hours: no box is called offline on a guess.
 pub fn in_office_hours(calendar: &Calendar, office: &Office, now: DateTime<FixedOffset>) -> bool {
     let day: NaiveDate = now.date_naive();
-    if !calendar.is_workday(day).unwrap_or(true) {
+    if !matches!(calendar.is_workday(day), Ok(true)) {
         return false;
     }
     let t = now.time().with_nanosecond(0).unwrap_or(now.time());
     office
         .schedule_on(day)
         .is_some_and(|s| s.segments.iter().any(|g| g.start <= t && t < g.end))
+}
+
+/// Adds the provisional note to the offline conditions: they count office hours of a day the
+/// calendar answers provisionally (decision 0014).
+pub fn mark_provisional(conditions: &mut [Condition], year: i32) {
+    for c in conditions.iter_mut().filter(|c| c.kind == "offline") {
+        c.detail.push_str(&format!(
+            "（{}）",
+            crate::oversight::calendar::provisional_note_zh(year)
+        ));
+    }
 }
 
 /// The conditions of every registered box at `now_ms`. `office_hours` says whether offline boxes
@@ -349,12 +361,18 @@ pub fn watch_once(
     sup: &crate::supervise::Supervision,
     now: DateTime<FixedOffset>,
 ) -> Result<Vec<Condition>, crate::Error> {
-    let office = in_office_hours(&sup.calendar(), &sup.office(), now);
+    let calendar = sup.calendar();
+    let office = in_office_hours(&calendar, &sup.office(), now);
     let now_ms = now.timestamp_millis();
     let today = now.date_naive();
+    // Office hours on a provisional day: the offline alarms of today say what they rest on.
+    let provisional = calendar.provisional_in(today, today);
     let config = sup.config().clone();
     writer.run(move |tx| {
-        let conditions = evaluate(tx, &config.fleet, now_ms, office)?;
+        let mut conditions = evaluate(tx, &config.fleet, now_ms, office)?;
+        if let Some(year) = provisional {
+            mark_provisional(&mut conditions, year);
+        }
         apply(tx, &config, conditions, now_ms, today)
     })
 }

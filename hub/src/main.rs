@@ -56,6 +56,9 @@ enum Command {
     /// The hub's down-link keys, which seal every ack and command a box obeys.
     #[command(subcommand)]
     HubKey(HubKeyCommand),
+    /// The working-day calendar: load a year's official holidays (放假安排) at run time.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
     /// Check a configuration file and print what it sets.
     CheckConfig {
         /// The file, e.g. /etc/sunlight/hub.toml (see hub/hub.example.toml).
@@ -371,6 +374,28 @@ enum HubKeyCommand {
 }
 
 #[derive(Subcommand)]
+enum CalendarCommand {
+    /// Load a year's official arrangement from the State Council notice: the project's TOML (as
+    /// protocol/data/holidays-cn.toml) or the holiday-cn dataset's JSON. Checked first (dates
+    /// inside the year, no day both off and make-up, every statutory holiday present); a running
+    /// hub puts it in force within a minute and re-evaluates the open cases.
+    Import {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+        /// The file, e.g. 2027.json.
+        file: PathBuf,
+        #[arg(long, default_value = "admin")]
+        by: String,
+    },
+    /// Show, per year, where the calendar's answers come from: official (shipped or loaded),
+    /// provisional (the statutory holidays alone) or missing.
+    Status {
+        #[arg(long, default_value = "/var/lib/sunlight-hub")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum DeviceCommand {
     /// Revoke a box (lost, stolen, replaced): its batches and uploads are refused from now on, also
     /// by a running hub. Regenerate the broker config too (`sunlight-provision revoke`).
@@ -605,6 +630,61 @@ fn run(cli: Cli) -> Result<(), Error> {
             .and_then(|()| tx.commit())
             .map_err(|e| Error::Invalid(e.to_string()))?;
             println!("{n} staff imported from {}", file.display());
+            Ok(())
+        }
+        Command::Calendar(CalendarCommand::Import { data_dir, file, by }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+            let today = HubClock::system().today();
+            let mut writer = Writer::open(&store_path(&data_dir)?)?;
+            let imported = writer
+                .run(
+                    |tx| match store::settings::import_calendar(tx, &text, &by, today) {
+                        Ok(years) => Ok(Ok(years)),
+                        // Refused before anything was written.
+                        Err(store::settings::ImportError::Refused(why)) => Ok(Err(why)),
+                        // Rolled back.
+                        Err(store::settings::ImportError::Db(e)) => Err(e),
+                    },
+                )?
+                .map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+            for y in imported {
+                println!(
+                    "{}: {} → official ({}), {} days changed{}",
+                    y.year,
+                    y.before,
+                    y.source,
+                    y.changed.len(),
+                    y.changed
+                        .iter()
+                        .map(|(d, working)| format!(
+                            "\n  {d} {}",
+                            if *working { "working" } else { "off" }
+                        ))
+                        .collect::<String>()
+                );
+            }
+            println!("loaded; a running hub puts it in force within a minute");
+            Ok(())
+        }
+        Command::Calendar(CalendarCommand::Status { data_dir }) => {
+            let cal = Reader::open(&store_path(&data_dir)?)?
+                .run(|c| Ok(store::settings::calendar(c)))?
+                .map_err(Error::Invalid)?;
+            let year = chrono::Datelike::year(&HubClock::system().today());
+            for y in year - 1..=year + 1 {
+                let state = if cal.official_data().has_year(y) {
+                    format!(
+                        "official ({})",
+                        cal.official_data().source(y).unwrap_or_default()
+                    )
+                } else if !cal.provisional_years(y, y).is_empty() {
+                    "provisional (statutory holidays only, no make-up days)".to_owned()
+                } else {
+                    "missing".to_owned()
+                };
+                println!("{y}: {state}");
+            }
             Ok(())
         }
         Command::Roster(RosterCommand::Export { data_dir, site }) => {
@@ -1018,6 +1098,18 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         None => HubConfig::default(),
     });
     let sup = Supervision::new(calendar, clock, config.clone())?;
+    {
+        // The calendar was built with the years loaded so far; the tick rebuilds it on the next.
+        let w = Writer::open(&path)?;
+        sup.set_calendar_loaded(
+            sunlight_hub::store::settings::get_setting(
+                w.conn(),
+                sunlight_hub::store::settings::CALENDAR_LOADED,
+            )
+            .map_err(|e| Error::Invalid(format!("calendar: {e}")))?
+            .map(|s| s.value),
+        );
+    }
     {
         // The sections an admin saved in the dashboard win over hub.toml.
         let w = Writer::open(&path)?;

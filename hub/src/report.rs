@@ -372,6 +372,11 @@ pub struct Report {
     pub awards: Awards,
     pub problems: Vec<Problem>,
     pub missing: Vec<Missing>,
+    /// Some figure rests on a provisional calendar year (decision 0014): a day of the period judged
+    /// on it, or a case of the period whose due day is reckoned on it.
+    pub provisional: bool,
+    /// That year (the earliest, if more than one).
+    pub provisional_year: Option<i32>,
 }
 
 /// `col = ?1` when there is a site, `?1 IS NULL` otherwise (so that the `(site, …)` indexes are
@@ -678,6 +683,23 @@ fn compute_from(
         .collect();
     let trend = trend(conn, site, unit, period)?;
     let awards = awards(conn, site, unit, period, &units, &staff_totals)?;
+    let cases_provisional: Option<i32> = conn.query_row(
+        &format!(
+            "SELECT min(provisional) FROM cases WHERE {} AND provisional IS NOT NULL
+                AND (accepted BETWEEN ?2 AND ?3 OR completed BETWEEN ?2 AND ?3)
+                AND (?4 IS NULL OR unit = ?4)",
+            site_cond("site", site)
+        ),
+        params![site, from, to, unit],
+        |r| r.get(0),
+    )?;
+    let provisional_year = [
+        cal.provisional_in(period.from, period.to.min(today)),
+        cases_provisional,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     let mut report = Report {
         period: period.clone(),
         scope: scope.clone(),
@@ -694,6 +716,8 @@ fn compute_from(
         awards,
         problems: Vec::new(),
         missing: missing(),
+        provisional: provisional_year.is_some(),
+        provisional_year,
     };
     report.problems = problems(&report);
     Ok(report)
@@ -731,7 +755,7 @@ pub fn message(r: &Report) -> (String, String) {
     let text = format!(
         "【电子监察】{subject}：受理{}件（即办{}、承诺{}），办结{}件，按时办结率{}；\
          黄灯{}、红灯{}、黄牌{}、红牌{}、督办函{}；迟到{}、早退{}、旷工{}个半天、空岗{}段；\
-         评价{}条，满意率{}，差评{}条；投诉{}件，属实{}件。详见电子监察平台报表。",
+         评价{}条，满意率{}，差评{}条；投诉{}件，属实{}件。详见电子监察平台报表。{}",
         t.accepted,
         t.accepted_immediate,
         t.accepted_promised,
@@ -751,6 +775,9 @@ pub fn message(r: &Report) -> (String, String) {
         t.bad_ratings,
         r.complaints.received,
         r.complaints.upheld,
+        r.provisional_year
+            .map(|y| format!("（{}）", crate::oversight::calendar::provisional_note_zh(y)))
+            .unwrap_or_default(),
     );
     (subject, text)
 }
@@ -831,7 +858,8 @@ pub fn leave_days(cal: &Calendar, from: NaiveDateTime, to: NaiveDateTime, period
     let last = to.date().min(period.to);
     let mut halves = 0u32;
     for d in first.iter_days().take_while(|d| *d <= last) {
-        if !cal.is_workday(d).unwrap_or(true) {
+        // A day the calendar cannot answer (before 2025 without data) is not counted: no guess.
+        if !matches!(cal.is_workday(d), Ok(true)) {
             continue;
         }
         let (start, midday) = (d.and_time(NaiveTime::MIN), d.and_time(noon));

@@ -54,6 +54,9 @@ pub struct Supervision {
     office: Arc<Live<Office>>,
     /// The sites' judged attendance months the reports sum (stale when the above change).
     summaries: Arc<Summaries>,
+    /// The store's [`crate::store::settings::CALENDAR_LOADED`] the calendar in force was built
+    /// with: the tick rebuilds it when another process loaded a year.
+    calendar_loaded: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Supervision {
@@ -70,6 +73,7 @@ impl Supervision {
             config: Arc::new(Live::new(config)),
             office: Arc::new(Live::new(Arc::new(office))),
             summaries: Arc::new(Summaries::new()),
+            calendar_loaded: Arc::default(),
         })
     }
 
@@ -103,6 +107,15 @@ impl Supervision {
         Ok(())
     }
 
+    /// Notes the store's [`crate::store::settings::CALENDAR_LOADED`] the calendar in force was
+    /// built with (at start).
+    pub fn set_calendar_loaded(&self, stamp: Option<String>) {
+        *self
+            .calendar_loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = stamp;
+    }
+
     pub fn set_calendar(&self, calendar: Calendar) {
         self.calendar.set(Arc::new(calendar));
         self.summaries.settings_changed();
@@ -129,6 +142,48 @@ impl Supervision {
 /// Cases re-evaluated per transaction: short transactions leave the write lock to ingest.
 pub const TICK_CHUNK: u32 = 5_000;
 
+/// Rebuilds the calendar from the store (shipped data, loaded years, overrides), puts it in force
+/// for every thread, and re-evaluates every open case against it on `today` in the same
+/// transaction (due days and lights move; steps already taken are never lowered). Returns how many
+/// cases were looked at.
+pub fn reload_calendar(
+    conn: &rusqlite::Connection,
+    sup: &Supervision,
+    today: chrono::NaiveDate,
+) -> Result<usize, String> {
+    let cal = crate::store::settings::calendar(conn)?;
+    sup.set_calendar(cal);
+    *sup.calendar_loaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) =
+        crate::store::settings::get_setting(conn, crate::store::settings::CALENDAR_LOADED)
+            .map_err(|e| e.to_string())?
+            .map(|s| s.value);
+    cases::recheck_open(conn, today).map_err(|e| e.to_string())?;
+    let mut total = cases::recheck_provisional_done(conn, sup, today).map_err(|e| e.to_string())?;
+    loop {
+        let n = cases::tick_chunk(conn, sup, today, TICK_CHUNK).map_err(|e| e.to_string())?;
+        total += n;
+        if n < TICK_CHUNK as usize {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Whether a year was loaded into the store since this hub last built its calendar (by
+/// `sunlight-hub calendar import`, another process).
+fn calendar_loaded_elsewhere(conn: &rusqlite::Connection, sup: &Supervision) -> bool {
+    let stored = crate::store::settings::get_setting(conn, crate::store::settings::CALENDAR_LOADED)
+        .ok()
+        .flatten()
+        .map(|s| s.value);
+    *sup.calendar_loaded
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        != stored
+}
+
 /// One tick: every case due by `today`, in transactions of at most `chunk` cases, then the default
 /// ratings of cases left unrated. Returns how many cases were looked at.
 pub fn run_tick(
@@ -138,6 +193,22 @@ pub fn run_tick(
     chunk: u32,
 ) -> rusqlite::Result<usize> {
     let mut total = 0;
+    if calendar_loaded_elsewhere(writer.conn(), sup) {
+        let tx = writer.transaction()?;
+        match reload_calendar(&tx, sup, today) {
+            Ok(n) => {
+                tracing::info!(
+                    cases = n,
+                    "a calendar year was loaded: the calendar is rebuilt"
+                );
+                total += n;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a loaded calendar year does not read; the calendar in force is kept")
+            }
+        }
+        tx.commit()?;
+    }
     loop {
         let tx = writer.transaction()?;
         let n = cases::tick_chunk(&tx, sup, today, chunk)?;

@@ -592,7 +592,15 @@ async fn attendance_board(
     })
     .await
     {
-        Ok(w) => axum::Json(json!({ "day": day, "windows": w })).into_response(),
+        Ok(w) => {
+            // Whether the day is working or off rests on a provisional year (decision 0014).
+            let provisional = state.sup.calendar().provisional_in(day, day);
+            let mut v = json!({ "day": day, "windows": w, "provisional": provisional.is_some() });
+            if let Some(year) = provisional {
+                v["provisional_year"] = year.into();
+            }
+            axum::Json(v).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -654,7 +662,15 @@ async fn attendance_units(
     })
     .await
     {
-        Ok(Some(u)) => axum::Json(json!({ "month": month, "units": u })).into_response(),
+        Ok(Some(u)) => {
+            let provisional = store::attendance::month_range(&month)
+                .and_then(|(a, b)| state.sup.calendar().provisional_in(a, b));
+            let mut v = json!({ "month": month, "units": u, "provisional": provisional.is_some() });
+            if let Some(year) = provisional {
+                v["provisional_year"] = year.into();
+            }
+            axum::Json(v).into_response()
+        }
         Ok(None) => bad_month(&month),
         Err(r) => r,
     }

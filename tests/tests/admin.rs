@@ -566,3 +566,109 @@ fn notification_rules_saved_by_an_admin_reach_a_new_contact_without_a_restart() 
     );
     assert_eq!(rows[1].1, "settings.notify.reset");
 }
+
+/// A made-up 2027 arrangement (test data, not the State Council's, which is not published yet) in
+/// the holiday-cn JSON form, with a make-up Saturday (01-30).
+const TEST_2027_JSON: &str = r#"{"year": 2027, "days": [
+  {"name": "元旦", "date": "2027-01-01", "isOffDay": true},
+  {"name": "春节", "date": "2027-01-30", "isOffDay": false},
+  {"name": "春节", "date": "2027-02-05", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-06", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-07", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-08", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-09", "isOffDay": true},
+  {"name": "春节", "date": "2027-02-10", "isOffDay": true},
+  {"name": "清明节", "date": "2027-04-05", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-01", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-02", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-03", "isOffDay": true},
+  {"name": "劳动节", "date": "2027-05-04", "isOffDay": true},
+  {"name": "端午节", "date": "2027-06-09", "isOffDay": true},
+  {"name": "中秋节", "date": "2027-09-15", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-01", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-02", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-03", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-04", "isOffDay": true},
+  {"name": "国庆节", "date": "2027-10-05", "isOffDay": true}
+]}"#;
+
+#[test]
+fn a_year_is_loaded_from_the_page_and_the_command_line() {
+    let dir = scratch("admin-calendar-import");
+    let hub = hub_with_data(&dir);
+    let mut b = Browser::signed_in(&hub, "admin");
+
+    // Before: 2027 is provisional, and the page says so with the statutory days.
+    let page = b.get("/admin/calendar?year=2027");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("2027 （暂定）"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("暂按法定节假日计算，待录入 2027 年放假安排"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("2027-02-05"), "春节 eve: {}", page.body);
+    let csrf = page.csrf().expect("the form has the session's token");
+
+    // A malformed file: 422 naming the line, nothing stored.
+    let bad = TEST_2027_JSON.replace("2027-06-09", "2027-06-31");
+    let r = b.post("/admin/calendar/import", &[("csrf", &csrf), ("data", &bad)]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body
+            .contains("line 15: &quot;2027-06-31&quot; is not a YYYY-MM-DD date"),
+        "{}",
+        r.body
+    );
+    assert_eq!(count(&hub, "SELECT count(*) FROM calendar_years"), 0);
+    // The same from the command line.
+    let file = dir.join("2027-bad.json");
+    std::fs::write(&file, &bad).expect("file");
+    let out = std::process::Command::new(sunlight_tests::bin("sunlight-hub"))
+        .args(["calendar", "import", "--data-dir"])
+        .arg(&hub.dir)
+        .arg(&file)
+        .output()
+        .expect("calendar import");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 15"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The notice loaded from the page: in force, audited, the differences shown.
+    let r = b.post(
+        "/admin/calendar/import",
+        &[("csrf", &csrf), ("data", TEST_2027_JSON)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("已录入 2027 年放假安排"), "{}", r.body);
+    assert!(r.body.contains("2027 （官方）"), "{}", r.body);
+    assert!(r.body.contains("id=\"differences\""), "{}", r.body);
+    assert_eq!(count(&hub, "SELECT count(*) FROM calendar_years"), 1);
+    let audit = audit_rows(&hub);
+    let last = audit.last().expect("an audit row");
+    assert_eq!(
+        (last.1.as_str(), last.2.as_str()),
+        ("calendar.import", "calendar:2027")
+    );
+    assert!(
+        last.3.starts_with(
+            "provisional → official (holiday-cn 2027); 1 days changed: 2027-01-30 off→working"
+        ),
+        "{}",
+        last.3
+    );
+    let out = std::process::Command::new(sunlight_tests::bin("sunlight-hub"))
+        .args(["calendar", "status", "--data-dir"])
+        .arg(&hub.dir)
+        .output()
+        .expect("calendar status");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2027: official (holiday-cn 2027)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -253,6 +253,9 @@ pub async fn board(
         }
         body.push_str("</table>");
     }
+    if let Some(year) = state.api.sup.calendar().provisional_in(day, day) {
+        body.push_str(&super::html::provisional_note(l, year));
+    }
     let title = match l {
         Lang::Zh => format!("考勤 · {site} · {day}"),
         Lang::En => format!("Attendance · {site} · {day}"),
@@ -524,13 +527,20 @@ pub async fn staff(
             })
             .collect();
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td></tr>",
             esc(&d.day),
+            match view.provisional_year {
+                Some(y) if d.provisional => format!(" {}", super::html::provisional_mark(l, y)),
+                _ => String::new(),
+            },
             verdicts.join("<br>"),
             punches.join(", ")
         ));
     }
     body.push_str("</table>");
+    if let Some(year) = view.provisional_year {
+        body.push_str(&super::html::provisional_note(l, year));
+    }
     let title = match l {
         Lang::Zh => format!("个人考勤 · {} {} · {month}", who.staff_id, who.name),
         Lang::En => format!("Attendance of {} {} · {month}", who.staff_id, who.name),

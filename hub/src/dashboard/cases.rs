@@ -246,7 +246,14 @@ pub async fn detail(
     ));
     body.push_str(&field(
         l.t("办结时限", "Due"),
-        esc(d.case.due.as_deref().unwrap_or("—")),
+        format!(
+            "{}{}",
+            esc(d.case.due.as_deref().unwrap_or("—")),
+            d.case
+                .provisional_year
+                .map(|y| format!(" {}", super::html::provisional_mark(l, y)))
+                .unwrap_or_default()
+        ),
     ));
     body.push_str(&field(
         l.t("预警", "Level"),
@@ -272,6 +279,9 @@ pub async fn detail(
         body.push_str(&field(l.t("问题", "Problem"), esc(p)));
     }
     body.push_str("</table>");
+    if let Some(year) = d.case.provisional_year {
+        body.push_str(&super::html::provisional_note(l, year));
+    }
 
     body.push_str(&format!(
         "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",

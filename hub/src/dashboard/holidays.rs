@@ -3,12 +3,15 @@
 //! (a date or a short range) and removal. Overrides are stored in the hub's database and put in
 //! force in the running hub at once: the calendar is rebuilt and swapped in
 //! ([`crate::supervise::Supervision::set_calendar`]) and the open cases are re-evaluated against it.
+//! Per year the page says where the answers come from — official (shipped or loaded), provisional
+//! (the statutory holidays alone, decision 0014) or missing — and takes a year's notice pasted as
+//! the project's TOML or holiday-cn JSON (as `sunlight-hub calendar import` does).
 
 use super::accounts::Role;
 use super::html::{self, Lang, esc};
 use super::{Viewer, message_page};
 use crate::store::settings::{self, Override, Refused};
-use crate::supervise::{Supervision, TICK_CHUNK};
+use crate::supervise::Supervision;
 use crate::web::{ApiState, read, write};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -29,6 +32,9 @@ pub struct AddForm {
     working: String,
     #[serde(default)]
     reason: String,
+    /// A year's arrangement pasted into the import form.
+    #[serde(default)]
+    data: String,
 }
 
 fn render(
@@ -107,25 +113,55 @@ fn render(
     ));
     let cal = sup.calendar();
     let official = cal.official_data();
-    let years: Vec<i32> = official.years().collect();
+    let this_year = sup.clock.today().year();
+    let first = official.years().next().unwrap_or(this_year).min(this_year);
     body.push_str(&format!(
         "<h2>{} {year}</h2><p class=\"tabs\">",
         l.t("国务院放假安排", "Official holidays")
     ));
-    for y in &years {
+    for y in first..=(this_year + 1).max(year) {
         body.push_str(&format!(
-            "<a href=\"/admin/calendar?year={y}\"{}>{y}</a>",
-            if *y == year { " class=\"on\"" } else { "" }
+            "<a href=\"/admin/calendar?year={y}\"{}>{y} {}</a>",
+            if y == year { " class=\"on\"" } else { "" },
+            year_state(l, &cal, y)
         ));
     }
     body.push_str("</p>");
     let listed = official.listed(year);
-    if listed.is_empty() {
+    if listed.is_empty() && !cal.provisional_years(year, year).is_empty() {
+        body.push_str(&super::html::provisional_note(l, year));
+        body.push_str(&format!(
+            "<p>{}</p><table><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+            l.t(
+                "尚未录入该年度国务院放假安排：暂按《全国年节及纪念日放假办法》的法定节假日计算（含周末补假），周末休息，无调休上班日。",
+                "This year's State Council arrangement is not loaded: the statutory holidays of the 办法 apply (with their weekday make-up days off), weekends off, no make-up working days."
+            ),
+            l.t("日期", "Date"),
+            l.t("法定节假日", "Statutory holiday"),
+            l.t("本地调整", "Override"),
+        ));
+        for s in sunlight_protocol::holidays::statutory(year).unwrap_or_default() {
+            let o = overrides.iter().find(|o| o.day == s.date);
+            body.push_str(&format!(
+                "<tr><td>{} {}</td><td>{}{}</td><td>{}</td></tr>",
+                s.date,
+                weekday(l, s.date),
+                s.festival.zh(),
+                if s.substitute {
+                    l.t("（补假）", " (make-up day off)")
+                } else {
+                    ""
+                },
+                o.map(|o| day_name(l, o.working)).unwrap_or("—"),
+            ));
+        }
+        body.push_str("</table>");
+    } else if listed.is_empty() {
         body.push_str(&format!(
             "<p class=\"error\">{}</p>",
             l.t(
-                "没有该年度的官方数据：请在 holidays-cn.toml 中补充国务院通知，或逐日设置调整。",
-                "No official data for this year: add the State Council notice to holidays-cn.toml, or set each needed date as an override."
+                "没有该年度的数据（2025 年以前的年份不按现行放假办法推算）：请录入国务院通知，或逐日设置调整。",
+                "No data for this year (years before 2025 are not reckoned by the current rules): load the State Council notice, or set each needed date as an override."
             )
         ));
     } else {
@@ -149,8 +185,87 @@ fn render(
             ));
         }
         body.push_str("</table>");
+        if year >= sunlight_protocol::holidays::FIRST_STATUTORY_YEAR {
+            body.push_str(&differences(l, official, year));
+        }
     }
+    body.push_str(&format!(
+        "<h2>{}</h2><form method=\"post\" action=\"/admin/calendar/import\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<p class=\"muted\">{}</p><textarea name=\"data\" rows=\"12\" cols=\"90\" required>{}</textarea><br>\
+<button type=\"submit\">{}</button></form>",
+        l.t("录入年度放假安排", "Load a year's arrangement"),
+        l.t(
+            "粘贴国务院通知的数据：本项目的 TOML 格式（同 holidays-cn.toml），或 holiday-cn 的 JSON（{\"year\":2027,\"days\":[{\"name\":\"元旦\",\"date\":\"2027-01-01\",\"isOffDay\":true},…]}）。保存前会检查日期、名称和全部法定节假日；保存后立即生效并重新计算在办件。也可用命令 sunlight-hub calendar import FILE。",
+            "Paste the notice's data: the project's TOML (as holidays-cn.toml) or holiday-cn JSON ({\"year\":2027,\"days\":[{\"name\":\"元旦\",\"date\":\"2027-01-01\",\"isOffDay\":true},…]}). Dates, names and every statutory holiday are checked first; once saved it is in force at once and the open cases are re-evaluated. The command sunlight-hub calendar import FILE does the same."
+        ),
+        esc(&form.data),
+        l.t("检查并录入", "Check and load"),
+    ));
     body
+}
+
+/// Official, provisional or missing: where the calendar's answers for `year` come from.
+fn year_state(l: Lang, cal: &crate::oversight::calendar::Calendar, year: i32) -> &'static str {
+    if cal.official_data().has_year(year) {
+        l.t("（官方）", "(official)")
+    } else if !cal.provisional_years(year, year).is_empty() {
+        l.t("（暂定）", "(provisional)")
+    } else {
+        l.t("（无数据）", "(missing)")
+    }
+}
+
+/// The days where the official arrangement of `year` differs from the provisional year the
+/// statutory rules give: its make-up working days and the long breaks it builds.
+fn differences(l: Lang, official: &sunlight_protocol::holidays::Official, year: i32) -> String {
+    let working = |kind: OfficialDay, d: NaiveDate| match kind {
+        OfficialDay::Holiday => false,
+        OfficialDay::MakeUpWorkday => true,
+        OfficialDay::Ordinary => {
+            !matches!(d.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun)
+        }
+    };
+    let (Some(first), Some(last)) = (
+        NaiveDate::from_ymd_opt(year, 1, 1),
+        NaiveDate::from_ymd_opt(year, 12, 31),
+    ) else {
+        return String::new();
+    };
+    let rows: Vec<String> = first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .filter_map(|d| {
+            let now = working(official.day(d)?, d);
+            let was = working(sunlight_protocol::holidays::provisional_day(d)?, d);
+            (now != was).then(|| {
+                format!(
+                    "<tr><td>{d} {}</td><td>{}</td><td>{}</td></tr>",
+                    weekday(l, d),
+                    day_name(l, was),
+                    day_name(l, now)
+                )
+            })
+        })
+        .collect();
+    format!(
+        "<h3>{}</h3>{}",
+        l.t(
+            "与暂定安排（仅法定节假日）不同的日期",
+            "Days that differ from the provisional year (statutory holidays only)"
+        ),
+        if rows.is_empty() {
+            format!("<p class=\"muted\">{}</p>", l.t("无", "None"))
+        } else {
+            format!(
+                "<table id=\"differences\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+                l.t("日期", "Date"),
+                l.t("暂定", "Provisional"),
+                l.t("官方", "Official"),
+                rows.concat()
+            )
+        }
+    )
 }
 
 fn day_name(l: Lang, working: bool) -> &'static str {
@@ -225,18 +340,8 @@ fn refused(l: Lang, r: Refused) -> String {
 async fn apply(api: &ApiState) -> Result<(), String> {
     let api2 = api.clone();
     let result = write(api, move |tx| {
-        let cal = settings::calendar(tx)?;
-        api2.sup.set_calendar(cal);
         let today = api2.sup.clock.today();
-        crate::store::cases::recheck_open(tx, today).map_err(|e| e.to_string())?;
-        loop {
-            let n = crate::store::cases::tick_chunk(tx, &api2.sup, today, TICK_CHUNK)
-                .map_err(|e| e.to_string())?;
-            if n < TICK_CHUNK as usize {
-                break;
-            }
-        }
-        Ok::<_, String>(())
+        crate::supervise::reload_calendar(tx, &api2.sup, today).map(|_| ())
     })
     .await;
     match result {
@@ -436,6 +541,101 @@ pub async fn remove(
         StatusCode::OK,
         Some(m),
         &empty,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    data: String,
+}
+
+/// Loads a year's arrangement pasted by an admin: checked, stored with an audit entry of its
+/// before → after, put in force and the open cases re-evaluated, in one transaction.
+pub async fn import(
+    State(state): State<super::DashState>,
+    viewer: Viewer,
+    Form(form): Form<ImportForm>,
+) -> Response {
+    if let Err(r) = viewer.require(&[Role::Admin]) {
+        return r;
+    }
+    if let Err(r) = viewer.check_csrf(&form.csrf) {
+        return r;
+    }
+    let l = viewer.lang;
+    let by = viewer.user().name.clone();
+    let today = state.api.sup.clock.today();
+    let (text, api2) = (form.data.clone(), state.api.clone());
+    let result = write(&state.api, move |tx| {
+        match settings::import_calendar(tx, &text, &by, today) {
+            Ok(years) => {
+                crate::supervise::reload_calendar(tx, &api2.sup, today)
+                    .map_err(rusqlite::Error::InvalidParameterName)?;
+                Ok(Ok(years))
+            }
+            // Refused before anything was written.
+            Err(settings::ImportError::Refused(why)) => Ok(Err(why)),
+            Err(settings::ImportError::Db(e)) => Err(e),
+        }
+    })
+    .await;
+    let years = match result {
+        Ok(Ok(Ok(years))) => years,
+        Ok(Ok(Err(why))) => {
+            let m = match l {
+                Lang::Zh => format!("未录入：{why}"),
+                Lang::En => format!("Not loaded: {why}"),
+            };
+            let form = AddForm {
+                working: "off".into(),
+                data: form.data,
+                ..AddForm::default()
+            };
+            return page_with(
+                &state,
+                &viewer,
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some((false, m)),
+                &form,
+            )
+            .await;
+        }
+        Ok(Err(e)) => return message_page(StatusCode::INTERNAL_SERVER_ERROR, l, &e.to_string()),
+        Err(r) => return r,
+    };
+    let done: Vec<String> = years
+        .iter()
+        .map(|y| match l {
+            Lang::Zh => format!(
+                "已录入 {} 年放假安排（{}），{} 天与此前不同，已生效。",
+                y.year,
+                y.source,
+                y.changed.len()
+            ),
+            Lang::En => format!(
+                "{}'s arrangement ({}) is loaded and in force; {} days changed.",
+                y.year,
+                y.source,
+                y.changed.len()
+            ),
+        })
+        .collect();
+    let form = AddForm {
+        working: "off".into(),
+        ..AddForm::default()
+    };
+    page_with(
+        &state,
+        &viewer,
+        years.first().map(|y| y.year),
+        StatusCode::OK,
+        Some((true, done.join(" "))),
+        &form,
     )
     .await
 }

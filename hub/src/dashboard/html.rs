@@ -127,6 +127,8 @@ form.filters label{display:flex;flex-direction:column;font-size:.9em}
 input,select,button{font:inherit;padding:.2em .4em}
 .error{background:#ffebe9;border:1px solid #cf222e;padding:.5em 1em;border-radius:4px}
 .notice{background:#dafbe1;border:1px solid #1a7f37;padding:.5em 1em;border-radius:4px}
+.provisional{background:#fff8c5;border:1px solid #d4a72c;padding:.3em .8em;border-radius:4px}
+span.provisional{padding:0 .3em;font-size:.85em;white-space:nowrap}
 .tabs a{margin-right:1em}.tabs a.on{font-weight:bold;text-decoration:none;color:#1f2328}
 @media print{header,form.filters{display:none}body{background:#fff}}
 ";
@@ -295,6 +297,29 @@ pub fn time_ms(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// The note under a page whose figures rest on a provisional calendar year (decision 0014):
+/// 「暂按法定节假日计算，待录入 YYYY 年放假安排」, with the English after it on English pages.
+pub fn provisional_note(l: Lang, year: i32) -> String {
+    let zh = crate::oversight::calendar::provisional_note_zh(year);
+    let text = match l {
+        Lang::Zh => zh,
+        Lang::En => format!(
+            "{zh} ({})",
+            crate::oversight::calendar::provisional_note_en(year)
+        ),
+    };
+    format!("<p class=\"provisional\">※ {}</p>", esc(&text))
+}
+
+/// The mark beside one provisional figure (a due day, a verdict); the note explains it.
+pub fn provisional_mark(l: Lang, year: i32) -> String {
+    format!(
+        "<span class=\"provisional\" title=\"{}\">{}</span>",
+        esc(&crate::oversight::calendar::provisional_note_zh(year)),
+        l.t("暂", "provisional")
+    )
+}
+
 /// The outcome of a form as a line above the page: `notice` when it worked, `error` when not;
 /// nothing without one.
 pub fn flash(message: Option<&(bool, String)>) -> String {
@@ -311,6 +336,22 @@ pub fn flash(message: Option<&(bool, String)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_provisional_note_names_its_year_in_both_languages() {
+        let zh = provisional_note(Lang::Zh, 2027);
+        assert_eq!(
+            zh,
+            "<p class=\"provisional\">※ 暂按法定节假日计算，待录入 2027 年放假安排</p>"
+        );
+        let en = provisional_note(Lang::En, 2028);
+        assert!(en.contains("待录入 2028 年放假安排"), "{en}");
+        assert!(
+            en.contains("until 2028&#39;s official arrangement is loaded"),
+            "{en}"
+        );
+        assert!(provisional_mark(Lang::Zh, 2027).contains("title=\"暂按法定节假日计算"));
+    }
 
     #[test]
     fn query_values_are_percent_encoded() {

@@ -97,6 +97,7 @@ pub fn router(api: ApiState) -> Router<ApiState> {
         .route("/admin/items", get(catalog::page).post(catalog::save))
         .route("/admin/calendar", get(holidays::page).post(holidays::add))
         .route("/admin/calendar/remove", post(holidays::remove))
+        .route("/admin/calendar/import", post(holidays::import))
         .route("/admin/audit", get(audit::page))
         .route(
             "/admin/schedules",

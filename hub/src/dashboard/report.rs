@@ -562,7 +562,16 @@ pub fn render(r: &Report, l: Lang, sites: &[String], county: bool) -> String {
     for m in &r.missing {
         b.push_str(&format!("<li>{}</li>", esc(l.t(m.zh, m.en))));
     }
-    b.push_str("</ul></div>");
+    b.push_str("</ul>");
+    // The footnote of a report whose working days rest on a provisional year (decision 0014).
+    if let Some(year) = r.provisional_year {
+        b.push_str(&super::html::provisional_note(l, year).replacen(
+            "<p class=\"provisional\"",
+            "<p id=\"provisional\" class=\"provisional\"",
+            1,
+        ));
+    }
+    b.push_str("</div>");
     b
 }
 

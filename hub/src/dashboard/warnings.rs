@@ -36,6 +36,8 @@ struct Row {
     due: Option<String>,
     state: Option<CaseState>,
     problem: Option<String>,
+    /// The provisional calendar year the due day and light rest on.
+    provisional: Option<i32>,
 }
 
 pub struct Letter {
@@ -151,7 +153,7 @@ pub async fn page(
             )?;
             let rows = c
                 .prepare_cached(&format!(
-                    "SELECT site, case_no, unit, window, level, due, state, problem FROM cases
+                    "SELECT site, case_no, unit, window, level, due, state, problem, provisional FROM cases
                      WHERE open = 1 AND level IS NOT NULL AND {clause}
                        AND (?2 IS NULL OR unit = ?2) AND (?3 IS NULL OR window = ?3) AND (?4 IS NULL OR level = ?4)
                      ORDER BY CASE level WHEN 'supervision_letter' THEN 0 WHEN 'red_card' THEN 1 WHEN 'yellow_card' THEN 2
@@ -169,6 +171,7 @@ pub async fn page(
                         due: r.get(5)?,
                         state: serde_json::from_str(&state).ok(),
                         problem: r.get(7)?,
+                        provisional: r.get(8)?,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -234,8 +237,12 @@ pub async fn page(
             Some(p) => format!("<span class=\"muted\">{}</span>", esc(p)),
             None => countdown(l, cal, r.state.as_ref(), r.due.as_deref(), today),
         };
+        let mark = r
+            .provisional
+            .map(|y| format!(" {}", html::provisional_mark(l, y)))
+            .unwrap_or_default();
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td><a href=\"/cases/{}/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/cases/{}/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{mark}</td><td>{}</td><td>{}</td></tr>",
             level_badge(l, &r.level),
             esc(&r.site),
             html::url(&r.site),
@@ -251,6 +258,9 @@ pub async fn page(
         ));
     }
     body.push_str("</table>");
+    if let Some(year) = rows.iter().filter_map(|r| r.provisional).min() {
+        body.push_str(&html::provisional_note(l, year));
+    }
     body.push_str(&format!(
         "<h2>{}</h2>",
         l.t("监察建议书", "Supervision letters")

@@ -1,10 +1,16 @@
-//! The working-day calendar (OVERSIGHT.md §1): an admin override for the date if any; else the
-//! official State Council holidays and make-up working days (调休); else Monday to Friday.
-//! A year without official data is an error, never a guess.
+//! The working-day calendar (OVERSIGHT.md §1), one for every caller, in three layers: an admin
+//! override for the date if any; else the year's official State Council arrangement (holidays and
+//! make-up working days, 调休) if the hub has it; else the *provisional* year of the statutory
+//! holidays alone (decision 0014) — and Monday to Friday around them. Every answer names its layer
+//! ([`Source`]) so that what rests on a provisional day can say so. A year before 2025 without
+//! official data is an error, never a guess.
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
 use std::collections::BTreeMap;
-use sunlight_protocol::holidays::{Official, OfficialDay};
+pub use sunlight_protocol::holidays::Source;
+use sunlight_protocol::holidays::{
+    FIRST_STATUTORY_YEAR, LAST_STATUTORY_YEAR, Official, OfficialDay,
+};
 use thiserror::Error;
 
 /// The official data shipped with the hub (and the box).
@@ -13,7 +19,7 @@ pub const OFFICIAL_CN: &str = sunlight_protocol::holidays::OFFICIAL_CN;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CalendarError {
     #[error(
-        "no official holiday data for {0}: add the year from the State Council notice to holidays-cn.toml, or set every needed date as an admin override"
+        "no holiday data for {0}, and the statutory holidays of 2024 are reckoned only for 2025-2100: load the year's State Council notice (sunlight-hub calendar import), or set every needed date as an admin override"
     )]
     NoData(i32),
     #[error("holiday data is invalid: {0}")]
@@ -26,6 +32,26 @@ pub struct Calendar {
     official: Official,
     /// date → is a working day, set by an admin; wins over everything.
     overrides: BTreeMap<NaiveDate, bool>,
+}
+
+/// The calendar's answer for one day: working or not, and which layer said so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day {
+    pub working: bool,
+    pub source: Source,
+}
+
+/// 「暂按法定节假日计算，待录入 YYYY 年放假安排」: the note shown beside whatever rests on a provisional
+/// day of `year`.
+pub fn provisional_note_zh(year: i32) -> String {
+    format!("暂按法定节假日计算，待录入 {year} 年放假安排")
+}
+
+/// The English of [`provisional_note_zh`].
+pub fn provisional_note_en(year: i32) -> String {
+    format!(
+        "reckoned on the statutory holidays alone until {year}'s official arrangement is loaded"
+    )
 }
 
 impl Calendar {
@@ -46,21 +72,65 @@ impl Calendar {
         &self.official
     }
 
+    /// Puts the years of `loaded` (a notice loaded at run time) in place of the shipped ones.
+    pub fn load_official(&mut self, loaded: &Official) {
+        self.official.merge(loaded);
+    }
+
     /// Sets an admin override: `working` true makes the date a working day, false a day off.
     pub fn set_override(&mut self, date: NaiveDate, working: bool) {
         self.overrides.insert(date, working);
     }
 
-    pub fn is_workday(&self, d: NaiveDate) -> Result<bool, CalendarError> {
+    /// Whether `d` is a working day, and which layer says so.
+    pub fn day(&self, d: NaiveDate) -> Result<Day, CalendarError> {
         if let Some(&working) = self.overrides.get(&d) {
-            return Ok(working);
+            return Ok(Day {
+                working,
+                source: Source::Override,
+            });
         }
-        match self.official.day(d) {
-            None => Err(CalendarError::NoData(d.year())),
-            Some(OfficialDay::Holiday) => Ok(false),
-            Some(OfficialDay::MakeUpWorkday) => Ok(true),
-            Some(OfficialDay::Ordinary) => Ok(!matches!(d.weekday(), Weekday::Sat | Weekday::Sun)),
-        }
+        let (kind, source) = self
+            .official
+            .day_or_provisional(d)
+            .ok_or(CalendarError::NoData(d.year()))?;
+        let working = match kind {
+            OfficialDay::Holiday => false,
+            OfficialDay::MakeUpWorkday => true,
+            OfficialDay::Ordinary => !matches!(d.weekday(), Weekday::Sat | Weekday::Sun),
+        };
+        Ok(Day { working, source })
+    }
+
+    pub fn is_workday(&self, d: NaiveDate) -> Result<bool, CalendarError> {
+        self.day(d).map(|day| day.working)
+    }
+
+    /// The first year whose days in `from..=to` the calendar answers provisionally (no official
+    /// arrangement loaded and not every day overridden): what an answer over that span rests on.
+    pub fn provisional_in(&self, from: NaiveDate, to: NaiveDate) -> Option<i32> {
+        let first = from.year().max(FIRST_STATUTORY_YEAR);
+        let last = to.year().min(LAST_STATUTORY_YEAR);
+        (first..=last).find(|&y| {
+            if self.official.has_year(y) {
+                return false;
+            }
+            let (Some(a), Some(b)) = (
+                NaiveDate::from_ymd_opt(y, 1, 1).map(|a| a.max(from)),
+                NaiveDate::from_ymd_opt(y, 12, 31).map(|b| b.min(to)),
+            ) else {
+                return false;
+            };
+            let days = (b - a).num_days() + 1;
+            days > 0 && (self.overrides.range(a..=b).count() as i64) < days
+        })
+    }
+
+    /// The years the calendar answers provisionally from `from` to `to`, for the admin page.
+    pub fn provisional_years(&self, from: i32, to: i32) -> Vec<i32> {
+        (from.max(FIRST_STATUTORY_YEAR)..=to.min(LAST_STATUTORY_YEAR))
+            .filter(|y| !self.official.has_year(*y))
+            .collect()
     }
 
     /// Does `d` count towards a limit measured in `unit`?
@@ -164,20 +234,100 @@ mod tests {
     }
 
     #[test]
-    fn a_year_without_official_data_is_an_error() {
+    fn a_year_before_the_statutory_rules_without_data_is_an_error() {
         let cal = Calendar::official().unwrap();
-        let err = cal.is_workday(d("2031-05-06")).unwrap_err();
-        assert_eq!(err, CalendarError::NoData(2031));
+        let err = cal.is_workday(d("2024-05-06")).unwrap_err();
+        assert_eq!(err, CalendarError::NoData(2024));
         assert!(err.to_string().contains("State Council notice"));
+        assert_eq!(
+            cal.day(d("2101-01-03")).unwrap_err(),
+            CalendarError::NoData(2101)
+        );
+    }
+
+    #[test]
+    fn every_answer_names_its_layer() {
+        let mut cal = Calendar::official().unwrap();
+        cal.set_override(d("2027-01-04"), false);
+        let day = |s| cal.day(d(s)).unwrap();
+        assert_eq!(
+            day("2026-02-14"),
+            Day {
+                working: true,
+                source: Source::Official
+            },
+            "the 2026 notice's make-up Saturday"
+        );
+        assert_eq!(
+            day("2027-01-01"),
+            Day {
+                working: false,
+                source: Source::Provisional
+            },
+            "元旦 2027 by the statutory rules"
+        );
+        for off in ["2027-02-05", "2027-02-06", "2027-02-07", "2027-02-08"] {
+            assert_eq!(
+                day(off),
+                Day {
+                    working: false,
+                    source: Source::Provisional
+                },
+                "春节 2027: {off}"
+            );
+        }
+        assert_eq!(
+            day("2027-01-05"),
+            Day {
+                working: true,
+                source: Source::Provisional
+            }
+        );
+        assert_eq!(
+            day("2027-01-09"),
+            Day {
+                working: false,
+                source: Source::Provisional
+            },
+            "a Saturday, with no make-up days in a provisional year"
+        );
+        assert_eq!(
+            day("2027-01-04"),
+            Day {
+                working: false,
+                source: Source::Override
+            }
+        );
+    }
+
+    #[test]
+    fn what_rests_on_a_provisional_year_is_found() {
+        let mut cal = Calendar::official().unwrap();
+        assert_eq!(cal.provisional_in(d("2025-03-01"), d("2026-12-31")), None);
+        assert_eq!(
+            cal.provisional_in(d("2026-12-21"), d("2027-01-19")),
+            Some(2027)
+        );
+        assert_eq!(cal.provisional_in(d("2020-01-01"), d("2024-12-31")), None);
+        // Every provisional day of the span overridden: nothing rests on the provisional year.
+        for day in d("2027-01-01").iter_days().take(3) {
+            cal.set_override(day, false);
+        }
+        assert_eq!(cal.provisional_in(d("2026-12-30"), d("2027-01-03")), None);
+        assert_eq!(
+            cal.provisional_in(d("2026-12-30"), d("2027-01-04")),
+            Some(2027)
+        );
+        assert_eq!(cal.provisional_years(2024, 2028), vec![2027, 2028]);
     }
 
     #[test]
     fn an_admin_override_wins() {
         let mut cal = Calendar::official().unwrap();
         cal.set_override(d("2025-10-09"), false);
-        cal.set_override(d("2031-01-06"), true);
+        cal.set_override(d("2024-01-08"), true);
         assert!(!cal.is_workday(d("2025-10-09")).unwrap());
-        assert!(cal.is_workday(d("2031-01-06")).unwrap());
+        assert!(cal.is_workday(d("2024-01-08")).unwrap());
     }
 
     #[test]

@@ -520,6 +520,18 @@ pub fn xlsx(r: &Report, l: Lang) -> Result<Vec<u8>, XlsxError> {
         ws.write_string(row, 0, l.t(m.zh, m.en))?;
         row += 1;
     }
+    if let Some(year) = r.provisional_year {
+        row += 1;
+        let zh = crate::oversight::calendar::provisional_note_zh(year);
+        let text = match l {
+            Lang::Zh => format!("※ {zh}"),
+            Lang::En => format!(
+                "※ {zh} ({})",
+                crate::oversight::calendar::provisional_note_en(year)
+            ),
+        };
+        ws.write_string(row, 0, text)?;
+    }
     wb.save_to_buffer()
 }
 

@@ -668,6 +668,9 @@ pub struct DayView {
     pub day: String,
     pub verdicts: Vec<SegmentView>,
     pub punches: Vec<PunchView>,
+    /// The day was judged working or off on a provisional calendar year (decision 0014).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -799,7 +802,11 @@ impl Facts {
         let Some(schedule) = office.schedule_on(day) else {
             return Vec::new();
         };
-        let working = cal.is_workday(day).unwrap_or(true);
+        // A day the calendar cannot answer (a year before 2025 without data) is not judged at
+        // all, rather than guessed a working day.
+        let Ok(working) = cal.is_workday(day) else {
+            return Vec::new();
+        };
         let times: Vec<NaiveTime> = punches
             .iter()
             .filter_map(|p| NaiveTime::parse_from_str(&p.time, "%H:%M:%S").ok())
@@ -927,6 +934,11 @@ pub struct StaffMonth {
     pub totals: Totals,
     /// Leaves that need a stamped note and have none (a single leave over 1 day, or a month over 3).
     pub leave_needing_note: Vec<serde_json::Value>,
+    /// Some verdict or leave-day count of the month rests on a provisional calendar year.
+    pub provisional: bool,
+    /// That year.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisional_year: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -997,8 +1009,11 @@ pub fn staff_month(
             day: day.to_string(),
             verdicts: verdicts.iter().map(|(g, v)| segment_view(g, *v)).collect(),
             punches,
+            provisional: cal.provisional_in(day, day).is_some(),
         });
     }
+    // The verdicts judged so far and the leave days of the whole month (the stamped-note rule).
+    let provisional_year = cal.provisional_in(first, last);
     Ok(Some(StaffMonth {
         site: site.into(),
         staff_id: staff_id.into(),
@@ -1006,6 +1021,8 @@ pub fn staff_month(
         days: out,
         totals,
         leave_needing_note: leave_needing_note(conn, cal, site, staff_id, first, last)?,
+        provisional: provisional_year.is_some(),
+        provisional_year,
     }))
 }
 
@@ -1037,7 +1054,7 @@ fn leave_needing_note(
         a.date()
             .iter_days()
             .take_while(|d| *d <= b.date())
-            .filter(|d| cal.is_workday(*d).unwrap_or(true))
+            .filter(|d| matches!(cal.is_workday(*d), Ok(true)))
             .count() as u32
     };
     let month_total: u32 = leaves.iter().map(|(a, b, ..)| working_days(a, b)).sum();

@@ -3,6 +3,7 @@
 
 use super::notices::{self, Notice};
 use super::{items, letters};
+use crate::oversight::calendar::provisional_note_zh;
 use crate::oversight::cases::{Anomaly, CaseState, Kind, StageEvent};
 use crate::oversight::deadlines::{WarningLevel, escalate};
 use crate::supervise::Supervision;
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS cases (
     rated INTEGER NOT NULL DEFAULT 0,
     updated_ms INTEGER NOT NULL,
     kind TEXT, staff_id TEXT,        -- of `state`, as columns for the report's indexes
+    provisional INTEGER,             -- the year whose provisional calendar the due day and light rest on
     PRIMARY KEY (site, case_no));
 CREATE INDEX IF NOT EXISTS cases_next_check ON cases (next_check) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS cases_unrated ON cases (completed) WHERE rated = 0 AND completed IS NOT NULL;
@@ -209,7 +211,7 @@ fn evaluate_from(
     let Some(clock) = state.clock() else {
         let open = state.accepted.is_none() && state.closed.is_none();
         conn.execute(
-            "UPDATE cases SET open = ?3, next_check = NULL WHERE site = ?1 AND case_no = ?2",
+            "UPDATE cases SET open = ?3, next_check = NULL, provisional = NULL WHERE site = ?1 AND case_no = ?2",
             params![site, state.case_no, open],
         )?;
         return Ok(());
@@ -225,6 +227,14 @@ fn evaluate_from(
     match outcome {
         Ok((due, level, next, completion, overdue)) => {
             let open = state.completed.is_none();
+            // What the due day, the light and the ladder rest on: the days from acceptance to the
+            // due day, and on to today (open) or the completion (done). Any of them provisional
+            // makes the whole reckoning provisional, and it says so until the year is loaded.
+            let end = match state.completed {
+                Some(done) => due.map_or(done, |d| d.max(done)),
+                None => due.map_or(today, |d| d.max(today)),
+            };
+            let provisional = cal.provisional_in(clock.accepted, end);
             if let Some(new) = escalate(stored, level) {
                 conn.prepare_cached(
                     "INSERT INTO case_warnings (site, case_no, level, on_day, at_ms, unit, staff_id)
@@ -233,7 +243,16 @@ fn evaluate_from(
                 .execute(params![site, state.case_no, new.as_str(), today.to_string(), super::now_ms(),
                     state.unit, state.staff_id])?;
                 tracing::debug!(site, case_no = %state.case_no, level = new.as_str(), "case escalated");
-                announce(conn, sup, site, state, new, due, today, overdue)?;
+                announce(
+                    conn,
+                    sup,
+                    site,
+                    state,
+                    (new, provisional),
+                    due,
+                    today,
+                    overdue,
+                )?;
             }
             let pause_check = check_pause(conn, sup, site, state, today)?;
             let next = match (next.map(|(d, _)| d), pause_check) {
@@ -246,7 +265,7 @@ fn evaluate_from(
             };
             conn.prepare_cached(
                 "UPDATE cases SET level = ?3, due = ?4, next_check = ?5, open = ?6, problem = NULL,
-                     on_time = ?7, early = ?8
+                     on_time = ?7, early = ?8, provisional = ?9
                  WHERE site = ?1 AND case_no = ?2",
             )?
             .execute(params![
@@ -261,7 +280,8 @@ fn evaluate_from(
                 },
                 open,
                 completion.map(|c| c.on_time),
-                completion.map(|c| c.early)
+                completion.map(|c| c.early),
+                provisional
             ])?;
         }
         Err(e) => {
@@ -269,7 +289,8 @@ fn evaluate_from(
             // an open one is looked at again once a day (the missing year may have been added).
             let open = state.completed.is_none();
             conn.execute(
-                "UPDATE cases SET problem = ?3, open = ?4, next_check = CASE WHEN ?4 THEN ?5 ELSE NULL END
+                "UPDATE cases SET problem = ?3, open = ?4, next_check = CASE WHEN ?4 THEN ?5 ELSE NULL END,
+                     provisional = NULL
                  WHERE site = ?1 AND case_no = ?2",
                 params![site, state.case_no, e.to_string(), open, today.succ_opt().map(|d| d.to_string())],
             )?;
@@ -347,14 +368,15 @@ fn check_pause(
     Ok(None)
 }
 
-/// Tells the people of the ladder step `level`, and issues the supervision letter at its step.
+/// Tells the people of the ladder step `level`, and issues the supervision letter at its step. A
+/// step reckoned on a provisional year says so in the message.
 #[allow(clippy::too_many_arguments)]
 fn announce(
     conn: &Connection,
     sup: &Supervision,
     site: &str,
     state: &CaseState,
-    level: WarningLevel,
+    (level, provisional): (WarningLevel, Option<i32>),
     due: Option<NaiveDate>,
     today: NaiveDate,
     overdue: u32,
@@ -389,7 +411,7 @@ fn announce(
                 state.case_no
             ),
             text: format!(
-                "【{}】{site} {} {}窗口 “{}”（办件 {}，经办人 {}）{}。{}",
+                "【{}】{site} {} {}窗口 “{}”（办件 {}，经办人 {}）{}。{}{}",
                 level.zh(),
                 state.unit,
                 state.window,
@@ -399,6 +421,9 @@ fn announce(
                 when,
                 letter
                     .map(|n| format!("已生成监察建议书 {n}。"))
+                    .unwrap_or_default(),
+                provisional
+                    .map(|y| format!("（{}）", provisional_note_zh(y)))
                     .unwrap_or_default()
             ),
         },
@@ -424,6 +449,32 @@ pub fn recheck_open(conn: &Connection, today: NaiveDate) -> rusqlite::Result<usi
         "UPDATE cases SET next_check = ?1 WHERE open = 1 AND (next_check IS NULL OR next_check > ?1)",
         [today.to_string()],
     )
+}
+
+/// Re-evaluates the completed cases whose due day rested on a provisional year (after a year's
+/// official arrangement was loaded): their on-time verdict and their mark follow the official data.
+/// Completed cases raise no step. Returns how many were looked at.
+pub fn recheck_provisional_done(
+    conn: &Connection,
+    sup: &Supervision,
+    today: NaiveDate,
+) -> rusqlite::Result<usize> {
+    let rows: Vec<(String, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT site, state, level FROM cases WHERE open = 0 AND provisional IS NOT NULL",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut n = 0;
+    for (site, state, level) in rows {
+        let Ok(state) = serde_json::from_str::<CaseState>(&state) else {
+            continue;
+        };
+        let stored = level.as_deref().and_then(WarningLevel::parse);
+        evaluate_from(conn, &site, &state, stored, sup, today)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 pub fn tick_chunk(
@@ -466,6 +517,10 @@ pub struct CaseView {
     pub open: bool,
     pub problem: Option<String>,
     pub view: String,
+    /// The due day and light rest on a provisional calendar year (decision 0014).
+    pub provisional: bool,
+    /// That year, while it is provisional.
+    pub provisional_year: Option<i32>,
     pub state: serde_json::Value,
     pub warnings: Vec<WarningView>,
 }
@@ -475,6 +530,8 @@ pub struct WarningView {
     pub level: String,
     pub on_day: String,
     pub at: String,
+    /// The step rests on the case's provisional reckoning (as long as the case's does).
+    pub provisional: bool,
 }
 
 /// Cases as `GET /api/v1/cases` filters them, with their warning history.
@@ -498,7 +555,7 @@ fn query(
     // Only the conditions asked for, so SQLite can use the primary key (site, case_no) and the
     // other indexes; `(? IS NULL OR col = ?)` would make it scan the table.
     let mut sql = String::from(
-        "SELECT site, case_no, unit, window, level, due, open, problem, state, view FROM cases WHERE 1",
+        "SELECT site, case_no, unit, window, level, due, open, problem, state, view, provisional FROM cases WHERE 1",
     );
     let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
     let conditions: [(&str, Option<&String>); 5] = [
@@ -537,6 +594,8 @@ fn query(
                 open: r.get(6)?,
                 problem: r.get(7)?,
                 view: r.get(9)?,
+                provisional: r.get::<_, Option<i32>>(10)?.is_some(),
+                provisional_year: r.get(10)?,
                 state: serde_json::from_str(&state).unwrap_or_default(),
                 warnings: Vec::new(),
             })
@@ -545,12 +604,14 @@ fn query(
     let mut out = rows;
     let mut w = conn.prepare_cached("SELECT level, on_day, at_ms FROM case_warnings WHERE site = ?1 AND case_no = ?2 ORDER BY id")?;
     for case in out.iter_mut() {
+        let provisional = case.provisional;
         case.warnings = w
             .query_map(params![case.site, case.case_no], |r| {
                 Ok(WarningView {
                     level: r.get(0)?,
                     on_day: r.get(1)?,
                     at: super::fmt_ms(r.get(2)?),
+                    provisional,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

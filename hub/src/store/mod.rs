@@ -121,6 +121,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("cases", "staff_id", "TEXT"),
     ("case_warnings", "unit", "TEXT"),
     ("case_warnings", "staff_id", "TEXT"),
+    ("cases", "provisional", "INTEGER"),
 ];
 
 /// What an older store fills in when a column of [`ADDED_COLUMNS`] is added: the cases' kind and

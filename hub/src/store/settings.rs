@@ -5,6 +5,7 @@
 use crate::oversight::calendar::{Calendar, CalendarError};
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, params};
+use sunlight_protocol::holidays::Official;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS calendar_overrides (
@@ -12,7 +13,15 @@ CREATE TABLE IF NOT EXISTS calendar_overrides (
     set_by TEXT NOT NULL, at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY, value TEXT NOT NULL, set_by TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS calendar_years (
+    year INTEGER PRIMARY KEY, source TEXT NOT NULL,
+    data TEXT NOT NULL,              -- the year in the format of holidays-cn.toml
+    loaded_by TEXT NOT NULL, at_ms INTEGER NOT NULL);
 ";
+
+/// The `settings` key whose value changes with every loaded year: the running hub's tick sees
+/// a year loaded by `sunlight-hub calendar import` (another process) by it.
+pub const CALENDAR_LOADED: &str = "calendar.loaded";
 
 /// Longest range one override form may cover (a holiday week, a flood closure).
 pub const MAX_RANGE_DAYS: i64 = 31;
@@ -151,9 +160,144 @@ pub fn overrides(conn: &Connection) -> rusqlite::Result<Vec<Override>> {
     .collect()
 }
 
-/// The calendar in force: the official data shipped with the hub under the stored overrides.
+/// A year of official data loaded at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedYear {
+    pub year: i32,
+    pub source: String,
+    pub data: String,
+    pub loaded_by: String,
+    pub at_ms: i64,
+}
+
+/// The years loaded at run time, by year.
+pub fn loaded_years(conn: &Connection) -> rusqlite::Result<Vec<LoadedYear>> {
+    conn.prepare_cached(
+        "SELECT year, source, data, loaded_by, at_ms FROM calendar_years ORDER BY year",
+    )?
+    .query_map([], |r| {
+        Ok(LoadedYear {
+            year: r.get(0)?,
+            source: r.get(1)?,
+            data: r.get(2)?,
+            loaded_by: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+/// What loading a year changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub year: i32,
+    pub source: String,
+    /// What answered for the year before: `official`, `provisional` or `missing`.
+    pub before: &'static str,
+    /// The days whose working/off changed, with what they are now (`true`: working).
+    pub changed: Vec<(NaiveDate, bool)>,
+}
+
+/// Why a file was not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Loads a year's official arrangement (the project's TOML or holiday-cn JSON, checked by
+/// [`sunlight_protocol::holidays::Official::import`]) into the store, with an audit entry of each
+/// year's before → after, and marks every open case for re-evaluation on `today`. The caller puts
+/// the new calendar in force ([`crate::supervise::reload_calendar`]); another process's tick does
+/// it on seeing [`CALENDAR_LOADED`] change.
+pub fn import_calendar(
+    conn: &Connection,
+    text: &str,
+    by: &str,
+    today: NaiveDate,
+) -> Result<Vec<Imported>, ImportError> {
+    let loaded = Official::import(text).map_err(ImportError::Refused)?;
+    let before = calendar(conn).map_err(ImportError::Refused)?;
+    let mut after = before.clone();
+    after.load_official(&loaded);
+    let mut out = Vec::new();
+    for year in loaded.years() {
+        let (Some(first), Some(last)) = (
+            NaiveDate::from_ymd_opt(year, 1, 1),
+            NaiveDate::from_ymd_opt(year, 12, 31),
+        ) else {
+            continue;
+        };
+        let was = if before.official_data().has_year(year) {
+            "official"
+        } else if !before.provisional_years(year, year).is_empty() {
+            "provisional"
+        } else {
+            "missing"
+        };
+        let changed: Vec<(NaiveDate, bool)> = first
+            .iter_days()
+            .take_while(|d| *d <= last)
+            .filter_map(|d| {
+                let now = after.is_workday(d).ok()?;
+                (before.is_workday(d).ok() != Some(now)).then_some((d, now))
+            })
+            .collect();
+        let source = loaded.source(year).unwrap_or_default().to_owned();
+        let data = loaded.year_toml(year).unwrap_or_default();
+        conn.execute(
+            "INSERT INTO calendar_years (year, source, data, loaded_by, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (year) DO UPDATE SET source = ?2, data = ?3, loaded_by = ?4, at_ms = ?5",
+            params![year, source, data, by, super::now_ms()],
+        )?;
+        let days: Vec<String> = changed
+            .iter()
+            .map(|(d, working)| {
+                format!(
+                    "{d} {}",
+                    if *working {
+                        "off→working"
+                    } else {
+                        "working→off"
+                    }
+                )
+            })
+            .collect();
+        super::audit(
+            conn,
+            by,
+            "calendar.import",
+            &format!("calendar:{year}"),
+            &format!(
+                "{was} → official ({source}); {} days changed{}{}",
+                changed.len(),
+                if days.is_empty() { "" } else { ": " },
+                days.join(", ")
+            ),
+        )?;
+        out.push(Imported {
+            year,
+            source,
+            before: was,
+            changed,
+        });
+    }
+    put_setting(conn, CALENDAR_LOADED, &super::now_ms().to_string(), by)?;
+    crate::store::cases::recheck_open(conn, today)?;
+    Ok(out)
+}
+
+/// The calendar in force: the official data shipped with the hub, the years loaded since, and the
+/// stored overrides over both.
 pub fn calendar(conn: &Connection) -> Result<Calendar, String> {
     let mut cal = Calendar::official().map_err(|e: CalendarError| e.to_string())?;
+    for y in loaded_years(conn).map_err(|e| e.to_string())? {
+        let data = Official::parse(&y.data)
+            .map_err(|e| format!("the stored calendar year {}: {e}", y.year))?;
+        cal.load_official(&data);
+    }
     for o in overrides(conn).map_err(|e| e.to_string())? {
         cal.set_override(o.day, o.working);
     }

@@ -23,9 +23,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Is `date` an office day?
+    /// Is `date` an office day? With the official data, a year it does not cover follows the
+    /// statutory holidays (the provisional year, decision 0014) rather than every weekday.
     pub fn office_day(&self, date: NaiveDate) -> bool {
-        match self.official.as_ref().and_then(|o| o.day(date)) {
+        match self
+            .official
+            .as_ref()
+            .and_then(|o| o.day_or_provisional(date))
+            .map(|(kind, _)| kind)
+        {
             Some(OfficialDay::Holiday) => false,
             Some(OfficialDay::MakeUpWorkday) => true,
             Some(OfficialDay::Ordinary) | None => self.days.contains(&date.weekday()),
@@ -242,10 +248,15 @@ mod tests {
             next("2026-02-14 17:30:00", &five),
             "Tue 2026-02-24 08:30:00"
         );
-        // A year the data does not cover follows the weekdays alone.
+        // A year the data does not cover follows the statutory holidays: 元旦 2031 is off, and
+        // 2027's Spring Festival runs from the eve (Friday 02-05) to its 补假 (Wednesday 02-10).
         assert_eq!(
             next("2031-01-01 07:00:00", &five),
-            "Wed 2031-01-01 08:30:00"
+            "Thu 2031-01-02 08:30:00"
+        );
+        assert_eq!(
+            next("2027-02-04 17:30:00", &five),
+            "Thu 2027-02-11 08:30:00"
         );
         // Without the official data (official_holidays = false), National Day is a Wednesday.
         assert_eq!(
