@@ -719,3 +719,37 @@ pub fn steady_intake(
         accepted
     })
 }
+
+/// Publishes each payload on `topic` at QoS 1 as an anonymous broker client (anybody who can reach
+/// the broker), waiting for the broker's PUBACKs.
+pub fn publish_as_anybody(port: u16, topic: &str, payloads: &[Vec<u8>], retain: bool) {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(format!("anybody-{}", free_port()), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(10))
+        .set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = Client::new(opts, 64);
+    for p in payloads {
+        client
+            .publish(topic, QoS::AtLeastOnce, retain, p.clone())
+            .expect("queue the publish");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut acked = 0;
+    for event in connection.iter() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not acknowledge the publishes"
+        );
+        match event {
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                acked += 1;
+                if acked == payloads.len() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let _ = client.disconnect();
+}

@@ -3,9 +3,8 @@
 //! retained `{"through_seq":100000}` made a box delete every event it held. Now every forgery is
 //! refused, and every event the box recorded still reaches the hub exactly once.
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sunlight_protocol::down::{DownKind, seal};
 use sunlight_protocol::{DeviceId, DeviceKey, SiteId};
 use sunlight_tests::*;
@@ -13,37 +12,9 @@ use sunlight_tests::*;
 const SITE: &str = "suixian-shangshi";
 const DEVICE: &str = "box-01";
 
-/// Publishes each payload on `topic` as a broker client that is not the hub, waiting for the
-/// broker's PUBACKs.
+/// Publishes each payload on `topic` as a broker client that is not the hub.
 fn publish(port: u16, topic: &str, payloads: &[Vec<u8>], retain: bool) {
-    let mut opts = MqttOptions::new(format!("forger-{}", free_port()), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(10))
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut connection) = Client::new(opts, 64);
-    for p in payloads {
-        client
-            .publish(topic, QoS::AtLeastOnce, retain, p.clone())
-            .expect("queue the publish");
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut acked = 0;
-    for event in connection.iter() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker did not take the forgeries"
-        );
-        match event {
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                acked += 1;
-                if acked == payloads.len() {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-    let _ = client.disconnect();
+    publish_as_anybody(port, topic, payloads, retain);
 }
 
 fn ack_body(through: u64, hub_time: &str) -> Vec<u8> {

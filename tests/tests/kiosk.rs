@@ -3,11 +3,10 @@
 //! card, a wrong PIN, strangers — and at the hub exactly the punches the box said it recorded,
 //! with their flags; each command answered once however often it is published.
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sunlight_tests::*;
 
 const SITE: &str = "suixian-shangshi";
@@ -264,35 +263,8 @@ fn publish_command(hub: &Hub, payload: &Value, times: usize) {
 /// Publishes `payload` as it is on the box's `down/cmd` topic `times` times, as anybody on the
 /// broker can.
 fn publish_raw(port: u16, payload: &[u8], times: usize) {
-    let mut opts = MqttOptions::new(format!("kiosk-test-{}", free_port()), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(10))
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut connection) = Client::new(opts, 16);
     let topic = format!("sunlight/v1/{SITE}/{DEVICE}/down/cmd");
-    for _ in 0..times {
-        client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, payload.to_vec())
-            .expect("queue the publish");
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut acked = 0;
-    for event in connection.iter() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker did not acknowledge the commands"
-        );
-        match event {
-            Ok(Event::Incoming(Packet::PubAck(_))) => {
-                acked += 1;
-                if acked == times {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-    let _ = client.disconnect();
+    publish_as_anybody(port, &topic, &vec![payload.to_vec(); times], false);
 }
 
 /// The box's answers (`cmd_result` bodies) at the hub once one for `cmd_id` has arrived.
