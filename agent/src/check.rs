@@ -29,6 +29,7 @@ use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use sunlight_protocol::topics::{Channel, topic};
+use sunlight_protocol::{DeviceKey, login};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -148,7 +149,8 @@ pub async fn run(
         ),
     )];
     progress("signing key");
-    checks.push(match crate::run::load_key(&config.key_path()) {
+    let key = crate::run::load_key(&config.key_path());
+    checks.push(match &key {
         Ok(key) => Item::pass(
             "key",
             format!(
@@ -190,7 +192,7 @@ pub async fn run(
     progress("hub");
     checks.extend(hub(config, options).await);
     progress("broker");
-    checks.push(broker(config, options).await);
+    checks.push(broker(config, options, key.as_ref().ok()).await);
     progress("disk");
     checks.push(disk(&config.data_dir, options.min_free_mb));
     progress("outbox");
@@ -509,23 +511,68 @@ async fn hub(config: &AgentConfig, options: &Options) -> Vec<Item> {
     vec![hub, clock]
 }
 
+/// The broker item from the running agent's link, when it is connected to `url`: its acks went
+/// through the broker's ACL both ways. `None` when no agent runs here or it is not connected.
+async fn through_running_agent(config: &AgentConfig, url: &str) -> Option<Item> {
+    let status = format!("http://{}/api/v1/status", config.intake.listen);
+    let live: serde_json::Value = reqwest::Client::new()
+        .get(&status)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let link = &live["link"];
+    if link["connected"] != true || link["broker"].as_str() != Some(url) {
+        return None;
+    }
+    let last_ack = link["last_ack_ms"]
+        .as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| "none since it started".into());
+    Some(Item::pass(
+        "broker",
+        format!(
+            "{url}: the running agent is connected with this box's certificate (last ack {last_ack}); \
+             no second connection is made, since the broker gives the certificate's name as client id \
+             to one connection only"
+        ),
+    ))
+}
+
 /// The broker: connect as this box (its certificate), SUBACK on its own down topic, PUBACK.
-async fn broker(config: &AgentConfig, options: &Options) -> Item {
+async fn broker(config: &AgentConfig, options: &Options, key: Option<&DeviceKey>) -> Item {
     let name = "broker";
     let url = &config.hub.broker;
     let (tls, host, port) = match broker_address(url) {
         Ok(a) => a,
         Err(e) => return Item::fail(name, e, "fix hub.broker in agent.toml"),
     };
+    // With its certificate, the box's identity is its client id at the county broker
+    // (use_username_as_clientid): a second connection would take the running agent's place, and
+    // the agent would take it back. The running agent's own link is the round trip then.
+    if tls && config.hub.cert_file.is_some() {
+        if let Some(item) = through_running_agent(config, url).await {
+            return item;
+        }
+    }
     let client_id = format!(
-        "sunlight-check-{}-{}-{}",
-        config.site,
-        config.device,
+        "{}{}",
+        login::check_client_id_prefix(&config.site, &config.device),
         std::process::id()
     );
     let mut opts = MqttOptions::new(client_id, host.clone(), port);
     opts.set_keep_alive(Duration::from_secs(30))
         .set_clean_session(true);
+    if let Some(key) = key {
+        opts.set_credentials(
+            login::username(&config.site, &config.device),
+            login::password(key, &config.site, &config.device),
+        );
+    }
     if tls {
         let read = |p: &std::path::PathBuf| {
             std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))

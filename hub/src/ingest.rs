@@ -423,6 +423,8 @@ pub struct BrokerLink {
     pub client_id: String,
     /// TLS to the broker (mqtts://): the CA's PEM and, for mTLS, the hub's certificate and key.
     pub tls: Option<BrokerTls>,
+    /// Username and password (the embedded broker's login for the hub).
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -503,6 +505,9 @@ pub async fn run(
         .set_clean_session(false)
         .set_max_packet_size(max_packet, 64 * 1024)
         .set_inflight(1000);
+    if let Some((user, password)) = &link.login {
+        opts.set_credentials(user.clone(), password.clone());
+    }
     if let Some(tls) = &link.tls {
         opts.set_transport(rumqttc::Transport::tls(
             tls.ca.clone(),

@@ -304,13 +304,14 @@ struct RunArgs {
     /// Its private key, PEM (hub/server.key).
     #[arg(long, requires = "https")]
     tls_key: Option<PathBuf>,
-    /// Run the embedded MQTT broker on this address (the default tier). It has no TLS and no
-    /// authentication: on any address but loopback the hub refuses to start without
-    /// --insecure-broker.
+    /// Run the embedded MQTT broker on this address (the default tier). Boxes log in with their
+    /// device keys and are held to their own topics, but it has no TLS: on any address but loopback
+    /// the hub refuses to start without --insecure-broker.
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     embedded_broker: SocketAddr,
-    /// Serve the embedded broker on a non-loopback address although anybody on the network can
-    /// then read every batch and roster (acks and commands stay sealed, batches signed).
+    /// Serve the embedded broker on a non-loopback address although anybody on the network path
+    /// can then read every batch and roster and replay a box's login (acks and commands stay
+    /// sealed, batches signed).
     #[arg(long)]
     insecure_broker: bool,
     /// Use an external broker instead, e.g. mqtt://127.0.0.1:1883, or mqtts://host:8883 with the
@@ -1049,14 +1050,15 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
                 port,
                 client_id: args.client_id.clone(),
                 tls,
+                login: None,
             }
         }
         None => {
             if !args.embedded_broker.ip().is_loopback() && !args.insecure_broker {
                 return Err(Error::Invalid(format!(
-                    "--embedded-broker {}: the embedded broker has no TLS and no authentication, so \
-                     anyone on the network could read every box's batches and rosters (PIN hashes, \
-                     card numbers). For boxes on the network, run Mosquitto with the county \
+                    "--embedded-broker {}: the embedded broker has no TLS, so anyone on the \
+                     network path could read every box's batches and rosters (PIN hashes, card \
+                     numbers) and replay a box's login. For boxes on the network, run Mosquitto with the county \
                      certificates (sunlight-provision broker-config; docs/provisioning.md) and start \
                      the hub with --broker mqtts://…; on a closed test network only, add \
                      --insecure-broker",
@@ -1064,14 +1066,18 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
                 )));
             }
             if args.insecure_broker && !args.embedded_broker.ip().is_loopback() {
-                tracing::warn!(listen = %args.embedded_broker, "the embedded broker serves the network without TLS or authentication (--insecure-broker)");
+                tracing::warn!(listen = %args.embedded_broker, "the embedded broker serves the network without TLS (--insecure-broker)");
             }
-            broker::start_embedded(args.embedded_broker)?;
+            // Create the store's tables before the broker's gate reads the device list.
+            drop(Writer::open(&path)?);
+            let gate = Arc::new(broker::Gate::new(&path, &args.client_id)?);
+            let embedded = broker::start_embedded(args.embedded_broker, gate.clone())?;
             BrokerLink {
-                host: args.embedded_broker.ip().to_string(),
-                port: args.embedded_broker.port(),
+                host: embedded.internal.ip().to_string(),
+                port: embedded.internal.port(),
                 client_id: args.client_id.clone(),
                 tls: None,
+                login: Some(gate.hub_credentials()),
             }
         }
     };

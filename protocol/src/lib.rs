@@ -16,6 +16,7 @@ pub mod event;
 pub mod holidays;
 pub mod ids;
 pub mod keys;
+pub mod login;
 pub mod message;
 pub mod topics;
 pub mod update;

@@ -457,7 +457,8 @@ pub fn mosquitto_conf(county: &str, m: &MosquittoSettings, boxes: usize) -> Stri
          # The agents' sync.max_batch_bytes: a bigger message is dropped by the broker.\n\
          message_size_limit {max}\n\
          \n\
-         # Boxes: TLS with a county certificate required; its CN is the username in the ACL.\n\
+         # Boxes: TLS with a county certificate required; its CN is the username in the ACL and\n\
+         # the client id (whatever id a client asks for), so no client can take another's session.\n\
          {listener}\n\
          cafile {d}/ca.pem\n\
          certfile {d}/server.pem\n\
@@ -465,6 +466,7 @@ pub fn mosquitto_conf(county: &str, m: &MosquittoSettings, boxes: usize) -> Stri
          crlfile {d}/crl.pem\n\
          require_certificate true\n\
          use_identity_as_username true\n\
+         use_username_as_clientid true\n\
          allow_anonymous false\n\
          acl_file {d}/acl\n",
         p = m.persistence_dir.display(),
@@ -541,6 +543,7 @@ mod tests {
             "listener 8883 0.0.0.0",
             "require_certificate true",
             "use_identity_as_username true",
+            "use_username_as_clientid true",
             "allow_anonymous false",
             "crlfile /etc/mosquitto/sunlight/crl.pem",
             "acl_file /etc/mosquitto/sunlight/acl",

@@ -478,4 +478,29 @@ fn through_the_mtls_broker_the_box_certificate_passes_and_a_box_missing_from_the
             .contains("ACL list suixian-shangshi.box-09"),
         "{it:#}"
     );
+
+    // box-01's agent running: the broker makes the certificate's name the client id, so `check`
+    // takes the running agent's link as its round trip instead of taking the agent's place.
+    let mut box01 = box01;
+    box01.start();
+    wait_for(Duration::from_secs(30), "box-01 connected", || {
+        (box01.status()?["link"]["connected"] == true).then_some(())
+    });
+    let reconnects = box01.status().expect("status")["link"]["reconnects"].clone();
+    let (code, report) = check(&box01.config, &[]);
+    assert_eq!((code, failed(&report)), (0, vec![]), "{report:#}");
+    let detail = item(&report, "broker")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        detail.contains("the running agent is connected"),
+        "{detail}"
+    );
+    let link = box01.status().expect("status")["link"].clone();
+    assert_eq!(link["connected"], true, "{link}");
+    assert_eq!(
+        link["reconnects"], reconnects,
+        "the check took the agent's place: {link}"
+    );
 }

@@ -126,7 +126,11 @@ fn punches_at_hub(hub: &Hub, n: usize) -> Vec<Value> {
 }
 
 fn start(dir: &Path) -> (Hub, Agent) {
-    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    start_with(dir, BrokerMode::Embedded(free_port()))
+}
+
+fn start_with(dir: &Path, mode: BrokerMode) -> (Hub, Agent) {
+    let mut hub = Hub::new(&dir.join("hub"), mode);
     hub.start();
     let agent = Agent::new(
         &dir.join("agent"),
@@ -284,7 +288,11 @@ fn answer_at_hub(hub: &Hub, cmd_id: &str) -> Value {
 #[test]
 fn the_hub_s_roster_command_is_executed_and_answered_once() {
     let dir = scratch("kiosk-cmd");
-    let (hub, mut agent) = start(&dir);
+    // A broker anybody may publish on (a county Mosquitto without its ACL): the box itself must
+    // refuse what the hub did not seal. The embedded broker would not even let the forgeries
+    // through (tests/tests/broker_gate.rs).
+    let mosquitto = Mosquitto::start(&dir.join("mosquitto"));
+    let (hub, mut agent) = start_with(&dir, BrokerMode::External(mosquitto.port));
     agent.start();
     wait_for(Duration::from_secs(30), "the box connected", || {
         (agent.status()?["link"]["connected"] == true).then_some(())

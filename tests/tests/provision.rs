@@ -350,7 +350,7 @@ impl Mqtt {
             }
         });
         Listener {
-            _client: self.client,
+            client: self.client,
             rx,
             seen: Vec::new(),
             codes,
@@ -360,13 +360,20 @@ impl Mqtt {
 
 /// Messages a subscriber received.
 struct Listener {
-    _client: Client,
+    client: Client,
     rx: mpsc::Receiver<(String, String)>,
     seen: Vec<(String, String)>,
     codes: Vec<SubscribeReasonCode>,
 }
 
 impl Listener {
+    /// Publishes at QoS 1 on the listening connection (its thread reads the PUBACK).
+    fn send(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+            .expect("queue publish");
+    }
+
     /// Waits until `payload` arrives on `topic`.
     fn expect(&mut self, topic: &str, payload: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -490,24 +497,60 @@ fn each_box_publishes_and_reads_only_under_its_own_topics() {
 
     // Commands: box-01 tries to listen to everyone's and to box-02's, and to command box-02;
     // the hub commands box-02, then box-01. box-01 hears only its own, box-02 only the hub.
-    let mut box01_in = box_client(&county, SHANGSHI, "box-01")
-        .expect("box-01 connects again")
-        .listen(&[
-            "sunlight/v1/+/+/down/#",
-            &format!("sunlight/v1/{SHANGSHI}/box-02/down/#"),
-            &format!("sunlight/v1/{SHANGSHI}/box-01/down/#"),
-        ]);
+    // (One connection per certificate: the broker makes the CN the client id, so a second
+    // connection would take the first one's place.)
+    let mut box01_in = box01.listen(&[
+        "sunlight/v1/+/+/down/#",
+        &format!("sunlight/v1/{SHANGSHI}/box-02/down/#"),
+        &format!("sunlight/v1/{SHANGSHI}/box-01/down/#"),
+    ]);
     let mut box02_in = box02.listen(&[&format!("sunlight/v1/{SHANGSHI}/box-02/down/#")]);
-    box01.publish(&cmd(SHANGSHI, "box-02"), "forged command from box-01");
-    let (hc, hk) = county.hub_files();
-    let mut hub_out =
-        connect("hub-out", county.port, &county.ca_pem(), Some((&hc, &hk))).expect("hub connects");
-    hub_out.publish(&cmd(SHANGSHI, "box-02"), "for box-02");
-    hub_out.publish(&cmd(SHANGSHI, "box-01"), "for box-01");
+    box01_in.send(&cmd(SHANGSHI, "box-02"), "forged command from box-01");
+    // A control on the same connection, after the forgery: once the hub has it, the broker has
+    // dealt with the forgery too.
+    box01_in.send(&up(SHANGSHI, "box-01"), "box-01 own 3");
+    hub.expect(&up(SHANGSHI, "box-01"), "box-01 own 3");
+    hub.send(&cmd(SHANGSHI, "box-02"), "for box-02");
+    hub.send(&cmd(SHANGSHI, "box-01"), "for box-01");
     box01_in.expect(&cmd(SHANGSHI, "box-01"), "for box-01");
     box02_in.expect(&cmd(SHANGSHI, "box-02"), "for box-02");
     box01_in.never("for box-02", Duration::from_millis(700));
     box02_in.never("forged command from box-01", Duration::from_millis(700));
+    drop(broker);
+}
+
+#[test]
+fn the_certificate_is_the_client_id_so_no_client_takes_another_s_session() {
+    let dir = scratch("provision-client-id");
+    let county = County::new(&dir);
+    let broker = Broker::start(&county);
+    let mut hub = hub_listener(&county);
+    let mut box01 = box_client(&county, SHANGSHI, "box-01").expect("box-01 connects");
+    let box02_dir = dir.join("box-02-on-the-box");
+    let box02_identity = (box02_dir.join("box.pem"), box02_dir.join("box.key"));
+    // box-02 asks for box-01's client id, then for the hub's: without the binding either would
+    // disconnect the one it names (MQTT gives an id to the newest connection).
+    for (n, id) in [
+        format!("sunlight-{SHANGSHI}-box-01"),
+        "hub-test".to_owned(),
+        "sunlight-hub".to_owned(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut box02 = connect(
+            &id,
+            county.port,
+            &county.ca_pem(),
+            Some((&box02_identity.0, &box02_identity.1)),
+        )
+        .expect("box-02 connects, under its own name whatever id it asks for");
+        box02.publish(&up(SHANGSHI, "box-02"), &format!("box-02 as {id}"));
+        hub.expect(&up(SHANGSHI, "box-02"), &format!("box-02 as {id}"));
+        // box-01 and the hub are still connected: box-01's next publish reaches the hub.
+        box01.publish(&up(SHANGSHI, "box-01"), &format!("box-01 still here {n}"));
+        hub.expect(&up(SHANGSHI, "box-01"), &format!("box-01 still here {n}"));
+    }
     drop(broker);
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sunlight_protocol::down::{self, DownKind};
 use sunlight_protocol::topics::{Channel, topic};
-use sunlight_protocol::{Ack, BatchBuilder, DeviceKey, Status};
+use sunlight_protocol::{Ack, BatchBuilder, DeviceKey, Status, login};
 use tokio::sync::mpsc;
 use window::{AckOutcome, Window};
 
@@ -89,14 +89,20 @@ pub struct Sync {
     pub heartbeat: crate::watchdog::Heartbeat,
 }
 
-fn mqtt_options(config: &AgentConfig) -> Result<MqttOptions, Error> {
+fn mqtt_options(config: &AgentConfig, key: &DeviceKey) -> Result<MqttOptions, Error> {
     let path = std::path::PathBuf::from("agent config");
     let (tls, host, port) = broker_address(&config.hub.broker).map_err(|detail| Error::Config {
         path: path.clone(),
         detail,
     })?;
-    let client_id = format!("sunlight-{}-{}", config.site, config.device);
+    let client_id = login::agent_client_id(&config.site, &config.device);
     let mut opts = MqttOptions::new(client_id, host, port);
+    // The embedded broker's login (decision 0016); a county Mosquitto with mTLS goes by the
+    // certificate and ignores it.
+    opts.set_credentials(
+        login::username(&config.site, &config.device),
+        login::password(key, &config.site, &config.device),
+    );
     let max = config.sync.max_batch_bytes + 4096;
     opts.set_keep_alive(Duration::from_secs(config.sync.keep_alive_secs.max(1)))
         .set_max_packet_size(max.max(64 * 1024), max)
@@ -150,7 +156,7 @@ pub fn backoff(attempt: u32, min_ms: u64, max_ms: u64) -> Duration {
 impl Sync {
     /// Runs until the process ends.
     pub async fn run(self) -> Result<(), Error> {
-        let opts = mqtt_options(&self.config)?;
+        let opts = mqtt_options(&self.config, &self.key)?;
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let (net_tx, mut net_rx) = mpsc::channel::<NetEvent>(256);
         let site = self.config.site.clone();

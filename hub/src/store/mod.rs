@@ -520,6 +520,21 @@ impl Reader {
         db_err(&self.path)
     }
 
+    /// The key a box logs in to the embedded broker with: registered and not revoked.
+    pub fn login_key(&self, site: &SiteId, device: &DeviceId) -> Result<Option<PublicKey>, Error> {
+        let key: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT pubkey FROM devices WHERE site = ?1 AND device = ?2 AND revoked_ms IS NULL",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![site.as_str(), device.as_str()], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(self.err())?;
+        Ok(key.and_then(|k| PublicKey::from_base64(&k)))
+    }
+
     pub fn devices(&self) -> Result<Vec<DeviceView>, Error> {
         let mut stmt = self
             .conn

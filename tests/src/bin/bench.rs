@@ -4,10 +4,11 @@
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sunlight_agent::Outbox;
-use sunlight_protocol::{DeviceId, EventDraft, SiteId};
+use sunlight_protocol::{DeviceId, DeviceKey, EventDraft, SiteId};
 use sunlight_tests::*;
 
 fn main() {
@@ -57,13 +58,17 @@ fn main() {
         let huge = rt.block_on(broker_baseline(mosquitto.port, 256 * 1024, 2_000));
         line("mosquitto", &small, &big, &huge);
         baseline_small = small.rate;
-        let embedded = free_port();
-        sunlight_hub::broker::start_embedded(([127, 0, 0, 1], embedded).into())
-            .expect("embedded broker");
-        let small = rt.block_on(broker_baseline(embedded, 200, 200_000));
-        let big = rt.block_on(broker_baseline(embedded, 10 * 1024, 50_000));
-        let huge = rt.block_on(broker_baseline(embedded, 256 * 1024, 2_000));
-        line("embedded rumqttd", &small, &big, &huge);
+        let base = dir.join("baseline");
+        std::fs::create_dir_all(&base).expect("baseline dir");
+        for (filtered, name) in [
+            (false, "embedded rumqttd (logins only)"),
+            (true, "embedded rumqttd, the box through the gate's filter"),
+        ] {
+            let small = rt.block_on(embedded_baseline(&base, 200, 200_000, filtered));
+            let big = rt.block_on(embedded_baseline(&base, 10 * 1024, 50_000, filtered));
+            let huge = rt.block_on(embedded_baseline(&base, 256 * 1024, 2_000, filtered));
+            line(name, &small, &big, &huge);
+        }
     }
     if which == "all" || which == "intake" {
         let (rate, p50, p99) = rt.block_on(intake(&dir.join("intake"), 64, 200_000));
@@ -158,12 +163,78 @@ struct Pipe {
 
 /// rumqttc publisher → broker → rumqttc subscriber, QoS 1, in-flight 100. The subscriber stops
 /// after every message arrived or after 5 s without one, so lost messages are counted, not waited for.
+/// One end of a baseline pipe: port, client id and login.
+struct End {
+    port: u16,
+    client_id: String,
+    login: Option<(String, String)>,
+}
+
+impl End {
+    fn options(&self) -> MqttOptions {
+        let mut opts = MqttOptions::new(self.client_id.clone(), "127.0.0.1", self.port);
+        opts.set_max_packet_size(1 << 20, 1 << 20).set_inflight(100);
+        if let Some((user, password)) = &self.login {
+            opts.set_credentials(user.clone(), password.clone());
+        }
+        opts
+    }
+}
+
+/// The pipe through an open broker (Mosquitto as the bench starts it).
 async fn broker_baseline(port: u16, size: usize, count: usize) -> Pipe {
-    let topic = format!("bench/{size}");
-    let mut sub_opts = MqttOptions::new(format!("bench-sub-{size}-{port}"), "127.0.0.1", port);
-    sub_opts
-        .set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(100);
+    let end = |role: &str| End {
+        port,
+        client_id: format!("bench-{role}-{size}-{port}"),
+        login: None,
+    };
+    pipe(
+        end("sub"),
+        end("pub"),
+        &format!("bench/{size}"),
+        size,
+        count,
+    )
+    .await
+}
+
+/// The pipe through the embedded broker as the hub runs it: a box logged in with its key
+/// publishes on its own batch topic, through the gate's filter (`filtered`) or straight to rumqttd;
+/// the hub's login reads it from rumqttd's own port.
+async fn embedded_baseline(dir: &Path, size: usize, count: usize, filtered: bool) -> Pipe {
+    use sunlight_protocol::login;
+    let db = dir.join(format!("embedded-{size}-{filtered}.db"));
+    let (site, device): (SiteId, DeviceId) = ("bench".parse().unwrap(), "box".parse().unwrap());
+    let key = DeviceKey::generate().unwrap();
+    sunlight_hub::store::add_device(&db, &site, &device, &key.public()).expect("register");
+    let gate = Arc::new(sunlight_hub::broker::Gate::new(&db, "bench-hub").expect("gate"));
+    let embedded = sunlight_hub::broker::start_embedded(([127, 0, 0, 1], 0).into(), gate.clone())
+        .expect("embedded broker");
+    let sub = End {
+        port: embedded.internal.port(),
+        client_id: "bench-hub".into(),
+        login: Some(gate.hub_credentials()),
+    };
+    let publisher = End {
+        port: if filtered {
+            embedded.listen.port()
+        } else {
+            embedded.internal.port()
+        },
+        client_id: login::agent_client_id(&site, &device),
+        login: Some((
+            login::username(&site, &device),
+            login::password(&key, &site, &device),
+        )),
+    };
+    let topic =
+        sunlight_protocol::topics::topic(&site, &device, sunlight_protocol::topics::Channel::Batch);
+    pipe(sub, publisher, &topic, size, count).await
+}
+
+async fn pipe(sub_end: End, pub_end: End, topic: &str, size: usize, count: usize) -> Pipe {
+    let topic = topic.to_owned();
+    let sub_opts = sub_end.options();
     let (sub, mut sub_loop) = AsyncClient::new(sub_opts, 1000);
     sub.subscribe(&topic, QoS::AtLeastOnce)
         .await
@@ -185,10 +256,7 @@ async fn broker_baseline(port: u16, size: usize, count: usize) -> Pipe {
         (got, last)
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut pub_opts = MqttOptions::new(format!("bench-pub-{size}-{port}"), "127.0.0.1", port);
-    pub_opts
-        .set_max_packet_size(1 << 20, 1 << 20)
-        .set_inflight(100);
+    let pub_opts = pub_end.options();
     let (publisher, mut pub_loop) = AsyncClient::new(pub_opts, 1000);
     let publishing = tokio::spawn(async move {
         loop {
