@@ -393,12 +393,16 @@ pub fn add_user(
         .stderr(Stdio::piped())
         .spawn()
         .expect("run sunlight-hub user add");
-    child
+    // A refused `user add` (a bad role or site, say) may exit before it reads the password: the
+    // write then fails with a broken pipe, and the exit status and output below say why.
+    if let Err(e) = child
         .stdin
         .take()
         .expect("stdin")
         .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
+    {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write password: {e}");
+    }
     let out = child.wait_with_output().expect("user add");
     (
         out.status.success(),
