@@ -78,15 +78,25 @@ fn main() {
         );
     }
     if which == "all" || which == "drain" {
-        let (secs, rate) = drain(
+        let d = drain_counted(
             &dir.join("drain"),
             BrokerMode::External(mosquitto.port),
             1,
             1_000_000,
         );
         println!(
-            "backlog drain, 1 box, 1,000,000 events through Mosquitto into the hub (SQLite): {secs:.1} s = {rate:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
-            rate / baseline_small.max(1.0)
+            "backlog drain, 1 box, 1,000,000 events through Mosquitto into the hub (SQLite): {:.1} s = {:.0} events/s (ratio to the 200 B broker baseline in messages {:.2})",
+            d.secs,
+            d.rate,
+            d.rate / baseline_small.max(1.0)
+        );
+        let per_ack = seal_cost(20_000);
+        println!(
+            "sealing the drain's acks: {:.0} acks × {per_ack:.1} µs (seal at the hub + open at the box) = {:.1} ms = {:.2} % of the drain's {:.1} s",
+            d.acks,
+            d.acks * per_ack / 1e3,
+            d.acks * per_ack / 1e6 / d.secs * 100.0,
+            d.secs
         );
         let (secs, rate) = drain(
             &dir.join("drain-embedded"),
@@ -325,6 +335,43 @@ async fn intake(dir: &std::path::Path, concurrency: usize, total: usize) -> (f64
 /// Fills `boxes` agents' outboxes with `total` events in all, then times their drain through the
 /// broker into one hub: the hub's sustained ingest rate when `boxes` > 1.
 fn drain(dir: &std::path::Path, mode: BrokerMode, boxes: usize, total: u64) -> (f64, f64) {
+    let d = drain_counted(dir, mode, boxes, total);
+    (d.secs, d.rate)
+}
+
+/// A drain's time and rate, and how many acks the hub sealed and sent for it.
+struct Drained {
+    secs: f64,
+    rate: f64,
+    acks: f64,
+}
+
+/// A counter from the hub's `/metrics`.
+fn metric(hub: &Hub, name: &str) -> Option<f64> {
+    let (_, text) = hub.get_text("/metrics")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// What sealing one ack at the hub and opening it at the box costs, in µs (both sides on this
+/// machine, one after the other, as on the drain's critical path).
+fn seal_cost(samples: u32) -> f64 {
+    use sunlight_protocol::down::{DownKind, open, seal};
+    let (site, device): (SiteId, DeviceId) = ("bench".parse().unwrap(), "box-01".parse().unwrap());
+    let key = DeviceKey::generate().unwrap();
+    let trusted = [key.public()];
+    let body = json!({"through_seq": 123_456, "hub_time": "2026-12-04T21:00:00.123+08:00", "rejected": []})
+        .to_string();
+    let start = Instant::now();
+    for _ in 0..samples {
+        let sealed = seal(&[&key], &site, &device, DownKind::Ack, body.as_bytes()).expect("seal");
+        let opened = open(&sealed, &trusted, &site, &device, DownKind::Ack).expect("open");
+        std::hint::black_box(opened);
+    }
+    start.elapsed().as_secs_f64() * 1e6 / f64::from(samples)
+}
+
+fn drain_counted(dir: &std::path::Path, mode: BrokerMode, boxes: usize, total: u64) -> Drained {
     let mut hub = Hub::new(&dir.join("hub"), mode);
     let per_box = total / boxes as u64;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -381,7 +428,11 @@ fn drain(dir: &std::path::Path, mode: BrokerMode, boxes: usize, total: u64) -> (
         },
     );
     let secs = start.elapsed().as_secs_f64();
-    (secs, (per_box * boxes as u64) as f64 / secs)
+    Drained {
+        secs,
+        rate: (per_box * boxes as u64) as f64 / secs,
+        acks: metric(&hub, "sunlight_hub_acks_sent_total").unwrap_or(0.0),
+    }
 }
 
 /// POST one punch, poll the hub API until it is there; repeated `samples` times.

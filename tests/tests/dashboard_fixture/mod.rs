@@ -401,7 +401,11 @@ pub fn add_user(
         .expect("stdin")
         .write_all(format!("{password}\n").as_bytes())
     {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write password: {e}");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "write password: {e}"
+        );
     }
     let out = child.wait_with_output().expect("user add");
     (
