@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
 
 pub mod attendance;
+pub mod boxcal;
 pub mod cases;
 pub mod commands;
 pub mod complaints;
@@ -84,6 +85,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         cases::SCHEMA,
         attendance::SCHEMA,
         commands::SCHEMA,
+        boxcal::SCHEMA,
         updates::SCHEMA,
         crate::blobs::SCHEMA,
         crate::fleet::SCHEMA,
