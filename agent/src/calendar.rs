@@ -37,7 +37,11 @@ pub struct Received {
 }
 
 /// Replaces the stored calendar (inside the caller's transaction).
-pub(crate) fn store(conn: &Connection, calendar: &PushedCalendar, source: &str) -> rusqlite::Result<()> {
+pub(crate) fn store(
+    conn: &Connection,
+    calendar: &PushedCalendar,
+    source: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO calendar (id, version, issued, loaded_ms, source, json) VALUES (1, ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET version = ?1, issued = ?2, loaded_ms = ?3, source = ?4, json = ?5",

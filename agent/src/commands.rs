@@ -368,10 +368,9 @@ impl Executor {
             Ok(Some(appended)) => {
                 tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, detail = %decision.detail, seq = appended.seq, "command executed and answered");
                 // Stored: every camera's schedule follows it from now on.
-                if let (Some(calendar), Some(live)) = (
-                    calendar,
-                    self.cameras.as_ref().and_then(|c| c.calendar()),
-                ) {
+                if let (Some(calendar), Some(live)) =
+                    (calendar, self.cameras.as_ref().and_then(|c| c.calendar()))
+                {
                     live.set(crate::calendar::Received {
                         calendar,
                         loaded_ms: chrono::Utc::now().timestamp_millis(),

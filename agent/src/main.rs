@@ -547,8 +547,7 @@ fn calendar_show(
         Some(t) => calendar::local_time(&tz, t).map_err(bad)?,
         None => now,
     };
-    let hours =
-        sunlight_agent::config::parse_hours(&config.snapshots.office_hours).map_err(bad)?;
+    let hours = sunlight_agent::config::parse_hours(&config.snapshots.office_hours).map_err(bad)?;
     for c in &config.cameras {
         let Some(every) = c.every() else { continue };
         let plan = sunlight_agent::capture::camera::schedule::Plan {

@@ -625,7 +625,9 @@ impl PushedCalendar {
 
     /// Reads and checks a `set_calendar` command's `args`; the error says what is wrong.
     pub fn from_args(args: &serde_json::Value) -> Result<PushedCalendar, String> {
-        let size = serde_json::to_vec(args).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(args)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > PUSH_MAX_BYTES {
             return Err(format!(
                 "the calendar has {size} bytes, more than {PUSH_MAX_BYTES}"
@@ -660,7 +662,10 @@ impl PushedCalendar {
         let mut official = Official::default();
         for y in form.years {
             if !(2000..=LAST_STATUTORY_YEAR).contains(&y.year) {
-                return Err(format!("year {} is outside 2000-{LAST_STATUTORY_YEAR}", y.year));
+                return Err(format!(
+                    "year {} is outside 2000-{LAST_STATUTORY_YEAR}",
+                    y.year
+                ));
             }
             let mut data = Year {
                 source: y.source.chars().take(200).collect(),
@@ -1018,9 +1023,14 @@ mod tests {
             (d("2027-03-03"), false),
         ]
         .into();
-        let pushed = PushedCalendar::build(&official, &overrides, 2026, "2026-12-04T08:00:00+08:00");
+        let pushed =
+            PushedCalendar::build(&official, &overrides, 2026, "2026-12-04T08:00:00+08:00");
         assert_eq!(pushed.official.years().collect::<Vec<_>>(), [2026, 2027]);
-        assert_eq!(pushed.overrides.len(), 2, "the years before 2026 are left out");
+        assert_eq!(
+            pushed.overrides.len(),
+            2,
+            "the years before 2026 are left out"
+        );
         assert_eq!(pushed.version.len(), 16);
         let back = PushedCalendar::from_args(&pushed.to_args()).unwrap();
         assert_eq!(back, pushed);
@@ -1059,14 +1069,33 @@ mod tests {
         let cases = [
             (with(&|v| v["version"] = "".into()), "version"),
             (with(&|v| v["issued"] = "yesterday".into()), "RFC 3339"),
-            (with(&|v| v["years"][0]["holidays"][0] = "2025-02-30".into()), "2025-02-30"),
-            (with(&|v| v["years"][0]["year"] = 2026.into()), "listed under 2026"),
-            (with(&|v| v["overrides"] = serde_json::json!([{"day": "2027-1-1x", "working": true}])), "2027-1-1x"),
-            (with(&|v| v["years"][0]["holidays"] = serde_json::json!([])), "statutory day off"),
-            (with(&|v| v["extra"] = 1.into()), "not the hub's calendar form"),
+            (
+                with(&|v| v["years"][0]["holidays"][0] = "2025-02-30".into()),
+                "2025-02-30",
+            ),
+            (
+                with(&|v| v["years"][0]["year"] = 2026.into()),
+                "listed under 2026",
+            ),
+            (
+                with(&|v| {
+                    v["overrides"] = serde_json::json!([{"day": "2027-1-1x", "working": true}])
+                }),
+                "2027-1-1x",
+            ),
+            (
+                with(&|v| v["years"][0]["holidays"] = serde_json::json!([])),
+                "statutory day off",
+            ),
+            (
+                with(&|v| v["extra"] = 1.into()),
+                "not the hub's calendar form",
+            ),
             (serde_json::json!("a string"), "not the hub's calendar form"),
             (
-                with(&|v| v["overrides"] = serde_json::json!((0..3000).map(|i| serde_json::json!({"day": format!("2027-01-{:02}", i % 28 + 1), "working": true})).collect::<Vec<_>>())),
+                with(&|v| {
+                    v["overrides"] = serde_json::json!((0..3000).map(|i| serde_json::json!({"day": format!("2027-01-{:02}", i % 28 + 1), "working": true})).collect::<Vec<_>>())
+                }),
                 "more than",
             ),
         ];

@@ -573,11 +573,15 @@ impl Agent {
     /// connects (`set_calendar`), and answers it with a `cmd_result` event, so tests that count the
     /// box's events start after it. Returns the calendar's version.
     pub fn wait_for_calendar(&self) -> String {
-        wait_for(Duration::from_secs(60), "the hub's calendar on the box", || {
-            self.status()?["snapshots"]["calendar"]["version"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        wait_for(
+            Duration::from_secs(60),
+            "the hub's calendar on the box",
+            || {
+                self.status()?["snapshots"]["calendar"]["version"]
+                    .as_str()
+                    .map(str::to_owned)
+            },
+        )
     }
 
     pub fn outbox(&self) -> PathBuf {

@@ -248,11 +248,15 @@ every_min = 60
         "a calendar command for the override",
         || hub_version(&hub).filter(|v| *v != second && *v != first),
     );
-    let superseded = wait_for(Duration::from_secs(10), "the older command superseded", || {
-        calendar_commands(&hub)
-            .into_iter()
-            .find(|c| c["cmd_id"] == second_id.as_str() && c["state"] == "superseded")
-    });
+    let superseded = wait_for(
+        Duration::from_secs(10),
+        "the older command superseded",
+        || {
+            calendar_commands(&hub)
+                .into_iter()
+                .find(|c| c["cmd_id"] == second_id.as_str() && c["state"] == "superseded")
+        },
+    );
     assert!(
         superseded["detail"]
             .as_str()
@@ -273,9 +277,11 @@ every_min = 60
     assert_eq!(a["ok"], true, "{a}");
     // (The box answers in the transaction that stores the calendar, and puts it in force right
     // after.)
-    wait_for(Duration::from_secs(10), "the newest calendar in force", || {
-        (box_version(&agent)? == third).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "the newest calendar in force",
+        || (box_version(&agent)? == third).then_some(()),
+    );
     let still = calendar_commands(&hub)
         .into_iter()
         .find(|c| c["cmd_id"] == second_id.as_str())
@@ -316,9 +322,11 @@ every_min = 60
     agent.kill9();
     agent.start();
     // (The harness's first request after a restart may go down the dead process's connection.)
-    wait_for(Duration::from_secs(10), "the restarted box's status", || {
-        agent.status()
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "the restarted box's status",
+        || agent.status(),
+    );
     assert_eq!(box_version(&agent).as_deref(), Some(third.as_str()));
     assert_eq!(next_scheduled(&agent).as_deref(), Some(next.as_str()));
 
@@ -360,9 +368,7 @@ every_min = 60
     });
     assert_eq!(box_version(&agent).as_deref(), Some(third.as_str()));
     assert_eq!(next_scheduled(&agent).as_deref(), Some(next.as_str()));
-    assert!(
-        show(&agent, &["--from", &from, "--days", "1"]).contains("day off     (hub override)")
-    );
+    assert!(show(&agent, &["--from", &from, "--days", "1"]).contains("day off     (hub override)"));
 
     // A malformed calendar sealed by the hub's own key (a hub gone wrong): answered with the
     // reason, the stored calendar kept.

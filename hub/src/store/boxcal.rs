@@ -45,7 +45,11 @@ pub fn current(conn: &Connection, from_year: i32, now_ms: i64) -> Result<PushedC
 /// Records a `set_calendar` command with `pushed` for every registered, unrevoked box whose last
 /// one carried another version, has expired unanswered, or that was never sent one; supersedes
 /// that box's unanswered earlier ones. Returns the new command ids.
-pub fn sync(conn: &Connection, pushed: &PushedCalendar, now_ms: i64) -> rusqlite::Result<Vec<String>> {
+pub fn sync(
+    conn: &Connection,
+    pushed: &PushedCalendar,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<String>> {
     let stale: Vec<(String, String)> = conn
         .prepare_cached(
             "SELECT d.site, d.device FROM devices d
@@ -56,7 +60,9 @@ pub fn sync(conn: &Connection, pushed: &PushedCalendar, now_ms: i64) -> rusqlite
                     OR (c.result_ms IS NULL AND c.expires_ms <= ?2))
              ORDER BY d.site, d.device",
         )?
-        .query_map(params![pushed.version, now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![pushed.version, now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     if stale.is_empty() {
         return Ok(Vec::new());
@@ -83,7 +89,15 @@ pub fn sync(conn: &Connection, pushed: &PushedCalendar, now_ms: i64) -> rusqlite
         conn.execute(
             "INSERT INTO commands (cmd_id, site, device, kind, args, created_ms, expires_ms, by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'hub')",
-            params![cmd_id, site, device, KIND, args.to_string(), now_ms, now_ms + TTL_MS],
+            params![
+                cmd_id,
+                site,
+                device,
+                KIND,
+                args.to_string(),
+                now_ms,
+                now_ms + TTL_MS
+            ],
         )?;
         conn.execute(
             "INSERT INTO box_calendars (site, device, version, cmd_id, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -155,7 +169,10 @@ mod tests {
             )
             .unwrap();
         }
-        assert!(crate::store::revoke_device(&path, "suixian-shangshi", "box-03", "admin", "lost").unwrap());
+        assert!(
+            crate::store::revoke_device(&path, "suixian-shangshi", "box-03", "admin", "lost")
+                .unwrap()
+        );
         let first = pushed(conn);
         let ids = sync(conn, &first, 1_000).unwrap();
         assert_eq!(ids.len(), 2, "the revoked box is sent nothing: {ids:?}");
@@ -168,7 +185,10 @@ mod tests {
         let again = sync(conn, &second, 3_000).unwrap();
         assert_eq!(again.len(), 2);
         let left = waiting(conn);
-        assert_eq!(left.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), again);
+        assert_eq!(
+            left.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(),
+            again
+        );
         let superseded: String = conn
             .query_row(
                 "SELECT result_detail FROM commands WHERE cmd_id = ?1",
@@ -191,7 +211,10 @@ mod tests {
         assert!(renewed[0].contains("box-02"));
         let states = list(conn).unwrap();
         assert_eq!(
-            states.iter().map(|s| (s.1.as_str(), s.3)).collect::<Vec<_>>(),
+            states
+                .iter()
+                .map(|s| (s.1.as_str(), s.3))
+                .collect::<Vec<_>>(),
             [("box-01", "done"), ("box-02", "waiting")]
         );
     }

@@ -5,12 +5,12 @@
 //! slot, takes the snapshot, and retries a failed one with back-off until the next slot is due.
 
 use super::{CameraError, Cameras, TakeError, Trigger};
+use crate::calendar::LiveCalendar;
 use crate::clock::Clock;
 use crate::config::Hours;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Weekday};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::calendar::LiveCalendar;
 use sunlight_protocol::holidays::OfficialDay;
 
 /// When a camera's scheduled snapshots are due.
