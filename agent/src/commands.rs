@@ -778,4 +778,92 @@ mod tests {
         assert_eq!((f.images, f.waiting), (1, 1));
         assert!(rig.cameras.spool().path_of(&sha).exists());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_calendar_is_stored_put_in_force_and_an_older_or_bad_one_changes_nothing() {
+        use sunlight_protocol::holidays::{Official, OfficialDay, PushedCalendar, Source};
+        let (rig, _) = crate::capture::camera::tests::rig(vec![]).await;
+        let live = crate::calendar::LiveCalendar::new(Official::cn().unwrap(), None);
+        rig.cameras.start_schedules(
+            &[],
+            &crate::config::parse_hours(&["08:30-17:30".into()]).unwrap(),
+            &[],
+            live.clone(),
+            true,
+        );
+        let executor = Executor {
+            outbox: rig.outbox.clone(),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            site: SITE.into(),
+            cameras: Some(rig.cameras.clone()),
+            updater: None,
+            maintenance: None,
+        };
+        let day = chrono::NaiveDate::from_ymd_opt(2027, 1, 4).unwrap();
+        let calendar = |working: bool, issued: &str| {
+            PushedCalendar::build(
+                &Official::cn().unwrap(),
+                &[(day, working)].into(),
+                2026,
+                issued,
+            )
+        };
+        let command = |id: &str, c: &PushedCalendar| {
+            json!({"cmd_id": id, "kind": "set_calendar", "args": c.to_args()}).to_string()
+        };
+        assert_eq!(
+            live.day(day),
+            Some((OfficialDay::Ordinary, Source::Provisional))
+        );
+        let newer = calendar(false, "2026-12-04T10:00:00Z");
+        executor.execute(command("c1", &newer).as_bytes()).await;
+        assert_eq!(
+            live.day(day),
+            Some((OfficialDay::Holiday, Source::Override))
+        );
+        // Issued before the one in force (a message the broker held, a replay): refused.
+        let older = calendar(true, "2026-12-04T09:00:00Z");
+        executor.execute(command("c2", &older).as_bytes()).await;
+        // Malformed: refused with the reason.
+        let bad =
+            json!({"cmd_id": "c3", "kind": "set_calendar", "args": {"version": "ab"}}).to_string();
+        executor.execute(bad.as_bytes()).await;
+        let got = answers(&rig.outbox);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["ok"], true, "{}", got[0]);
+        assert!(
+            got[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("calendar {} stored", newer.version)),
+            "{}",
+            got[0]
+        );
+        assert_eq!(got[1]["ok"], false);
+        assert!(
+            got[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("before the calendar"),
+            "{}",
+            got[1]
+        );
+        assert_eq!(got[2]["ok"], false);
+        assert!(
+            got[2]["detail"].as_str().unwrap().starts_with(
+                "calendar refused, the stored one is kept: not the hub's calendar form"
+            ),
+            "{}",
+            got[2]
+        );
+        assert_eq!(
+            live.day(day),
+            Some((OfficialDay::Holiday, Source::Override))
+        );
+        let stored = crate::calendar::load(&rig.dir.path().join("outbox.db"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.calendar, newer);
+        assert_eq!(stored.source, "command c1");
+    }
 }
