@@ -48,6 +48,8 @@ pub struct Decision {
     pub restart: bool,
     /// A maintenance task (`reload_config`, `upload_logs`); the answer follows it.
     pub maintain: Option<Task>,
+    /// The calendar that replaces the stored one (a valid `set_calendar`).
+    pub calendar: Option<sunlight_protocol::holidays::PushedCalendar>,
 }
 
 impl Decision {
@@ -62,6 +64,7 @@ impl Decision {
             update: None,
             restart: false,
             maintain: None,
+            calendar: None,
         }
     }
 }
@@ -161,6 +164,31 @@ pub fn decide(payload: &[u8], site: &str, now: DateTime<Utc>) -> Result<Decision
             },
             Err(reason) => Decision::answer(&cmd_id, &kind, false, reason),
         },
+        CommandKind::SetCalendar => {
+            match sunlight_protocol::holidays::PushedCalendar::from_args(&command.args) {
+                Ok(calendar) => Decision {
+                    detail: format!(
+                        "calendar {} stored: official years {}, {} overrides",
+                        calendar.version,
+                        calendar
+                            .official
+                            .years()
+                            .map(|y| y.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        calendar.overrides.len()
+                    ),
+                    calendar: Some(calendar),
+                    ..Decision::answer(&cmd_id, &kind, true, "")
+                },
+                Err(reason) => Decision::answer(
+                    &cmd_id,
+                    &kind,
+                    false,
+                    format!("calendar refused, the stored one is kept: {reason}"),
+                ),
+            }
+        }
         CommandKind::Restart => Decision {
             restart: true,
             ..Decision::answer(
@@ -287,6 +315,30 @@ impl Executor {
             tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, "command executed; recording its answer");
             crate::maintenance::hold_answer_for_tests().await;
         }
+        if let Some(calendar) = &decision.calendar {
+            let live = self.cameras.as_ref().and_then(|c| c.calendar());
+            if let Some(held) = live.and_then(|l| l.received()) {
+                let older = match (
+                    DateTime::parse_from_rfc3339(&calendar.issued),
+                    DateTime::parse_from_rfc3339(&held.calendar.issued),
+                ) {
+                    (Ok(new), Ok(old)) => new < old,
+                    _ => false,
+                };
+                if older {
+                    decision.ok = false;
+                    decision.detail = format!(
+                        "calendar refused, the stored one is kept: {} was issued at {}, before the calendar {} this box holds ({})",
+                        calendar.version,
+                        calendar.issued,
+                        held.calendar.version,
+                        held.calendar.issued
+                    );
+                    decision.calendar = None;
+                }
+            }
+            body = json!({"cmd_id": decision.cmd_id, "ok": decision.ok, "detail": decision.detail});
+        }
         let spooled = snapshot.as_ref().map(|(row, _)| row.sha256.clone());
         let result = match EventDraft::new("cmd_result", &self.clock.now_rfc3339(), &body) {
             Ok(r) => r,
@@ -296,13 +348,15 @@ impl Executor {
             }
         };
         let source = format!("command {}", decision.cmd_id);
+        let calendar = decision.calendar.take();
         let outcome = CommandOutcome {
             cmd_id: decision.cmd_id.clone(),
             kind: decision.kind.clone(),
             ok: decision.ok,
             result,
-            roster: decision.roster.map(|r| (r, source)),
+            roster: decision.roster.map(|r| (r, source.clone())),
             snapshot,
+            calendar: calendar.clone().map(|c| (c, source.clone())),
         };
         let recorded = self.outbox.record_command(outcome).await;
         if let (Some(sha), false) = (&spooled, matches!(recorded, Ok(Some(_)))) {
@@ -313,6 +367,16 @@ impl Executor {
         match recorded {
             Ok(Some(appended)) => {
                 tracing::info!(cmd_id = %decision.cmd_id, kind = %decision.kind, ok = decision.ok, detail = %decision.detail, seq = appended.seq, "command executed and answered");
+                // Stored: every camera's schedule follows it from now on.
+                if let (Some(calendar), Some(live)) =
+                    (calendar, self.cameras.as_ref().and_then(|c| c.calendar()))
+                {
+                    live.set(crate::calendar::Received {
+                        calendar,
+                        loaded_ms: chrono::Utc::now().timestamp_millis(),
+                        source,
+                    });
+                }
                 // Answered first, so a restart is executed once even across the restart.
                 if restart {
                     if let Some(updater) = &self.updater {
@@ -443,10 +507,18 @@ mod tests {
                 payload("set_roster", roster_json(), "next week"),
                 "RFC 3339",
             ),
+            (
+                payload(
+                    "set_calendar",
+                    json!({"version": "abc", "issued": "2026-12-04T08:00:00Z", "years": [{"year": 2027, "source": "x", "holidays": ["2027-02-30"], "workdays": []}]}),
+                    "2026-11-30T09:00:00+08:00",
+                ),
+                "calendar refused, the stored one is kept: \"2027-02-30\" is not a YYYY-MM-DD date",
+            ),
         ];
         for (p, expected) in cases {
             let d = decide(&p, SITE, now()).unwrap();
-            assert!(!d.ok && d.roster.is_none(), "{d:?}");
+            assert!(!d.ok && d.roster.is_none() && d.calendar.is_none(), "{d:?}");
             assert!(
                 d.detail.contains(expected),
                 "{} should contain {expected}",
@@ -705,5 +777,93 @@ mod tests {
         let f = rig.cameras.spool().figures().unwrap();
         assert_eq!((f.images, f.waiting), (1, 1));
         assert!(rig.cameras.spool().path_of(&sha).exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_calendar_is_stored_put_in_force_and_an_older_or_bad_one_changes_nothing() {
+        use sunlight_protocol::holidays::{Official, OfficialDay, PushedCalendar, Source};
+        let (rig, _) = crate::capture::camera::tests::rig(vec![]).await;
+        let live = crate::calendar::LiveCalendar::new(Official::cn().unwrap(), None);
+        rig.cameras.start_schedules(
+            &[],
+            &crate::config::parse_hours(&["08:30-17:30".into()]).unwrap(),
+            &[],
+            live.clone(),
+            true,
+        );
+        let executor = Executor {
+            outbox: rig.outbox.clone(),
+            clock: Clock::new(chrono_tz::Asia::Shanghai),
+            site: SITE.into(),
+            cameras: Some(rig.cameras.clone()),
+            updater: None,
+            maintenance: None,
+        };
+        let day = chrono::NaiveDate::from_ymd_opt(2027, 1, 4).unwrap();
+        let calendar = |working: bool, issued: &str| {
+            PushedCalendar::build(
+                &Official::cn().unwrap(),
+                &[(day, working)].into(),
+                2026,
+                issued,
+            )
+        };
+        let command = |id: &str, c: &PushedCalendar| {
+            json!({"cmd_id": id, "kind": "set_calendar", "args": c.to_args()}).to_string()
+        };
+        assert_eq!(
+            live.day(day),
+            Some((OfficialDay::Ordinary, Source::Provisional))
+        );
+        let newer = calendar(false, "2026-12-04T10:00:00Z");
+        executor.execute(command("c1", &newer).as_bytes()).await;
+        assert_eq!(
+            live.day(day),
+            Some((OfficialDay::Holiday, Source::Override))
+        );
+        // Issued before the one in force (a message the broker held, a replay): refused.
+        let older = calendar(true, "2026-12-04T09:00:00Z");
+        executor.execute(command("c2", &older).as_bytes()).await;
+        // Malformed: refused with the reason.
+        let bad =
+            json!({"cmd_id": "c3", "kind": "set_calendar", "args": {"version": "ab"}}).to_string();
+        executor.execute(bad.as_bytes()).await;
+        let got = answers(&rig.outbox);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["ok"], true, "{}", got[0]);
+        assert!(
+            got[0]["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("calendar {} stored", newer.version)),
+            "{}",
+            got[0]
+        );
+        assert_eq!(got[1]["ok"], false);
+        assert!(
+            got[1]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("before the calendar"),
+            "{}",
+            got[1]
+        );
+        assert_eq!(got[2]["ok"], false);
+        assert!(
+            got[2]["detail"].as_str().unwrap().starts_with(
+                "calendar refused, the stored one is kept: not the hub's calendar form"
+            ),
+            "{}",
+            got[2]
+        );
+        assert_eq!(
+            live.day(day),
+            Some((OfficialDay::Holiday, Source::Override))
+        );
+        let stored = crate::calendar::load(&rig.dir.path().join("outbox.db"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.calendar, newer);
+        assert_eq!(stored.source, "command c1");
     }
 }

@@ -104,9 +104,10 @@ pub struct SnapshotsConfig {
     /// ... on these days ("mon" ... "sun").
     #[serde(default = "default_office_days")]
     pub office_days: Vec<String>,
-    /// ... except on the official public holidays (the State Council's data shipped with the agent),
-    /// and also on its make-up working days (调休) that fall on other days. Years the data does not
-    /// cover leave out the statutory holidays (the provisional year of decision 0014) and follow
+    /// ... except on the public holidays, and also on the make-up working days (调休) that fall on
+    /// other days, as the calendar in force says ([`crate::calendar`]: the hub's overrides and
+    /// official years, else the State Council's data shipped with the agent). Years none covers
+    /// leave out the statutory holidays (the provisional year of decision 0014) and follow
     /// `office_days` otherwise.
     #[serde(default = "yes")]
     pub official_holidays: bool,

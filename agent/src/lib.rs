@@ -10,6 +10,7 @@
 //! keeps the [`roster`] the kiosk checks punches against. Before any of that, [`enroll`] joins a
 //! new box to the county: its keys made here, its certificate and agent.toml from the hub.
 
+pub mod calendar;
 pub mod capture;
 pub mod check;
 pub mod clock;

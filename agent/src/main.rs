@@ -45,6 +45,12 @@ enum Command {
         #[command(subcommand)]
         action: RosterAction,
     },
+    /// The working-day calendar of the snapshot schedule (sent by the hub: its official years and
+    /// overrides, over the data shipped with the agent and the statutory holidays).
+    Calendar {
+        #[command(subcommand)]
+        action: CalendarAction,
+    },
     /// Keys of the systems that post to this box's intake API, each for some kinds of events
     /// (docs/intake-api.md). A running agent uses a change from the next request.
     IntakeKey {
@@ -131,6 +137,24 @@ enum UpdateAction {
     Guard,
     /// Show the installed version, a pending update and the kept previous binary.
     Show,
+}
+
+#[derive(Subcommand)]
+enum CalendarAction {
+    /// Print the calendar the hub sent, each day from --from with the layer it comes from, and
+    /// each scheduled camera's next snapshot after --at, as the schedule reckons them.
+    Show {
+        /// First day to print (YYYY-MM-DD); default today.
+        #[arg(long)]
+        from: Option<String>,
+        /// How many days to print.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Reckon the cameras' next scheduled snapshot after this local time ("YYYY-MM-DD HH:MM");
+        /// default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -460,7 +484,92 @@ fn run(command: Command, path: &std::path::Path) -> Result<(), sunlight_agent::E
             action: RosterAction::Show,
         } => roster_show(&config),
         Command::IntakeKey { action } => intake_key(&config, action),
+        Command::Calendar {
+            action: CalendarAction::Show { from, days, at },
+        } => calendar_show(&config, from.as_deref(), days, at.as_deref()),
     }
+}
+
+fn calendar_show(
+    config: &AgentConfig,
+    from: Option<&str>,
+    days: u32,
+    at: Option<&str>,
+) -> Result<(), sunlight_agent::Error> {
+    use sunlight_agent::calendar;
+    let bad = |detail: String| sunlight_agent::Error::Config {
+        path: "calendar show".into(),
+        detail,
+    };
+    // The outbox must be there (the agent ran once); an agent of before set_calendar has no table yet.
+    Outbox::inspect(&config.outbox_path())?;
+    let received = calendar::load(&config.outbox_path())?;
+    match &received {
+        Some(r) => println!(
+            "calendar   {} issued {} ({}, stored {}): official years {}, {} overrides",
+            r.calendar.version,
+            r.calendar.issued,
+            r.source,
+            fmt_ms(Some(r.loaded_ms)),
+            r.calendar
+                .official
+                .years()
+                .map(|y| y.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.calendar.overrides.len()
+        ),
+        None => println!(
+            "calendar   none from the hub yet: the data shipped with this agent, then the statutory holidays (provisional)"
+        ),
+    }
+    if !config.snapshots.official_holidays {
+        println!(
+            "           not used: snapshots.official_holidays = false, the schedule follows office_days alone"
+        );
+    }
+    let live = calendar::LiveCalendar::new(
+        sunlight_protocol::holidays::Official::cn().map_err(bad)?,
+        received,
+    );
+    let office_days =
+        sunlight_agent::config::parse_days(&config.snapshots.office_days).map_err(bad)?;
+    let tz = config.tz().map_err(bad)?;
+    let now = chrono::Utc::now().with_timezone(&tz);
+    let first = match from {
+        Some(d) => sunlight_protocol::holidays::date(d).map_err(bad)?,
+        None => now.date_naive(),
+    };
+    for d in first.iter_days().take(days.min(400) as usize) {
+        println!("{}", calendar::describe(&live, d, &office_days));
+    }
+    let at = match at {
+        Some(t) => calendar::local_time(&tz, t).map_err(bad)?,
+        None => now,
+    };
+    let hours = sunlight_agent::config::parse_hours(&config.snapshots.office_hours).map_err(bad)?;
+    for c in &config.cameras {
+        let Some(every) = c.every() else { continue };
+        let plan = sunlight_agent::capture::camera::schedule::Plan {
+            every,
+            hours: c
+                .office_hours
+                .as_ref()
+                .and_then(|h| sunlight_agent::config::parse_hours(h).ok())
+                .unwrap_or_else(|| hours.clone()),
+            days: office_days.clone(),
+            calendar: config.snapshots.official_holidays.then(|| live.clone()),
+        };
+        println!(
+            "next       camera {} after {}: {}",
+            c.id,
+            at.format("%Y-%m-%d %H:%M"),
+            sunlight_agent::capture::camera::schedule::next_slot(&at, &plan)
+                .map(|t| t.format("%a %Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "none within 40 days".into())
+        );
+    }
+    Ok(())
 }
 
 fn intake_key(config: &AgentConfig, action: IntakeKeyAction) -> Result<(), sunlight_agent::Error> {

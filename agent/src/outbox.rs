@@ -81,6 +81,8 @@ pub struct CommandOutcome {
     pub roster: Option<(Roster, String)>,
     /// A snapshot the command took: its spool row and its `snapshot` event (before the answer).
     pub snapshot: Option<(BlobRow, EventDraft)>,
+    /// A calendar that replaces the stored one (`set_calendar`), with where it came from.
+    pub calendar: Option<(sunlight_protocol::holidays::PushedCalendar, String)>,
 }
 
 enum Request {
@@ -181,6 +183,9 @@ impl Outbox {
         writer.execute_batch(SCHEMA).map_err(db_err(path))?;
         writer
             .execute_batch(crate::roster::SCHEMA)
+            .map_err(db_err(path))?;
+        writer
+            .execute_batch(crate::calendar::SCHEMA)
             .map_err(db_err(path))?;
         writer
             .execute_batch(crate::spool::SCHEMA)
@@ -544,6 +549,9 @@ impl Writer {
                         if let Some((roster, source)) = &c.roster {
                             crate::roster::store(&tx, roster, source)?;
                         }
+                        if let Some((calendar, source)) = &c.calendar {
+                            crate::calendar::store(&tx, calendar, source)?;
+                        }
                         if let Some((row, snapshot)) = &c.snapshot {
                             crate::spool::insert_row(&tx, row, now)?;
                             insert_event(&mut insert, &mut self.head, snapshot, now)?;
@@ -759,6 +767,7 @@ mod tests {
             result: EventDraft::new("cmd_result", "2026-11-23T08:29:01.120+08:00", &body).unwrap(),
             roster: None,
             snapshot: None,
+            calendar: None,
         }
     }
 

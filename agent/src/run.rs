@@ -212,14 +212,27 @@ async fn start_cameras(
     ));
     let hours = crate::config::parse_hours(&config.snapshots.office_hours).map_err(bad)?;
     let days = crate::config::parse_days(&config.snapshots.office_days).map_err(bad)?;
-    let official = if config.snapshots.official_holidays {
-        Some(Arc::new(
-            sunlight_protocol::holidays::Official::cn().map_err(bad)?,
-        ))
-    } else {
-        None
-    };
-    cameras.start_schedules(&config.cameras, &hours, &days, official);
+    // The hub's calendar, if it sent one, over the shipped data and the provisional years.
+    let received = crate::calendar::load(&config.outbox_path())?;
+    match &received {
+        Some(r) => {
+            tracing::info!(version = %r.calendar.version, issued = %r.calendar.issued, source = %r.source, "the hub's calendar loaded")
+        }
+        None => tracing::info!(
+            "no calendar from the hub yet: the snapshot schedule follows the official data shipped with the agent, and the statutory holidays for later years"
+        ),
+    }
+    let calendar = crate::calendar::LiveCalendar::new(
+        sunlight_protocol::holidays::Official::cn().map_err(bad)?,
+        received,
+    );
+    cameras.start_schedules(
+        &config.cameras,
+        &hours,
+        &days,
+        calendar,
+        config.snapshots.official_holidays,
+    );
     let upload = Arc::new(Mutex::new(UploadState {
         api: config.hub.api.clone(),
         ..UploadState::default()

@@ -97,6 +97,11 @@ pub fn check_command(c: &SendCommand) -> Result<(), String> {
             return Err(format!("device {d:?} is not a device id"));
         }
     }
+    if c.kind == crate::store::boxcal::KIND {
+        return Err(
+            "set_calendar is sent by the hub itself, to every box, whenever the calendar changes (load a year or set an override on /admin/calendar)".into(),
+        );
+    }
     if serde_json::from_value::<CommandKind>(json!(c.kind)).is_err() {
         return Err(format!(
             "unknown command kind {:?}: one of reload_config, upload_logs, snapshot, set_roster, restart, update",

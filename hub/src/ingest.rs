@@ -445,6 +445,32 @@ impl std::fmt::Debug for BrokerTls {
 /// How often an unanswered command is published again, by default.
 const COMMAND_RESEND_MS: i64 = 60_000;
 
+/// How often (in turns of the command publisher, about a second each) the boxes' calendars are
+/// compared with the one in force ([`store::boxcal`]).
+const CALENDAR_SYNC_ROUNDS: u64 = 5;
+
+/// Records a `set_calendar` command for each box whose calendar differs from the one in force.
+fn sync_calendars(store: &std::sync::Mutex<Writer>) {
+    use chrono::Datelike;
+    let Ok(mut w) = store.lock() else { return };
+    let now = store::now_ms();
+    // The UTC year is never ahead of the county's: around New Year a box gets one year more.
+    let from_year = chrono::Utc::now().year();
+    let result = (|| -> Result<Vec<String>, String> {
+        let tx = w.transaction().map_err(|e| e.to_string())?;
+        let pushed = store::boxcal::current(&tx, from_year, now)?;
+        let ids = store::boxcal::sync(&tx, &pushed, now).map_err(|e| e.to_string())?;
+        tx.commit().map_err(|e| e.to_string())?;
+        if !ids.is_empty() {
+            tracing::info!(version = %pushed.version, boxes = ids.len(), "the calendar is sent to the boxes that do not have it");
+        }
+        Ok(ids)
+    })();
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not compare the boxes' calendars with the one in force");
+    }
+}
+
 /// Publishes recorded commands that wait for their answer (see [`store::commands`]).
 async fn publish_commands(
     client: AsyncClient,
@@ -452,7 +478,13 @@ async fn publish_commands(
     resend_ms: i64,
     keys: Arc<HubKeys>,
 ) {
+    let mut round: u64 = 0;
     loop {
+        if round % CALENDAR_SYNC_ROUNDS == 0 {
+            let store2 = store.clone();
+            let _ = tokio::task::spawn_blocking(move || sync_calendars(&store2)).await;
+        }
+        round = round.wrapping_add(1);
         let store2 = store.clone();
         let due = tokio::task::spawn_blocking(move || {
             let w = store2.lock().ok()?;

@@ -52,7 +52,7 @@ struct Year {
 }
 
 /// The official holidays and make-up working days, by year.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Official {
     years: BTreeMap<i32, Year>,
 }
@@ -500,6 +500,230 @@ impl Official {
     }
 }
 
+/// Most official years a [`PushedCalendar`] carries.
+pub const PUSH_MAX_YEARS: usize = 12;
+/// Most admin overrides a [`PushedCalendar`] carries.
+pub const PUSH_MAX_OVERRIDES: usize = 1_000;
+/// Longest `set_calendar` args a box accepts, in bytes of JSON (a year is about 600 bytes, an
+/// override about 40).
+pub const PUSH_MAX_BYTES: usize = 64 * 1024;
+
+/// The calendar a hub sends its boxes in a `set_calendar` command (PROTOCOL.md, "Commands"): the
+/// official years it holds (shipped or loaded) from the current year on, and its admins' overrides
+/// of those years. A box's snapshot schedule answers from it — an override, else the official
+/// year — and, for a year it does not carry, from the box's own shipped data, else the provisional
+/// year ([`statutory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedCalendar {
+    /// Names the content (the first 16 hex digits of the SHA-256 of its years and overrides): the
+    /// hub sends a new calendar when it changes.
+    pub version: String,
+    /// When the hub made it (RFC 3339): a box keeps the newest it was sent.
+    pub issued: String,
+    pub official: Official,
+    /// date → working day (true) or day off (false), as the county's admins set it.
+    pub overrides: BTreeMap<NaiveDate, bool>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushedForm {
+    version: String,
+    issued: String,
+    years: Vec<PushedYear>,
+    #[serde(default)]
+    overrides: Vec<PushedOverride>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushedYear {
+    year: i32,
+    source: String,
+    holidays: Vec<String>,
+    workdays: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushedOverride {
+    day: String,
+    working: bool,
+}
+
+impl PushedCalendar {
+    /// The calendar of `official` and `overrides` from `from_year` on, as of `issued`: at most
+    /// [`PUSH_MAX_YEARS`] years and [`PUSH_MAX_OVERRIDES`] overrides, the earliest kept.
+    pub fn build(
+        official: &Official,
+        overrides: &BTreeMap<NaiveDate, bool>,
+        from_year: i32,
+        issued: &str,
+    ) -> PushedCalendar {
+        let mut kept = Official::default();
+        for (y, data) in official.years.range(from_year..).take(PUSH_MAX_YEARS) {
+            kept.years.insert(*y, data.clone());
+        }
+        let overrides = NaiveDate::from_ymd_opt(from_year, 1, 1)
+            .map(|first| {
+                overrides
+                    .range(first..)
+                    .take(PUSH_MAX_OVERRIDES)
+                    .map(|(d, w)| (*d, *w))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut pushed = PushedCalendar {
+            version: String::new(),
+            issued: issued.to_owned(),
+            official: kept,
+            overrides,
+        };
+        let content = PushedForm {
+            version: String::new(),
+            issued: String::new(),
+            ..pushed.form()
+        };
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(
+            serde_json::to_vec(&content).unwrap_or_default(),
+        );
+        pushed.version = hex::encode(&digest[..8]);
+        pushed
+    }
+
+    fn form(&self) -> PushedForm {
+        let list = |days: &BTreeSet<NaiveDate>| days.iter().map(|d| d.to_string()).collect();
+        PushedForm {
+            version: self.version.clone(),
+            issued: self.issued.clone(),
+            years: self
+                .official
+                .years
+                .iter()
+                .map(|(year, y)| PushedYear {
+                    year: *year,
+                    source: y.source.clone(),
+                    holidays: list(&y.holidays),
+                    workdays: list(&y.workdays),
+                })
+                .collect(),
+            overrides: self
+                .overrides
+                .iter()
+                .map(|(d, working)| PushedOverride {
+                    day: d.to_string(),
+                    working: *working,
+                })
+                .collect(),
+        }
+    }
+
+    /// The command's `args`.
+    pub fn to_args(&self) -> serde_json::Value {
+        serde_json::to_value(self.form()).unwrap_or_default()
+    }
+
+    /// Reads and checks a `set_calendar` command's `args`; the error says what is wrong.
+    pub fn from_args(args: &serde_json::Value) -> Result<PushedCalendar, String> {
+        let size = serde_json::to_vec(args)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > PUSH_MAX_BYTES {
+            return Err(format!(
+                "the calendar has {size} bytes, more than {PUSH_MAX_BYTES}"
+            ));
+        }
+        let form = PushedForm::deserialize(args)
+            .map_err(|e| format!("not the hub's calendar form: {e}"))?;
+        if form.version.is_empty()
+            || form.version.len() > 64
+            || !form.version.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(format!(
+                "version {:?} must be 1 to 64 hex digits",
+                form.version
+            ));
+        }
+        if chrono::DateTime::parse_from_rfc3339(&form.issued).is_err() {
+            return Err(format!("issued {:?} is not an RFC 3339 time", form.issued));
+        }
+        if form.years.len() > PUSH_MAX_YEARS {
+            return Err(format!(
+                "{} years, more than {PUSH_MAX_YEARS}",
+                form.years.len()
+            ));
+        }
+        if form.overrides.len() > PUSH_MAX_OVERRIDES {
+            return Err(format!(
+                "{} overrides, more than {PUSH_MAX_OVERRIDES}",
+                form.overrides.len()
+            ));
+        }
+        let mut official = Official::default();
+        for y in form.years {
+            if !(2000..=LAST_STATUTORY_YEAR).contains(&y.year) {
+                return Err(format!(
+                    "year {} is outside 2000-{LAST_STATUTORY_YEAR}",
+                    y.year
+                ));
+            }
+            let mut data = Year {
+                source: y.source.chars().take(200).collect(),
+                ..Year::default()
+            };
+            for text in &y.holidays {
+                data.holidays.insert(date(text)?);
+            }
+            for text in &y.workdays {
+                data.workdays.insert(date(text)?);
+            }
+            if let Some(d) = data
+                .holidays
+                .iter()
+                .chain(&data.workdays)
+                .find(|d| d.year() != y.year)
+            {
+                return Err(format!("{d} is listed under {}", y.year));
+            }
+            if let Some(d) = data.holidays.intersection(&data.workdays).next() {
+                return Err(format!("{d} is both a holiday and a make-up working day"));
+            }
+            if official.years.insert(y.year, data).is_some() {
+                return Err(format!("year {} is given twice", y.year));
+            }
+        }
+        official.check("")?;
+        let mut overrides = BTreeMap::new();
+        for o in form.overrides {
+            let d = date(&o.day)?;
+            if overrides.insert(d, o.working).is_some() {
+                return Err(format!("the override of {d} is given twice"));
+            }
+        }
+        Ok(PushedCalendar {
+            version: form.version,
+            issued: form.issued,
+            official,
+            overrides,
+        })
+    }
+
+    /// What this calendar says of `d`: an override (as [`OfficialDay::MakeUpWorkday`] when it
+    /// makes `d` a working day, [`OfficialDay::Holiday`] when a day off), else the official year;
+    /// `None` when it carries neither for `d`.
+    pub fn day(&self, d: NaiveDate) -> Option<(OfficialDay, Source)> {
+        if let Some(&working) = self.overrides.get(&d) {
+            let kind = if working {
+                OfficialDay::MakeUpWorkday
+            } else {
+                OfficialDay::Holiday
+            };
+            return Some((kind, Source::Override));
+        }
+        self.official.day(d).map(|k| (k, Source::Official))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,6 +1010,98 @@ mod tests {
         ] {
             let e = Official::parse(text).unwrap_err();
             assert!(e.contains(says), "{e} should name {says}");
+        }
+    }
+
+    #[test]
+    fn a_pushed_calendar_round_trips_and_names_its_content() {
+        let mut official = Official::cn().unwrap();
+        official.merge(&Official::import(TEST_2027_JSON).unwrap());
+        let overrides: BTreeMap<NaiveDate, bool> = [
+            (d("2025-11-05"), false),
+            (d("2027-01-09"), true),
+            (d("2027-03-03"), false),
+        ]
+        .into();
+        let pushed =
+            PushedCalendar::build(&official, &overrides, 2026, "2026-12-04T08:00:00+08:00");
+        assert_eq!(pushed.official.years().collect::<Vec<_>>(), [2026, 2027]);
+        assert_eq!(
+            pushed.overrides.len(),
+            2,
+            "the years before 2026 are left out"
+        );
+        assert_eq!(pushed.version.len(), 16);
+        let back = PushedCalendar::from_args(&pushed.to_args()).unwrap();
+        assert_eq!(back, pushed);
+        assert_eq!(
+            back.day(d("2027-01-09")),
+            Some((OfficialDay::MakeUpWorkday, Source::Override))
+        );
+        assert_eq!(
+            back.day(d("2027-02-20")),
+            Some((OfficialDay::MakeUpWorkday, Source::Official))
+        );
+        assert_eq!(
+            back.day(d("2027-03-03")),
+            Some((OfficialDay::Holiday, Source::Override))
+        );
+        assert_eq!(back.day(d("2028-01-01")), None);
+        // The version names the content, not the time it was made.
+        let again = PushedCalendar::build(&official, &overrides, 2026, "2026-12-05T08:00:00+08:00");
+        assert_eq!(again.version, pushed.version);
+        let fewer = PushedCalendar::build(&official, &BTreeMap::new(), 2026, "x");
+        assert_ne!(fewer.version, pushed.version);
+        // A serialized calendar of two loaded years and a few overrides stays small.
+        assert!(pushed.to_args().to_string().len() < 4096);
+    }
+
+    #[test]
+    fn a_malformed_pushed_calendar_is_refused_with_the_reason() {
+        let official = Official::cn().unwrap();
+        let good = PushedCalendar::build(&official, &BTreeMap::new(), 2025, "2026-12-04T08:00:00Z")
+            .to_args();
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            f(&mut v);
+            v
+        };
+        let cases = [
+            (with(&|v| v["version"] = "".into()), "version"),
+            (with(&|v| v["issued"] = "yesterday".into()), "RFC 3339"),
+            (
+                with(&|v| v["years"][0]["holidays"][0] = "2025-02-30".into()),
+                "2025-02-30",
+            ),
+            (
+                with(&|v| v["years"][0]["year"] = 2026.into()),
+                "listed under 2026",
+            ),
+            (
+                with(&|v| {
+                    v["overrides"] = serde_json::json!([{"day": "2027-1-1x", "working": true}])
+                }),
+                "2027-1-1x",
+            ),
+            (
+                with(&|v| v["years"][0]["holidays"] = serde_json::json!([])),
+                "statutory day off",
+            ),
+            (
+                with(&|v| v["extra"] = 1.into()),
+                "not the hub's calendar form",
+            ),
+            (serde_json::json!("a string"), "not the hub's calendar form"),
+            (
+                with(&|v| {
+                    v["overrides"] = serde_json::json!((0..3000).map(|i| serde_json::json!({"day": format!("2027-01-{:02}", i % 28 + 1), "working": true})).collect::<Vec<_>>())
+                }),
+                "more than",
+            ),
+        ];
+        for (args, says) in cases {
+            let e = PushedCalendar::from_args(&args).unwrap_err();
+            assert!(e.contains(says), "{e:?} should say {says:?}");
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum CommandKind {
     Update,
     Restart,
     UploadLogs,
+    /// The county's working-day calendar (official years and admins' overrides) for the box's
+    /// snapshot schedule ([`crate::holidays::PushedCalendar`]); sent by the hub itself.
+    SetCalendar,
 }
 
 /// `down/cmd`: executed at most once per `cmd_id`, answered with a `cmd_result` event.

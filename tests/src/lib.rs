@@ -569,6 +569,21 @@ impl Agent {
             .get_json(&format!("http://127.0.0.1:{}/api/v1/status", self.intake))
     }
 
+    /// Waits until the box holds the hub's calendar: every registered box is sent one when it
+    /// connects (`set_calendar`), and answers it with a `cmd_result` event, so tests that count the
+    /// box's events start after it. Returns the calendar's version.
+    pub fn wait_for_calendar(&self) -> String {
+        wait_for(
+            Duration::from_secs(60),
+            "the hub's calendar on the box",
+            || {
+                self.status()?["snapshots"]["calendar"]["version"]
+                    .as_str()
+                    .map(str::to_owned)
+            },
+        )
+    }
+
     pub fn outbox(&self) -> PathBuf {
         self.dir.join("data").join("outbox.db")
     }

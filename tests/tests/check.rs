@@ -133,6 +133,8 @@ fn a_good_box_passes_next_to_its_running_agent_and_broken_setups_fail_with_the_r
     let mut agent = Agent::new_with_hub(&dir.join("box"), SITE, DEVICE, &hub_section, &hub);
     hub.start();
     agent.start();
+    // The hub's calendar (answered with an event) comes before the count below.
+    agent.wait_for_calendar();
     assert!(agent.punch(1));
     wait_for(
         Duration::from_secs(30),

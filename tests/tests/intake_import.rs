@@ -56,6 +56,11 @@ fn a_gbk_export_is_imported_once_and_reaches_the_hub_masked() {
         "[health]\ninterval_secs = 0\n",
     );
     agent.start();
+    // The hub's calendar comes first (one cmd_result event); count from there.
+    agent.wait_for_calendar();
+    let base = agent.status().expect("status")["backlog"]["head_seq"]
+        .as_u64()
+        .expect("head_seq");
     let client = intake_client(&agent.intake_key);
     let file = gbk_export();
     let openapi = client
@@ -84,8 +89,8 @@ fn a_gbk_export_is_imported_once_and_reaches_the_hub_masked() {
             .map(|r| (r["row"].as_u64(), r["ok"].as_bool(), r["seq"].as_u64()))
             .collect::<Vec<_>>(),
         [
-            (Some(2), Some(true), Some(1)),
-            (Some(3), Some(true), Some(2)),
+            (Some(2), Some(true), Some(base + 1)),
+            (Some(3), Some(true), Some(base + 2)),
             (Some(4), Some(false), None)
         ]
     );
@@ -106,7 +111,7 @@ fn a_gbk_export_is_imported_once_and_reaches_the_hub_masked() {
             .all(|r| r["duplicate"] == true && r["seq"].is_null())
     );
     let status = agent.status().expect("agent status");
-    assert_eq!(status["backlog"]["head_seq"], 2, "{status}");
+    assert_eq!(status["backlog"]["head_seq"], base + 2, "{status}");
 
     // At the hub: both stages, at their office times, with the phone masked.
     let events = wait_for(Duration::from_secs(30), "both cases at the hub", || {

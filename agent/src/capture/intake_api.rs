@@ -67,6 +67,7 @@ impl SnapshotStatus {
             "spool": match spool { Ok(f) => json!(f), Err(e) => json!({"error": e.to_string()}) },
             "upload": upload,
             "cameras": self.cameras.status(),
+            "calendar": self.cameras.calendar().map(|c| c.json()),
         })
     }
 }

@@ -77,6 +77,11 @@ impl Calendar {
         self.official.merge(loaded);
     }
 
+    /// The admins' overrides: date → working day.
+    pub fn overrides(&self) -> &BTreeMap<NaiveDate, bool> {
+        &self.overrides
+    }
+
     /// Sets an admin override: `working` true makes the date a working day, false a day off.
     pub fn set_override(&mut self, date: NaiveDate, working: bool) {
         self.overrides.insert(date, working);

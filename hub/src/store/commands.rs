@@ -178,7 +178,8 @@ pub struct CommandView {
     pub created_at: String,
     pub expires_at: String,
     pub publishes: u32,
-    /// waiting | done | failed | expired
+    /// waiting | done | failed | expired | superseded (a `set_calendar` replaced by a newer one
+    /// before the box answered)
     pub state: &'static str,
     pub detail: Option<String>,
     pub by: String,
@@ -207,6 +208,13 @@ pub fn list(
             publishes: r.get(6)?,
             state: match (answered, ok) {
                 (Some(_), Some(true)) => "done",
+                (Some(_), _)
+                    if r
+                        .get::<_, Option<String>>(8)?
+                        .is_some_and(|d| d.starts_with(super::boxcal::SUPERSEDED)) =>
+                {
+                    "superseded"
+                }
                 (Some(_), _) => "failed",
                 (None, _) if expires <= now_ms => "expired",
                 (None, _) => "waiting",

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sunlight_protocol::{DeviceId, EventHash, GENESIS, PublicKey, SiteId};
 
 pub mod attendance;
+pub mod boxcal;
 pub mod cases;
 pub mod commands;
 pub mod complaints;
@@ -84,6 +85,7 @@ fn open(path: &Path) -> Result<Connection, Error> {
         cases::SCHEMA,
         attendance::SCHEMA,
         commands::SCHEMA,
+        boxcal::SCHEMA,
         updates::SCHEMA,
         crate::blobs::SCHEMA,
         crate::fleet::SCHEMA,
@@ -286,7 +288,9 @@ impl Writer {
         device_state(&self.conn, site, device)
     }
 
-    /// Marks a device online or offline from its retained status message.
+    /// Marks a device online or offline from its retained status message. A box coming online has
+    /// its unanswered commands published again at once (it subscribes before it says so), not only
+    /// at the next resend.
     pub fn set_status(
         &self,
         site: &SiteId,
@@ -298,6 +302,12 @@ impl Writer {
             "UPDATE devices SET online = ?3, status_ms = ?4, version = COALESCE(NULLIF(?5, ''), version) WHERE site = ?1 AND device = ?2",
             params![site.as_str(), device.as_str(), online, now_ms(), version],
         )?;
+        if online {
+            self.conn.execute(
+                "UPDATE commands SET last_publish_ms = NULL WHERE site = ?1 AND device = ?2 AND result_ms IS NULL",
+                params![site.as_str(), device.as_str()],
+            )?;
+        }
         Ok(())
     }
 }

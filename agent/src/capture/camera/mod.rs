@@ -343,6 +343,11 @@ pub struct Cameras {
     spool: Spool,
     clock: Clock,
     alarms: Alarms,
+    /// The calendar of the schedules (set by [`Cameras::start_schedules`]); the hub's
+    /// `set_calendar` replaces what it holds.
+    calendar: std::sync::OnceLock<crate::calendar::LiveCalendar>,
+    /// Each scheduled camera's plan, for status (its next slot).
+    plans: std::sync::Mutex<Vec<(String, schedule::Plan)>>,
 }
 
 impl Cameras {
@@ -352,7 +357,14 @@ impl Cameras {
             spool,
             clock,
             alarms,
+            calendar: std::sync::OnceLock::new(),
+            plans: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The calendar in force for the schedules, once they are started.
+    pub fn calendar(&self) -> Option<&crate::calendar::LiveCalendar> {
+        self.calendar.get()
     }
 
     pub fn spool(&self) -> &Spool {
@@ -586,14 +598,18 @@ impl Cameras {
         }
     }
 
-    /// Starts each camera's schedule (those with `every_min` / `every_secs`).
+    /// Starts each camera's schedule (those with `every_min` / `every_secs`). `calendar` is the
+    /// calendar in force; `use_calendar` false (`snapshots.official_holidays = false`): the
+    /// schedules follow the weekdays alone (a calendar the hub sends is still kept).
     pub fn start_schedules(
         self: &Arc<Self>,
         configs: &[CameraConfig],
         office_hours: &crate::config::Hours,
         office_days: &[chrono::Weekday],
-        official: Option<Arc<sunlight_protocol::holidays::Official>>,
+        calendar: crate::calendar::LiveCalendar,
+        use_calendar: bool,
     ) {
+        let _ = self.calendar.set(calendar.clone());
         for c in configs {
             let Some(every) = c.every() else { continue };
             let hours = c
@@ -602,18 +618,32 @@ impl Cameras {
                 .and_then(|h| crate::config::parse_hours(h).ok())
                 .unwrap_or_else(|| office_hours.clone());
             tracing::info!(camera_id = %c.id, every_secs = every.as_secs(), "snapshot schedule started");
+            let plan = schedule::Plan {
+                every,
+                hours,
+                days: office_days.to_vec(),
+                calendar: use_calendar.then(|| calendar.clone()),
+            };
+            if let Ok(mut plans) = self.plans.lock() {
+                plans.push((c.id.clone(), plan.clone()));
+            }
             tokio::spawn(schedule::run(
                 self.clone(),
                 c.id.clone(),
-                schedule::Plan {
-                    every,
-                    hours,
-                    days: office_days.to_vec(),
-                    official: official.clone(),
-                },
+                plan,
                 self.clock.clone(),
             ));
         }
+    }
+
+    /// When camera `id`'s schedule takes its next picture (RFC 3339, box time zone), as the
+    /// calendar in force says now; `None`: no schedule, or none within 40 days.
+    pub fn next_scheduled(&self, id: &str) -> Option<String> {
+        let plans = self.plans.lock().ok()?;
+        let (_, plan) = plans.iter().find(|(c, _)| c == id)?;
+        let tz = self.clock.tz();
+        let now = chrono::Utc::now().with_timezone(&tz);
+        schedule::next_slot(&now, plan).map(|t| t.to_rfc3339())
     }
 
     /// Each camera's record, for status.
@@ -623,6 +653,7 @@ impl Cameras {
             .map(|c| {
                 let mut v = json!(c.state());
                 v["id"] = json!(c.id);
+                v["next_scheduled"] = json!(self.next_scheduled(&c.id));
                 v["kind"] = json!(format!("{:?}", c.kind).to_lowercase());
                 v["location"] = json!(c.location);
                 v

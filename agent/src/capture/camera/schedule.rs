@@ -1,15 +1,17 @@
 //! Scheduled snapshots: every `every` from local midnight (08:00, 08:05, ... for five minutes),
-//! within the office hours on office days: the configured weekdays, less the official public
-//! holidays, plus the official make-up working days (调休). [`next_slot`] is the pure part; [`run`] sleeps until each
+//! within the office hours on office days: the configured weekdays, less the public holidays, plus
+//! the make-up working days (调休), as the calendar in force says ([`crate::calendar`]: the hub's
+//! overrides and official years, else the shipped data, else the provisional year). [`next_slot`] is the pure part; [`run`] sleeps until each
 //! slot, takes the snapshot, and retries a failed one with back-off until the next slot is due.
 
 use super::{CameraError, Cameras, TakeError, Trigger};
+use crate::calendar::LiveCalendar;
 use crate::clock::Clock;
 use crate::config::Hours;
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Timelike, Weekday};
 use std::sync::Arc;
 use std::time::Duration;
-use sunlight_protocol::holidays::{Official, OfficialDay};
+use sunlight_protocol::holidays::OfficialDay;
 
 /// When a camera's scheduled snapshots are due.
 #[derive(Debug, Clone)]
@@ -18,18 +20,19 @@ pub struct Plan {
     /// Ranges of seconds after local midnight.
     pub hours: Hours,
     pub days: Vec<Weekday>,
-    /// The official holidays and make-up working days; `None`: the weekdays alone.
-    pub official: Option<Arc<Official>>,
+    /// The calendar in force (shared: a calendar the hub sends changes every schedule at once);
+    /// `None` (`snapshots.official_holidays = false`): the weekdays alone.
+    pub calendar: Option<LiveCalendar>,
 }
 
 impl Plan {
-    /// Is `date` an office day? With the official data, a year it does not cover follows the
+    /// Is `date` an office day? With the calendar, a year nobody has official data of follows the
     /// statutory holidays (the provisional year, decision 0014) rather than every weekday.
     pub fn office_day(&self, date: NaiveDate) -> bool {
         match self
-            .official
+            .calendar
             .as_ref()
-            .and_then(|o| o.day_or_provisional(date))
+            .and_then(|c| c.day(date))
             .map(|(kind, _)| kind)
         {
             Some(OfficialDay::Holiday) => false,
@@ -127,6 +130,7 @@ pub async fn run(cameras: Arc<Cameras>, id: String, plan: Plan, clock: Clock) {
 mod tests {
     use super::*;
     use chrono_tz::Asia::Shanghai;
+    use sunlight_protocol::holidays::{Official, PushedCalendar};
 
     fn at(s: &str) -> DateTime<chrono_tz::Tz> {
         Shanghai
@@ -149,7 +153,7 @@ mod tests {
                 "fri".into(),
             ])
             .unwrap(),
-            official: None,
+            calendar: None,
         }
     }
 
@@ -204,7 +208,7 @@ mod tests {
                 &["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(String::from),
             )
             .unwrap(),
-            official: None,
+            calendar: None,
         };
         assert_eq!(
             next("2026-11-28 23:59:59", &always),
@@ -224,9 +228,9 @@ mod tests {
 
     #[test]
     fn official_holidays_are_left_out_and_make_up_days_are_worked() {
-        let official = Some(Arc::new(Official::cn().unwrap()));
+        let shipped = LiveCalendar::new(Official::cn().unwrap(), None);
         let five = Plan {
-            official: official.clone(),
+            calendar: Some(shipped.clone()),
             ..plan(300)
         };
         // National Day 2025: Tuesday 09-30 evening → Thursday 10-09 (10-01..10-08 off).
@@ -262,6 +266,51 @@ mod tests {
         assert_eq!(
             next("2025-09-30 17:30:00", &plan(300)),
             "Wed 2025-10-01 08:30:00"
+        );
+    }
+
+    /// A 2027 arrangement for the tests (made up: the State Council's is not published yet), with
+    /// one make-up Saturday.
+    pub(crate) const TEST_2027: &str = "[years.2027]\nsource = \"test\"\nholidays = [\"2027-01-01\", \"2027-02-05..2027-02-10\", \"2027-04-05\", \"2027-05-01..2027-05-04\", \"2027-06-09\", \"2027-09-15\", \"2027-10-01..2027-10-05\"]\nworkdays = [\"2027-01-09\"]\n";
+
+    #[test]
+    fn the_hub_s_calendar_wins_and_changes_every_schedule_at_once() {
+        let live = LiveCalendar::new(Official::cn().unwrap(), None);
+        let five = Plan {
+            calendar: Some(live.clone()),
+            ..plan(300)
+        };
+        // Before the hub's calendar: 2027 is provisional (no make-up days).
+        assert_eq!(
+            next("2027-01-08 17:30:00", &five),
+            "Mon 2027-01-11 08:30:00"
+        );
+        let mut official = Official::cn().unwrap();
+        official.merge(&Official::import(TEST_2027).unwrap());
+        let overrides = [(NaiveDate::from_ymd_opt(2027, 1, 11).unwrap(), false)].into();
+        let pushed = PushedCalendar::build(&official, &overrides, 2026, "2026-12-04T08:00:00Z");
+        live.set(crate::calendar::Received {
+            calendar: pushed,
+            loaded_ms: 0,
+            source: "command test".into(),
+        });
+        // The same plan now works the official make-up Saturday and skips the override's Monday.
+        assert_eq!(
+            next("2027-01-08 17:30:00", &five),
+            "Sat 2027-01-09 08:30:00"
+        );
+        assert_eq!(
+            next("2027-01-09 17:30:00", &five),
+            "Tue 2027-01-12 08:30:00"
+        );
+        // A year the hub did not send still follows the shipped data, then the provisional year.
+        assert_eq!(
+            next("2025-09-30 17:30:00", &five),
+            "Thu 2025-10-09 08:30:00"
+        );
+        assert_eq!(
+            next("2031-01-01 07:00:00", &five),
+            "Thu 2031-01-02 08:30:00"
         );
     }
 }
