@@ -131,8 +131,11 @@ fn date_of(rfc3339: &str) -> NaiveDate {
 #[test]
 fn a_box_follows_the_hub_s_calendar_and_nothing_else() {
     let dir = scratch("box-calendar");
-    let port = free_port();
-    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(port));
+    // A broker anybody may publish on (Mosquitto without an ACL), so the forgeries below reach the
+    // box: it must refuse them itself. The embedded broker would not let them through at all.
+    let mosquitto = Mosquitto::start(&dir.join("mosquitto"));
+    let port = mosquitto.port;
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::External(port));
     // A command published before the box subscribed goes again after this (default a minute).
     hub.extra_args = vec!["--command-resend-secs".into(), "2".into()];
     let (ok, out) = add_user(&hub, "admin", "admin", None, None, PASSWORD);
