@@ -450,6 +450,8 @@ const COMMAND_RESEND_MS: i64 = 60_000;
 const CALENDAR_SYNC_ROUNDS: u64 = 5;
 
 /// Records a `set_calendar` command for each box whose calendar differs from the one in force.
+/// The comparison is a read; the write lock (which ingest needs too) is taken only when some box
+/// needs the calendar.
 fn sync_calendars(store: &std::sync::Mutex<Writer>) {
     use chrono::Datelike;
     let Ok(mut w) = store.lock() else { return };
@@ -457,6 +459,13 @@ fn sync_calendars(store: &std::sync::Mutex<Writer>) {
     // The UTC year is never ahead of the county's: around New Year a box gets one year more.
     let from_year = chrono::Utc::now().year();
     let result = (|| -> Result<Vec<String>, String> {
+        let pushed = store::boxcal::current(w.conn(), from_year, now)?;
+        if store::boxcal::stale(w.conn(), &pushed.version, now)
+            .map_err(|e| e.to_string())?
+            .is_empty()
+        {
+            return Ok(Vec::new());
+        }
         let tx = w.transaction().map_err(|e| e.to_string())?;
         let pushed = store::boxcal::current(&tx, from_year, now)?;
         let ids = store::boxcal::sync(&tx, &pushed, now).map_err(|e| e.to_string())?;

@@ -42,28 +42,35 @@ pub fn current(conn: &Connection, from_year: i32, now_ms: i64) -> Result<PushedC
     ))
 }
 
-/// Records a `set_calendar` command with `pushed` for every registered, unrevoked box whose last
-/// one carried another version, has expired unanswered, or that was never sent one; supersedes
-/// that box's unanswered earlier ones. Returns the new command ids.
+/// The registered, unrevoked boxes whose last `set_calendar` carried another version than
+/// `version`, expired unanswered, or that were never sent one. A read: the caller takes the write
+/// lock only when this finds any.
+pub fn stale(
+    conn: &Connection,
+    version: &str,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    conn.prepare_cached(
+        "SELECT d.site, d.device FROM devices d
+         LEFT JOIN box_calendars b ON b.site = d.site AND b.device = d.device
+         LEFT JOIN commands c ON c.cmd_id = b.cmd_id
+         WHERE d.revoked_ms IS NULL
+           AND (b.version IS NULL OR b.version != ?1 OR c.cmd_id IS NULL
+                OR (c.result_ms IS NULL AND c.expires_ms <= ?2))
+         ORDER BY d.site, d.device",
+    )?
+    .query_map(params![version, now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+    .collect()
+}
+
+/// Records a `set_calendar` command with `pushed` for every [`stale`] box and supersedes that
+/// box's unanswered earlier ones. Returns the new command ids.
 pub fn sync(
     conn: &Connection,
     pushed: &PushedCalendar,
     now_ms: i64,
 ) -> rusqlite::Result<Vec<String>> {
-    let stale: Vec<(String, String)> = conn
-        .prepare_cached(
-            "SELECT d.site, d.device FROM devices d
-             LEFT JOIN box_calendars b ON b.site = d.site AND b.device = d.device
-             LEFT JOIN commands c ON c.cmd_id = b.cmd_id
-             WHERE d.revoked_ms IS NULL
-               AND (b.version IS NULL OR b.version != ?1 OR c.cmd_id IS NULL
-                    OR (c.result_ms IS NULL AND c.expires_ms <= ?2))
-             ORDER BY d.site, d.device",
-        )?
-        .query_map(params![pushed.version, now_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let stale = stale(conn, &pushed.version, now_ms)?;
     if stale.is_empty() {
         return Ok(Vec::new());
     }
