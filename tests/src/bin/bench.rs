@@ -451,11 +451,14 @@ fn latency(dir: &std::path::Path, samples: usize) -> (f64, f64) {
     let client = Arc::new(intake_client(&agent.intake_key));
     std::thread::sleep(Duration::from_secs(1));
     let mut lat = Vec::new();
+    let mut posts = Vec::new();
+    let first = Instant::now();
     for n in 0..samples as u64 {
         let t = Instant::now();
         let (status, body) = client
             .post_json(&agent.intake_url(), &punch_event(n))
             .expect("post");
+        let post_ms = t.elapsed().as_secs_f64() * 1000.0;
         assert_eq!(status, 201);
         let seq = body["accepted"][0]["seq"].as_u64().expect("seq");
         loop {
@@ -468,6 +471,18 @@ fn latency(dir: &std::path::Path, samples: usize) -> (f64, f64) {
             std::thread::sleep(Duration::from_micros(500));
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
+        // (how long the POST took, when it started since the first)
+        posts.push((post_ms, t.duration_since(first).as_secs_f64() * 1000.0));
+    }
+    // The slowest few, with how long their POST took and when they started: a stall that repeats
+    // on a timer shows as evenly spaced start times.
+    let mut order: Vec<usize> = (0..lat.len()).collect();
+    order.sort_by(|a, b| lat[*b].total_cmp(&lat[*a]));
+    for i in order.iter().take(5) {
+        println!(
+            "  slow sample {i}: {:.1} ms (POST {:.1} ms), started at {:.0} ms",
+            lat[*i], posts[*i].0, posts[*i].1
+        );
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     (lat[lat.len() / 2], lat[lat.len() * 99 / 100])
