@@ -6,7 +6,7 @@
 
 use crate::config::{HubConfig, Role};
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 pub const SCHEMA: &str = "
@@ -279,13 +279,3 @@ pub fn list(
     .collect()
 }
 
-/// How many messages wait for delivery (for /metrics and the fleet page).
-pub fn pending_count(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row(
-        "SELECT count(*) FROM notifications WHERE status = 'pending'",
-        [],
-        |r| r.get(0),
-    )
-    .optional()
-    .map(|n| n.unwrap_or(0))
-}
