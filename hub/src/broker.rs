@@ -13,7 +13,7 @@
 
 use crate::error::Error;
 use crate::store::Reader;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use rumqttc::mqttbytes::v4::Packet;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
@@ -344,30 +344,48 @@ async fn filter(mut client: TcpStream, internal: SocketAddr, gate: &Gate) -> Res
         let _ = client_write.shutdown().await;
     });
     let result = async {
-        while let Some((frame, packet)) = next_packet(&mut client_read, &mut buf).await? {
-            match &packet {
-                Packet::Publish(p) if !rules.may_publish(&p.topic) => {
-                    return Err(format!("{site}/{device} published on {}", p.topic));
-                }
-                Packet::Subscribe(s) => {
-                    if let Some(f) = s.filters.iter().find(|f| !rules.may_subscribe(&f.path)) {
-                        return Err(format!("{site}/{device} subscribed to {}", f.path));
-                    }
-                }
-                Packet::Connect(_) => return Err("a second CONNECT".into()),
-                _ => {}
+        // Every whole packet in what has been read is checked, then they go on in one write; a
+        // partial packet waits in `buf` for the rest.
+        loop {
+            let mut checked = 0;
+            while let Some(len) = rules.check_next(&buf[checked..], &site, &device)? {
+                checked += len;
             }
-            up_write
-                .write_all(&frame)
-                .await
-                .map_err(|e| format!("to the broker: {e}"))?;
+            if checked > 0 {
+                up_write
+                    .write_all(&buf[..checked])
+                    .await
+                    .map_err(|e| format!("to the broker: {e}"))?;
+                buf.advance(checked);
+            }
+            buf.reserve(256 * 1024);
+            match client_read.read_buf(&mut buf).await {
+                Ok(0) if buf.is_empty() => return Ok(()),
+                Ok(0) => return Err("closed in the middle of a packet".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("reading: {e}")),
+            }
         }
-        Ok(())
     }
     .await;
     let _ = up_write.shutdown().await;
     down.abort();
     result
+}
+
+/// The topic of a whole PUBLISH packet (MQTT 3.1.1 §3.3: the fixed header, its remaining
+/// length in 1–4 bytes, then the topic as a 2-byte length and UTF-8).
+fn publish_topic(frame: &[u8]) -> Option<&str> {
+    let mut at = 1;
+    while *frame.get(at)? & 0x80 != 0 {
+        at += 1;
+        if at > 4 {
+            return None;
+        }
+    }
+    at += 1;
+    let len = usize::from(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
+    std::str::from_utf8(frame.get(at + 2..at + 2 + len)?).ok()
 }
 
 /// What one box may do: the rules the Mosquitto ACL generator writes for it.
@@ -376,6 +394,45 @@ struct Rules {
 }
 
 impl Rules {
+    /// The length of the whole packet at the start of `bytes` if the box may send it, `None`
+    /// while it is not all there yet, `Err` when it may not. A PUBLISH (nearly everything a box
+    /// sends) is judged by its topic, read in place; the rare SUBSCRIBE is decoded whole.
+    fn check_next(
+        &self,
+        bytes: &[u8],
+        site: &SiteId,
+        device: &DeviceId,
+    ) -> Result<Option<usize>, String> {
+        let header = match rumqttc::mqttbytes::check(bytes.iter(), MAX_PACKET) {
+            Ok(h) => h,
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => return Ok(None),
+            Err(e) => return Err(format!("malformed packet: {e:?}")),
+        };
+        let len = header.frame_length();
+        let frame = &bytes[..len];
+        match frame[0] >> 4 {
+            3 => {
+                let topic = publish_topic(frame)
+                    .ok_or_else(|| "a PUBLISH without a readable topic".to_owned())?;
+                if !self.may_publish(topic) {
+                    return Err(format!("{site}/{device} published on {topic}"));
+                }
+            }
+            8 => {
+                let packet = Packet::read(&mut BytesMut::from(frame), MAX_PACKET)
+                    .map_err(|e| format!("malformed SUBSCRIBE: {e:?}"))?;
+                if let Packet::Subscribe(sub) = packet
+                    && let Some(f) = sub.filters.iter().find(|f| !self.may_subscribe(&f.path))
+                {
+                    return Err(format!("{site}/{device} subscribed to {}", f.path));
+                }
+            }
+            1 => return Err("a second CONNECT".into()),
+            _ => {}
+        }
+        Ok(Some(len))
+    }
+
     fn new(site: &SiteId, device: &DeviceId) -> Rules {
         Rules {
             prefix: format!("sunlight/v1/{site}/{device}/"),
@@ -422,6 +479,48 @@ mod tests {
         assert!(!rules.may_subscribe("sunlight/v1/+/+/down/#"));
         assert!(!rules.may_subscribe("sunlight/v1/suixian-lishan/box-01/up/batch"));
         assert!(!rules.may_subscribe("$share/x/sunlight/v1/suixian-lishan/box-01/down/#"));
+    }
+
+    #[test]
+    fn a_publish_is_judged_by_its_topic_and_other_packets_pass() {
+        let (site, device) = ("suixian-lishan".parse().unwrap(), "box-01".parse().unwrap());
+        let rules = Rules::new(&site, &device);
+        let encode = |topic: &str, payload: usize| {
+            let mut out = BytesMut::new();
+            let mut p = rumqttc::mqttbytes::v4::Publish::new(
+                topic,
+                rumqttc::QoS::AtLeastOnce,
+                vec![7u8; payload],
+            );
+            p.pkid = 1;
+            Packet::Publish(p).write(&mut out, MAX_PACKET).unwrap();
+            out
+        };
+        // Payloads whose remaining length takes 1, 2 and 3 bytes.
+        for payload in [10, 1000, 300_000] {
+            let own = encode("sunlight/v1/suixian-lishan/box-01/up/batch", payload);
+            assert_eq!(
+                publish_topic(&own),
+                Some("sunlight/v1/suixian-lishan/box-01/up/batch")
+            );
+            assert_eq!(rules.check_next(&own, &site, &device), Ok(Some(own.len())));
+            assert_eq!(
+                rules.check_next(&own[..own.len() - 1], &site, &device),
+                Ok(None)
+            );
+            let other = encode("sunlight/v1/suixian-lishan/box-02/up/batch", payload);
+            assert!(rules.check_next(&other, &site, &device).is_err());
+        }
+        let mut ping = BytesMut::new();
+        Packet::PingReq.write(&mut ping, MAX_PACKET).unwrap();
+        assert_eq!(rules.check_next(&ping, &site, &device), Ok(Some(2)));
+        let mut sub = BytesMut::new();
+        let mut s = rumqttc::mqttbytes::v4::Subscribe::new("sunlight/#", rumqttc::QoS::AtLeastOnce);
+        s.pkid = 2;
+        Packet::Subscribe(s).write(&mut sub, MAX_PACKET).unwrap();
+        assert!(rules.check_next(&sub, &site, &device).is_err());
+        assert!(publish_topic(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).is_none());
+        assert!(publish_topic(&[0x30, 0x05, 0x00, 0x09, b'a']).is_none());
     }
 
     #[test]

@@ -278,4 +278,3 @@ pub fn list(
     })?
     .collect()
 }
-
