@@ -100,6 +100,7 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
         snapshots: Some(snapshots.clone()),
         alarms: alarms.clone(),
         keys: Arc::new(IntakeKeys::open(&config.data_dir)),
+        backdating: config.backdating,
     });
     if config.kiosk.enabled {
         let roster = Arc::new(RosterCache::open(&config.outbox_path())?);
@@ -131,6 +132,10 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
                 tz,
                 terminals: Arc::new(zk.terminals.iter().cloned().collect()),
                 max_future_secs: zk.max_future_secs,
+                punch_bound_secs: config.backdating.punch_secs,
+                uploads: Arc::new(crate::capture::zkteco_push::TerminalUploads::open(
+                    &config.outbox_path(),
+                )?),
             });
         tracing::info!(listen = %zk.listen, terminals = zk.terminals.len(), "ZKTeco terminal server started");
         tokio::spawn(async move {

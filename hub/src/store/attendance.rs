@@ -309,14 +309,27 @@ pub fn apply_punch(
     body: &str,
     clock_offset_ms: Option<i64>,
 ) -> rusqlite::Result<()> {
+    apply_marked_punch(conn, site, at, body, clock_offset_ms, None)
+}
+
+/// [`apply_punch`] for a punch its box may have marked back-dated: the mark is kept with it and
+/// shown beside it; the punch counts as any other.
+pub fn apply_marked_punch(
+    conn: &Connection,
+    site: &str,
+    at: &str,
+    body: &str,
+    clock_offset_ms: Option<i64>,
+    backdated: Option<&sunlight_protocol::Backdated>,
+) -> rusqlite::Result<()> {
     let (Ok(p), Some(t)) = (serde_json::from_str::<Punch>(body), local(at)) else {
         return Ok(());
     };
     let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     conn.prepare_cached(
         "INSERT INTO punches (site, staff_id, day, time, at, direction, method, source, terminal_time, box_time,
-                              clock_offset_ms, flags, received_ms, photo)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                              clock_offset_ms, flags, received_ms, photo, backdated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         site,
@@ -334,7 +347,8 @@ pub fn apply_punch(
         super::now_ms(),
         p.photo
             .as_deref()
-            .filter(|s| sunlight_protocol::blob::is_sha256_hex(s))
+            .filter(|s| sunlight_protocol::blob::is_sha256_hex(s)),
+        backdated.and_then(|m| serde_json::to_string(m).ok())
     ])?;
     Ok(())
 }
@@ -660,6 +674,10 @@ pub struct PunchView {
     pub makeup: bool,
     /// The punch photo (拍照刷卡考勤), when the box took one: `/api/v1/blobs/<sha256>`.
     pub photo: Option<String>,
+    /// The box marked this punch back-dated: its own time, when the box received it (for a ZKTeco
+    /// record, the terminal's previous upload too), the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backdated: Option<sunlight_protocol::Backdated>,
 }
 
 /// What one clerk did on one day.
@@ -694,8 +712,8 @@ struct Facts {
 fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusqlite::Result<Facts> {
     let mut punches: BTreeMap<(String, NaiveDate), Vec<PunchView>> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT staff_id, day, time, direction, method, clock_offset_ms, received_ms, flags, photo FROM punches
-         WHERE site = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, time",
+        "SELECT staff_id, day, time, direction, method, clock_offset_ms, received_ms, flags, photo, backdated
+         FROM punches WHERE site = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, time",
     )?;
     let mut rows = stmt.query(params![site, from.to_string(), to.to_string()])?;
     while let Some(r) = rows.next()? {
@@ -717,6 +735,9 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
                 photo: r
                     .get::<_, Option<String>>(8)?
                     .map(|sha| format!("/api/v1/blobs/{sha}")),
+                backdated: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|m| serde_json::from_str(&m).ok()),
             });
     }
     let mut stmt = conn.prepare_cached(
@@ -738,6 +759,7 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
             flags: None,
             makeup: true,
             photo: None,
+            backdated: None,
         });
         list.sort_by(|a, b| a.time.cmp(&b.time));
     }

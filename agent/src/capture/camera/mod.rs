@@ -1003,6 +1003,7 @@ pub(crate) mod tests {
             }),
             alarms: Alarms::new().0,
             keys,
+            backdating: Default::default(),
         });
         (router, key)
     }
