@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS roster (
     loaded_ms INTEGER NOT NULL, source TEXT NOT NULL, json TEXT NOT NULL);
 ";
 
+/// The shortest kiosk PIN a roster may carry, in digits (issue 14, item 8).
+pub const MIN_PIN_DIGITS: u32 = 6;
+
 /// Longest staff number or card number accepted.
 pub const MAX_ID: usize = 32;
 
@@ -45,6 +48,10 @@ pub struct Staff {
     /// The kiosk PIN as an argon2 PHC string; absent: this clerk punches by card only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_hash: Option<String>,
+    /// How many digits the PIN has (hubs since the length rule send it): a roster with a PIN
+    /// shorter than [`MIN_PIN_DIGITS`] is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_digits: Option<u32>,
     /// The number a USB card reader types for this clerk's card.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_no: Option<String>,
@@ -120,6 +127,16 @@ impl Roster {
                     "{who} appears twice (entries #{} and #{})",
                     previous + 1,
                     i + 1
+                ));
+            }
+            if let (Some(_), Some(digits)) = (&s.pin_hash, s.pin_digits)
+                && digits < MIN_PIN_DIGITS
+            {
+                return Err(format!(
+                    "{who} ({}): the kiosk PIN has {digits} digits; a PIN needs at least \
+                     {MIN_PIN_DIGITS}. Give this clerk a longer PIN at the hub (sunlight-hub roster \
+                     import) and send the roster again",
+                    s.name
                 ));
             }
             if let Some(hash) = &s.pin_hash {

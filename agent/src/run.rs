@@ -105,6 +105,15 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
     if config.kiosk.enabled {
         let roster = Arc::new(RosterCache::open(&config.outbox_path())?);
         let mut state = KioskState::new(outbox.clone(), clock.clone(), roster, &config.kiosk);
+        // Wrong PINs are kept in the box's SQLite: a restart does not lift a lock.
+        let log = kiosk::FailureLog::open(&config.outbox_path())?;
+        state.wrong_pins = Arc::new(std::sync::Mutex::new(
+            kiosk::WrongPins::new(
+                config.kiosk.max_wrong_pins,
+                std::time::Duration::from_secs(config.kiosk.lockout_secs),
+            )
+            .with_log(log),
+        ));
         if let Some(camera) = &config.snapshots.punch_camera {
             state = state.with_photo(snapshots.cameras.clone(), camera);
         }

@@ -130,6 +130,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("case_warnings", "staff_id", "TEXT"),
     ("cases", "provisional", "INTEGER"),
     ("punches", "backdated", "TEXT"),
+    ("staff", "pin_digits", "INTEGER"),
 ];
 
 /// What an older store fills in when a column of [`ADDED_COLUMNS`] is added: the cases' kind and
