@@ -516,14 +516,13 @@ async fn refused_unread(
     body: axum::body::Body,
 ) -> Response {
     if declared.is_some_and(|n| n <= DRAIN_REFUSED_BYTES) {
-        let drained = tokio::time::timeout(
+        // Whatever comes of it (a client that stops sending, a broken connection), the answer is
+        // the same refusal.
+        let _ = tokio::time::timeout(
             Duration::from_secs(5),
             axum::body::to_bytes(body, DRAIN_REFUSED_BYTES as usize),
         )
         .await;
-        if matches!(drained, Ok(Ok(_))) {
-            return refusal;
-        }
     }
     refusal
 }
