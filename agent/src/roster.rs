@@ -431,6 +431,29 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_roster_saying_a_pin_is_short_is_refused_naming_the_clerk() {
+        let with_digits = |digits: Option<u32>| {
+            let mut v = roster_json();
+            if let Some(d) = digits {
+                v["staff"][1]["pin_digits"] = json!(d);
+            }
+            Roster::from_value(v, SITE)
+        };
+        let err = with_digits(Some(4)).unwrap_err();
+        assert!(
+            err.contains("staff 0452 (王芳)") && err.contains("at least 6"),
+            "{err}"
+        );
+        // Six digits, or a hub from before the rule (no length): taken.
+        assert!(with_digits(Some(6)).is_ok());
+        assert!(with_digits(None).is_ok());
+        // A length without a PIN says nothing.
+        let mut v = roster_json();
+        v["staff"][2]["pin_digits"] = json!(2);
+        assert!(Roster::from_value(v, SITE).is_ok());
+    }
+
+    #[test]
     fn the_hubs_export_loads_and_looks_up() {
         let roster = Roster::from_value(roster_json(), SITE).unwrap();
         let index = RosterIndex::new(roster, 1, 0, "test".into());
