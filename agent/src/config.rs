@@ -30,6 +30,9 @@ pub struct AgentConfig {
     /// The kiosk page on the intake listener (`/kiosk`), for offices without a terminal.
     #[serde(default)]
     pub kiosk: KioskConfig,
+    /// How far in the past an event may be dated before it is marked back-dated.
+    #[serde(default)]
+    pub backdating: BackdatingConfig,
     /// ZKTeco terminals that push to this box (PUSH/ADMS protocol); absent: no terminal server.
     pub zkteco: Option<ZktecoConfig>,
     /// A directory of exported files to import; absent: files come only through the intake API.
@@ -411,6 +414,64 @@ pub struct ZktecoConfig {
 
 fn default_future() -> i64 {
     300
+}
+
+/// `[backdating]` (issue 14, item 6): an event whose `at` is earlier than the moment the box received
+/// it by more than these bounds is recorded with a `backdated` mark carrying both times; nothing is
+/// refused or dropped. ZKTeco terminal records are judged against the terminal's previous upload.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackdatingConfig {
+    /// Case events, and every other kind posted or imported through the intake API (ratings,
+    /// complaints, duty, patrols, corrections).
+    #[serde(default = "default_backdating_case")]
+    pub case_secs: u64,
+    /// Punches: from the box's own tools (a `--local` intake key), and ZKTeco records against the
+    /// terminal's previous upload. Kiosk punches take the box's clock and are never early.
+    #[serde(default = "default_backdating_punch")]
+    pub punch_secs: u64,
+}
+
+impl Default for BackdatingConfig {
+    fn default() -> Self {
+        BackdatingConfig {
+            case_secs: default_backdating_case(),
+            punch_secs: default_backdating_punch(),
+        }
+    }
+}
+
+fn default_backdating_case() -> u64 {
+    24 * 3600
+}
+fn default_backdating_punch() -> u64 {
+    10 * 60
+}
+
+impl BackdatingConfig {
+    /// The bound for an event of `kind`, in seconds.
+    pub fn bound(&self, kind: &sunlight_protocol::Kind) -> u64 {
+        match kind {
+            sunlight_protocol::Kind::Punch => self.punch_secs,
+            _ => self.case_secs,
+        }
+    }
+
+    /// Marks each of `drafts` that is dated earlier than `received` by more than its kind's bound;
+    /// returns how many were marked.
+    pub fn mark<'d>(
+        &self,
+        drafts: impl IntoIterator<Item = &'d mut sunlight_protocol::EventDraft>,
+        received: &str,
+    ) -> usize {
+        drafts
+            .into_iter()
+            .filter_map(|d| {
+                let bound = self.bound(d.kind());
+                d.check_backdated(received, bound).then_some(())
+            })
+            .count()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

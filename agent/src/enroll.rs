@@ -122,7 +122,12 @@ impl EnrollArgs {
             device: DeviceId::new(b.device).map_err(|e| bad("device", e))?,
             data_dir,
             config,
-            ca_sha256: b.ca_sha256,
+            // The bundle's CA is the pin when the bundle names no fingerprint.
+            ca_sha256: b.ca_sha256.or_else(|| {
+                std::fs::read_to_string(&ca)
+                    .ok()
+                    .and_then(|pem| pem_sha256(&pem))
+            }),
             hub_ca: ca.is_file().then_some(ca),
             force,
             update_keys: b.update_verifying_keys,
@@ -196,12 +201,7 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
     let data_dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
     let config_path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
     let hub = args.hub.trim().trim_end_matches('/').to_string();
-    if !(hub.starts_with("http://") || hub.starts_with("https://")) {
-        return Err(EnrollError::Refused(format!(
-            "--hub {hub:?}: give the hub's address as the county operator printed it, e.g. \
-             https://hub.suixian.gov.cn"
-        )));
-    }
+    let over_tls = check_hub_url(&hub, args.ca_sha256.is_some())?;
     let pin = args.ca_sha256.as_deref().map(normalize_fingerprint);
     if let Some(pin) = &pin {
         if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -371,6 +371,7 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
         );
         config = AgentConfig::parse(&config_text, &config_path)?;
     }
+    check_given_config(&config, over_tls)?;
     let cert_path = data_dir.join("box.pem");
     let ca_path = data_dir.join("ca.pem");
     let names_ours = config.site == args.site
@@ -426,6 +427,81 @@ pub fn enroll(args: &EnrollArgs) -> Result<Enrolled, EnrollError> {
         repeated: answer.repeated,
         update_keys: config.update.verifying_keys.len(),
     })
+}
+
+/// Whether a host is this box itself: 127.0.0.0/8, ::1 or `localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
+/// Checks the hub's address before anything is made or sent: `https://` with the county CA pinned
+/// (`--ca-sha256`, or the bundle's), or `http://` to this box itself only (tests and the demo run a
+/// hub on loopback). Enrollment sends the one-time token and takes the CA, the certificate, the
+/// down-link keys and the config from the answer: over plain http on a network anyone between the
+/// box and the hub could read the token and answer instead. Returns whether it is over TLS.
+pub fn check_hub_url(hub: &str, pinned: bool) -> Result<bool, EnrollError> {
+    let example = "https://hub.suixian.gov.cn";
+    let url = reqwest::Url::parse(hub).map_err(|e| {
+        EnrollError::Refused(format!(
+            "--hub {hub:?} is not an address ({e}): give the hub's address as the county operator \
+             printed it, e.g. {example}"
+        ))
+    })?;
+    match url.scheme() {
+        "https" if pinned => Ok(true),
+        "https" => Err(EnrollError::Refused(format!(
+            "--hub {hub}: enrolling over https needs the county CA's fingerprint from the token's \
+             printout (--ca-sha256 …), or an offline bundle (--bundle DIR), so that this box \
+             trusts no other CA; nothing was sent"
+        ))),
+        "http" if is_loopback(&url) => Ok(false),
+        "http" => Err(EnrollError::Refused(format!(
+            "--hub {hub}: enrollment over plain http is refused — the token and the keys this box \
+             will trust would cross the network readable and replaceable. Plain http is accepted \
+             only to this box itself (127.0.0.0/8, ::1, localhost: tests and the demo). Use the \
+             hub's https:// address with --ca-sha256 as the county operator printed them, e.g. \
+             {example}, or an offline bundle (--bundle DIR); nothing was sent"
+        ))),
+        other => Err(EnrollError::Refused(format!(
+            "--hub {hub:?}: {other}:// is not a hub address; give it as the county operator \
+             printed it, e.g. {example}"
+        ))),
+    }
+}
+
+/// Checks the agent.toml the hub answers with: a box enrolled over TLS talks to its broker over TLS
+/// (`mqtts://`) too, and sends its pictures to an `https://` API (or to one on this box itself).
+pub fn check_given_config(config: &AgentConfig, over_tls: bool) -> Result<(), EnrollError> {
+    if !over_tls {
+        return Ok(());
+    }
+    if !config.hub.broker.trim().starts_with("mqtts://") {
+        return Err(EnrollError::Hub(format!(
+            "the agent.toml the hub sent sets broker = {:?}: a box enrolled over https must reach \
+             its broker over TLS (mqtts://); nothing was written. Tell the county operator (the \
+             hub's --public-broker-url must be mqtts://)",
+            config.hub.broker
+        )));
+    }
+    if let Some(api) = &config.hub.api {
+        let plain = reqwest::Url::parse(api)
+            .map(|u| u.scheme() != "https" && !(u.scheme() == "http" && is_loopback(&u)))
+            .unwrap_or(true);
+        if plain {
+            return Err(EnrollError::Hub(format!(
+                "the agent.toml the hub sent sets api = {api:?}: a box enrolled over https must \
+                 upload over https; nothing was written. Tell the county operator"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The error body of the hub.
@@ -726,5 +802,78 @@ mod tests {
             std::fs::read_to_string(args.data_dir.join("device.key")).unwrap(),
             "00"
         );
+    }
+
+    #[test]
+    fn plain_http_only_to_this_box_and_https_only_with_the_ca_pinned() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:8080",
+            "http://localhost:8080",
+            "http://LOCALHOST",
+        ] {
+            assert!(!check_hub_url(local, false).unwrap(), "{local}");
+        }
+        for remote in [
+            "http://hub.suixian.gov.cn",
+            "http://10.0.0.5:8080",
+            "http://[fe80::1]",
+            "http://127.0.0.1.example.com",
+            "http://localhost.example.com",
+        ] {
+            let err = check_hub_url(remote, true).unwrap_err().to_string();
+            assert!(
+                err.contains("plain http is refused")
+                    && err.contains("127.0.0.0/8, ::1, localhost"),
+                "{remote}: {err}"
+            );
+        }
+        assert!(check_hub_url("https://hub.suixian.gov.cn", true).unwrap());
+        let err = check_hub_url("https://hub.suixian.gov.cn", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--ca-sha256") && err.contains("--bundle"),
+            "{err}"
+        );
+        for bad in ["ftp://hub", "hub.suixian.gov.cn", ""] {
+            assert!(check_hub_url(bad, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_box_enrolled_over_tls_takes_no_plain_broker_or_api() {
+        let config = |broker: &str, api: &str| {
+            AgentConfig::parse(
+                &format!(
+                    "site = \"suixian-shangshi\"\ndevice = \"box-01\"\ndata_dir = \"/var/lib/sunlight\"\n\
+                     [hub]\nbroker = \"{broker}\"\nca_file = \"/var/lib/sunlight/ca.pem\"\n{api}"
+                ),
+                Path::new("agent.toml"),
+            )
+            .unwrap()
+        };
+        let tls = config(
+            "mqtts://broker.suixian.gov.cn:8883",
+            "api = \"https://hub.suixian.gov.cn\"\n",
+        );
+        check_given_config(&tls, true).unwrap();
+        let plain = config("mqtt://broker.suixian.gov.cn:1883", "");
+        let err = check_given_config(&plain, true).unwrap_err().to_string();
+        assert!(
+            err.contains("mqtts://") && err.contains("nothing was written"),
+            "{err}"
+        );
+        // Enrolled over loopback http (tests, the demo): the hub's plain broker is taken.
+        check_given_config(&plain, false).unwrap();
+        let plain_api = config(
+            "mqtts://broker.suixian.gov.cn:8883",
+            "api = \"http://hub.suixian.gov.cn\"\n",
+        );
+        let err = check_given_config(&plain_api, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("upload over https"), "{err}");
     }
 }

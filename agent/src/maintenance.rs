@@ -83,6 +83,8 @@ pub struct Maintenance {
     running: Mutex<toml::Table>,
     /// The drop-folder watcher.
     import: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Bounds of back-dating, for imported rows.
+    backdating: crate::config::BackdatingConfig,
 }
 
 impl Maintenance {
@@ -110,6 +112,7 @@ impl Maintenance {
             outbox,
             running: Mutex::new(running),
             import: Mutex::new(None),
+            backdating: config.backdating,
         })
     }
 
@@ -127,6 +130,7 @@ impl Maintenance {
                 Duration::from_secs(i.poll_secs),
                 self.outbox.clone(),
                 self.clock.clone(),
+                self.backdating,
             ))
         });
     }

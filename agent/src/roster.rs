@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS roster (
     loaded_ms INTEGER NOT NULL, source TEXT NOT NULL, json TEXT NOT NULL);
 ";
 
+/// The shortest kiosk PIN a roster may carry, in digits (issue 14, item 8).
+pub const MIN_PIN_DIGITS: u32 = 6;
+
 /// Longest staff number or card number accepted.
 pub const MAX_ID: usize = 32;
 
@@ -45,6 +48,10 @@ pub struct Staff {
     /// The kiosk PIN as an argon2 PHC string; absent: this clerk punches by card only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_hash: Option<String>,
+    /// How many digits the PIN has (hubs since the length rule send it): a roster with a PIN
+    /// shorter than [`MIN_PIN_DIGITS`] is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_digits: Option<u32>,
     /// The number a USB card reader types for this clerk's card.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub card_no: Option<String>,
@@ -120,6 +127,16 @@ impl Roster {
                     "{who} appears twice (entries #{} and #{})",
                     previous + 1,
                     i + 1
+                ));
+            }
+            if let (Some(_), Some(digits)) = (&s.pin_hash, s.pin_digits)
+                && digits < MIN_PIN_DIGITS
+            {
+                return Err(format!(
+                    "{who} ({}): the kiosk PIN has {digits} digits; a PIN needs at least \
+                     {MIN_PIN_DIGITS}. Give this clerk a longer PIN at the hub (sunlight-hub roster \
+                     import) and send the roster again",
+                    s.name
                 ));
             }
             if let Some(hash) = &s.pin_hash {
@@ -411,6 +428,29 @@ pub(crate) mod tests {
              "pin_hash": hash("2468")},
             {"staff_id": " 0453 ", "name": "赵强", "unit": "林业站", "window": "W2", "role": "A", "card_no": "  "},
         ]})
+    }
+
+    #[test]
+    fn a_roster_saying_a_pin_is_short_is_refused_naming_the_clerk() {
+        let with_digits = |digits: Option<u32>| {
+            let mut v = roster_json();
+            if let Some(d) = digits {
+                v["staff"][1]["pin_digits"] = json!(d);
+            }
+            Roster::from_value(v, SITE)
+        };
+        let err = with_digits(Some(4)).unwrap_err();
+        assert!(
+            err.contains("staff 0452 (王芳)") && err.contains("at least 6"),
+            "{err}"
+        );
+        // Six digits, or a hub from before the rule (no length): taken.
+        assert!(with_digits(Some(6)).is_ok());
+        assert!(with_digits(None).is_ok());
+        // A length without a PIN says nothing.
+        let mut v = roster_json();
+        v["staff"][2]["pin_digits"] = json!(2);
+        assert!(Roster::from_value(v, SITE).is_ok());
     }
 
     #[test]

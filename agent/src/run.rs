@@ -100,10 +100,20 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
         snapshots: Some(snapshots.clone()),
         alarms: alarms.clone(),
         keys: Arc::new(IntakeKeys::open(&config.data_dir)),
+        backdating: config.backdating,
     });
     if config.kiosk.enabled {
         let roster = Arc::new(RosterCache::open(&config.outbox_path())?);
         let mut state = KioskState::new(outbox.clone(), clock.clone(), roster, &config.kiosk);
+        // Wrong PINs are kept in the box's SQLite: a restart does not lift a lock.
+        let log = kiosk::FailureLog::open(&config.outbox_path())?;
+        state.wrong_pins = Arc::new(std::sync::Mutex::new(
+            kiosk::WrongPins::new(
+                config.kiosk.max_wrong_pins,
+                std::time::Duration::from_secs(config.kiosk.lockout_secs),
+            )
+            .with_log(log),
+        ));
         if let Some(camera) = &config.snapshots.punch_camera {
             state = state.with_photo(snapshots.cameras.clone(), camera);
         }
@@ -131,6 +141,10 @@ pub async fn run(config: AgentConfig, config_path: std::path::PathBuf) -> Result
                 tz,
                 terminals: Arc::new(zk.terminals.iter().cloned().collect()),
                 max_future_secs: zk.max_future_secs,
+                punch_bound_secs: config.backdating.punch_secs,
+                uploads: Arc::new(crate::capture::zkteco_push::TerminalUploads::open(
+                    &config.outbox_path(),
+                )?),
             });
         tracing::info!(listen = %zk.listen, terminals = zk.terminals.len(), "ZKTeco terminal server started");
         tokio::spawn(async move {

@@ -10,7 +10,6 @@
 use crate::store::{self, Reader, Writer};
 use crate::web::ApiState;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -497,11 +496,47 @@ pub(crate) fn authenticate_signed(
     Ok((site, device))
 }
 
+/// How long one upload's body may take to arrive once it is let in (a box capped at 1 Mbit/s sends
+/// the largest image in under 90 s).
+const PUT_BODY_TIMEOUT: Duration = Duration::from_secs(300);
+/// What a box over the upload cap is told to wait, in seconds.
+const PUT_RETRY_AFTER_SECS: u64 = 10;
+
+/// Bodies up to this size are read and dropped before a refusal is sent, so that the client (a box
+/// whose clock is off, say) reads the reason instead of a broken pipe; larger ones are answered at
+/// once, unread.
+const DRAIN_REFUSED_BYTES: u64 = 2 * 1024 * 1024;
+
+/// A refusal of an upload that was not let in: a small body (declared at most
+/// [`DRAIN_REFUSED_BYTES`]) is read and dropped first, within a few seconds; anything larger or
+/// undeclared is not read here (the server drops the connection after the answer).
+async fn refused_unread(
+    refusal: Response,
+    declared: Option<u64>,
+    body: axum::body::Body,
+) -> Response {
+    if declared.is_some_and(|n| n <= DRAIN_REFUSED_BYTES) {
+        // Whatever comes of it (a client that stops sending, a broken connection), the answer is
+        // the same refusal.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            axum::body::to_bytes(body, DRAIN_REFUSED_BYTES as usize),
+        )
+        .await;
+    }
+    refusal
+}
+
+/// `PUT /api/v1/blobs/{sha256}`: the box's signature (over the digest in the path, its site and
+/// device, and the time: all in the path and headers) is checked before a byte of the body is read,
+/// so a stranger's upload is answered 401 at once, whatever its size. Then a permit of
+/// `[blobs] max_concurrent_puts` (none free: 503 with `Retry-After`), then the body, bounded by
+/// [`wire::MAX_BLOB_BYTES`] and [`PUT_BODY_TIMEOUT`].
 async fn put_blob(
     State(state): State<ApiState>,
     Path(sha256): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     if !wire::is_sha256_hex(&sha256) {
         return refuse(
@@ -509,6 +544,71 @@ async fn put_blob(
             "the path must be the lowercase hex SHA-256 of the body",
         );
     }
+    let (reader, h, digest) = (state.reader.clone(), headers.clone(), sha256.clone());
+    let who = tokio::task::spawn_blocking(move || {
+        let r = reader
+            .lock()
+            .map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "reader poisoned"))?;
+        authenticate(&r, &h, &digest)
+    })
+    .await;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (site, device) = match who {
+        Ok(Ok(who)) => who,
+        Ok(Err(refusal)) => return refused_unread(refusal, declared, body).await,
+        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("an image may be at most {} bytes", wire::MAX_BLOB_BYTES),
+        )
+    };
+    if declared.is_some_and(|n| n > wire::MAX_BLOB_BYTES as u64) {
+        return refused_unread(too_large(), declared, body).await;
+    }
+    let Ok(_permit) = state.blob_puts.clone().try_acquire_owned() else {
+        tracing::info!(%site, %device, "image upload deferred: the hub is reading as many as it may");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, PUT_RETRY_AFTER_SECS.to_string())],
+            axum::Json(json!({
+                "error": format!("the hub is receiving as many images as it may at once; try again in {PUT_RETRY_AFTER_SECS} s")
+            })),
+        )
+            .into_response();
+    };
+    let body = match tokio::time::timeout(
+        PUT_BODY_TIMEOUT,
+        axum::body::to_bytes(body, wire::MAX_BLOB_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                return too_large();
+            }
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the upload broke off: {e}"),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the image did not arrive within {} s",
+                    PUT_BODY_TIMEOUT.as_secs()
+                ),
+            );
+        }
+    };
     let computed = hex::encode(Sha256::digest(&body));
     if computed != sha256 {
         return refuse(
@@ -524,16 +624,8 @@ async fn put_blob(
             "the body is not a JPEG image",
         );
     }
-    let (reader, writer, blobs) = (
-        state.reader.clone(),
-        state.writer.clone(),
-        state.blobs.clone(),
-    );
+    let (writer, blobs) = (state.writer.clone(), state.blobs.clone());
     let result = tokio::task::spawn_blocking(move || {
-        let (site, device) = {
-            let r = reader.lock().map_err(|_| refuse(StatusCode::INTERNAL_SERVER_ERROR, "reader poisoned"))?;
-            authenticate(&r, &headers, &sha256)?
-        };
         let created = blobs
             .put(&sha256, &body)
             .map_err(|e| refuse(StatusCode::INSUFFICIENT_STORAGE, format!("storing the image: {e}")))?;

@@ -65,6 +65,9 @@ pub struct BlobConfig {
     pub store: BlobStoreKind,
     /// An S3-compatible bucket (MinIO, Ceph RGW, ...): used when `store = "s3"`.
     pub s3: Option<S3Config>,
+    /// Image uploads (`PUT /api/v1/blobs/…`) read at once, at most; over it a box is answered 503
+    /// with `Retry-After` and tries again later.
+    pub max_concurrent_puts: usize,
 }
 
 impl Default for BlobConfig {
@@ -74,6 +77,7 @@ impl Default for BlobConfig {
             retention_by_site: Default::default(),
             store: BlobStoreKind::Local,
             s3: None,
+            max_concurrent_puts: 16,
         }
     }
 }
@@ -527,6 +531,11 @@ impl HubConfig {
             return Err(format!("notify.webhook.url {:?} must be http(s)://", w.url));
         }
         crate::oversight::attendance::Office::from_config(&self.attendance)?;
+        if self.blobs.max_concurrent_puts == 0 {
+            return Err(
+                "blobs.max_concurrent_puts must be at least 1 (uploads read at once)".into(),
+            );
+        }
         match (&self.blobs.store, &self.blobs.s3) {
             (BlobStoreKind::S3, None) => {
                 return Err(

@@ -327,6 +327,12 @@ fn apply_one(
         match valid {
             Ok(()) => {
                 store::tx::insert_event(tx, state.id, e, received_ms, state.clock_offset_ms)?;
+                let mark = e.backdated.as_ref();
+                if let Some(mark) = mark {
+                    Metrics::add(&metrics.events_backdated, 1);
+                    tracing::info!(%site, %device, seq = e.seq, kind = %e.kind, at = %e.at, received_at = %mark.received_at, "a back-dated event, recorded with its mark");
+                    store::tx::backdated(tx, tx.last_insert_rowid(), site.as_str(), e, mark)?;
+                }
                 match kind {
                     Kind::Health => {
                         store::tx::record_health(tx, state.id, e.body())?;
@@ -345,20 +351,22 @@ fn apply_one(
                     Kind::Snapshot => {
                         crate::blobs::apply_snapshot(tx, site.as_str(), device.as_str(), e.body())?
                     }
-                    Kind::Case => store::cases::apply_event(
+                    Kind::Case => store::cases::apply_marked_event(
                         tx,
                         site.as_str(),
                         &e.at,
                         e.body(),
+                        mark,
                         ctx.supervision,
                         ctx.today,
                     )?,
-                    Kind::Punch => store::attendance::apply_punch(
+                    Kind::Punch => store::attendance::apply_marked_punch(
                         tx,
                         site.as_str(),
                         &e.at,
                         e.body(),
                         state.clock_offset_ms,
+                        mark,
                     )?,
                     Kind::Duty => {
                         store::attendance::apply_duty(tx, site.as_str(), &e.at, e.body())?

@@ -1196,6 +1196,9 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         reader: Arc::new(Mutex::new(Reader::open(&path)?)),
         writer: api_writer.clone(),
         metrics,
+        blob_puts: Arc::new(tokio::sync::Semaphore::new(
+            sup.config().blobs.max_concurrent_puts,
+        )),
         sup,
         blobs,
     });

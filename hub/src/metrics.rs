@@ -8,6 +8,8 @@ pub struct Metrics {
     pub batches_received: AtomicU64,
     pub events_committed: AtomicU64,
     pub events_duplicate: AtomicU64,
+    /// Events their box marked back-dated (issue 14, item 6).
+    pub events_backdated: AtomicU64,
     pub batches_gap: AtomicU64,
     pub dead_letters: AtomicU64,
     pub tamper_alarms: AtomicU64,
@@ -26,7 +28,7 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let rows: [(&str, &str, &AtomicU64); 8] = [
+        let rows: [(&str, &str, &AtomicU64); 9] = [
             (
                 "sunlight_hub_batches_received_total",
                 "Batches received from agents.",
@@ -41,6 +43,11 @@ impl Metrics {
                 "sunlight_hub_events_duplicate_total",
                 "Events received again and ignored (already stored).",
                 &self.events_duplicate,
+            ),
+            (
+                "sunlight_hub_events_backdated_total",
+                "Events committed with their box's back-dated mark.",
+                &self.events_backdated,
             ),
             (
                 "sunlight_hub_batches_gap_total",

@@ -343,6 +343,54 @@ pub struct Problem {
     pub en: String,
 }
 
+/// Events dated in the period that their box recorded as back-dated (issue 14, item 6): dated
+/// earlier than the box received them by more than its bound. They count in every figure as any
+/// other event; this says how many there were.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackdatedCount {
+    pub cases: i64,
+    pub punches: i64,
+    /// Ratings, complaints, duty registrations, patrols, corrections.
+    pub other: i64,
+}
+
+impl BackdatedCount {
+    pub fn total(&self) -> i64 {
+        self.cases + self.punches + self.other
+    }
+}
+
+/// The back-dated events of the period in scope; with a unit, the cases of that unit and the
+/// punches of its clerks.
+fn backdated_count(
+    conn: &Connection,
+    site: Option<&str>,
+    unit: Option<&str>,
+    from: &str,
+    to: &str,
+) -> rusqlite::Result<BackdatedCount> {
+    let sql = format!(
+        "SELECT b.kind, count(*) FROM backdated b
+         LEFT JOIN cases c ON b.kind = 'case' AND c.site = b.site AND c.case_no = b.subject
+         LEFT JOIN staff s ON b.kind = 'punch' AND s.site = b.site AND s.staff_id = b.subject
+         WHERE {} AND b.day BETWEEN ?2 AND ?3 AND (?4 IS NULL OR c.unit = ?4 OR s.unit = ?4)
+         GROUP BY b.kind",
+        site_cond("b.site", site)
+    );
+    let mut out = BackdatedCount::default();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![site, from, to, unit])?;
+    while let Some(r) = rows.next()? {
+        let (kind, count): (String, i64) = (r.get(0)?, r.get(1)?);
+        match kind.as_str() {
+            "case" => out.cases += count,
+            "punch" => out.punches += count,
+            _ => out.other += count,
+        }
+    }
+    Ok(out)
+}
+
 /// A figure of seed 001's report that the store does not hold.
 #[derive(Debug, Clone, Serialize)]
 pub struct Missing {
@@ -372,6 +420,8 @@ pub struct Report {
     pub awards: Awards,
     pub problems: Vec<Problem>,
     pub missing: Vec<Missing>,
+    /// Events of the period (by their own time) that their box marked back-dated.
+    pub backdated: BackdatedCount,
     /// Some figure rests on a provisional calendar year (decision 0014): a day of the period judged
     /// on it, or a case of the period whose due day is reckoned on it.
     pub provisional: bool,
@@ -716,6 +766,7 @@ fn compute_from(
         awards,
         problems: Vec::new(),
         missing: missing(),
+        backdated: backdated_count(conn, site, unit, &from, &to)?,
         provisional: provisional_year.is_some(),
         provisional_year,
     };
@@ -1214,6 +1265,26 @@ pub fn problems(r: &Report) -> Vec<Problem> {
                 t.red_cards,
                 t.letters,
                 names(&carded, ", ")
+            ),
+        });
+    }
+    let b = &r.backdated;
+    if b.total() > 0 {
+        out.push(Problem {
+            code: "backdated",
+            zh: format!(
+                "倒签记录：{} 条记录的时间早于盒子收到的时间，超过规定时限（办件 {}、打卡 {}、其他 {}）；已照常计入，并在办件和打卡处标注两个时间。",
+                b.total(),
+                b.cases,
+                b.punches,
+                b.other
+            ),
+            en: format!(
+                "Back-dated records: {} were dated earlier than their box received them by more than the bound ({} case events, {} punches, {} other); counted as any other and marked with both times on the case or punch.",
+                b.total(),
+                b.cases,
+                b.punches,
+                b.other
             ),
         });
     }

@@ -185,8 +185,13 @@ async fn archive(
         Ok(r) => r,
         Err(r) => return r,
     };
-    match tokio::fs::read(archives.path(&release.version)).await {
-        Ok(bytes) => (
+    // Streamed from the file: a box's download never holds the archive in the hub's memory.
+    let opened = match tokio::fs::File::open(archives.path(&release.version)).await {
+        Ok(file) => file.metadata().await.map(|m| (file, m.len())),
+        Err(e) => Err(e),
+    };
+    match opened {
+        Ok((file, len)) => (
             [
                 (header::CONTENT_TYPE, "application/gzip".to_owned()),
                 (
@@ -196,8 +201,9 @@ async fn archive(
                         release.version
                     ),
                 ),
+                (header::CONTENT_LENGTH, len.to_string()),
             ],
-            bytes,
+            axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
         )
             .into_response(),
         Err(e) => (

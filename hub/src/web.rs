@@ -28,6 +28,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub sup: Supervision,
     pub blobs: Arc<dyn crate::blobs::BlobStore>,
+    /// Permits for image uploads read at once (`[blobs] max_concurrent_puts`).
+    pub blob_puts: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: ApiState) -> Router {

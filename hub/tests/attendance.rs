@@ -27,7 +27,7 @@ name = "李明"
 unit = "民政办"
 window = "W1"
 role = "A"
-pin = "2580"
+pin = "258013"
 [[staff]]
 site = "suixian-shangshi"
 staff_id = "0452"
@@ -210,14 +210,14 @@ fn pins_are_hashed_and_unknown_roles_refused() {
     let li = roster.iter().find(|s| s.staff_id == "0451").unwrap();
     let hash = li.pin_hash.as_deref().unwrap();
     assert!(
-        hash.starts_with("$argon2id$") && !hash.contains("2580"),
+        hash.starts_with("$argon2id$") && !hash.contains("258013"),
         "{hash}"
     );
     use argon2::PasswordVerifier;
     let parsed = argon2::PasswordHash::new(hash).unwrap();
     assert!(
         argon2::Argon2::default()
-            .verify_password(b"2580", &parsed)
+            .verify_password(b"258013", &parsed)
             .is_ok()
     );
     assert!(

@@ -115,6 +115,8 @@ pub struct ReceivedEvent {
     pub canonical: Vec<u8>,
     pub at: String,
     pub kind: String,
+    /// The box's mark of a back-dated event (issue 14, item 6); `None` from boxes before it.
+    pub backdated: Option<crate::event::Backdated>,
     body: std::ops::Range<usize>,
 }
 
@@ -232,6 +234,7 @@ fn split_event(index: usize, text: &str) -> Result<ReceivedEvent, BatchError> {
     let start = parsed.body.get().as_ptr() as usize - base;
     let body = start..start + parsed.body.get().len();
     let (seq, at, kind) = (parsed.seq, parsed.at.into_owned(), parsed.kind.into_owned());
+    let backdated = parsed.backdated;
     Ok(ReceivedEvent {
         seq,
         prev,
@@ -239,6 +242,7 @@ fn split_event(index: usize, text: &str) -> Result<ReceivedEvent, BatchError> {
         canonical,
         at,
         kind,
+        backdated,
         body,
     })
 }

@@ -6,7 +6,7 @@
 //! The body is kept as the JSON that was posted, so fields a newer schema adds are never dropped.
 
 use crate::error::EventError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The event kinds of protocol v1. Kinds from a newer agent are [`Kind::Other`]: the hub stores and
@@ -372,12 +372,49 @@ pub mod bodies {
 /// Upper bound of one event's canonical bytes; larger things are blobs.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
+/// The mark of a back-dated event (issue 14, item 6): its `at` is earlier than the moment the box
+/// received it by more than the box's bound for its kind. The event is recorded all the same; the
+/// mark travels beside the body in the signed canonical bytes (`"backdated":{..}` after `body`,
+/// absent when there is none, so events without it keep the bytes of protocol v1 and a hub from
+/// before the mark ignores it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backdated {
+    /// The event's own time, as posted (its `at`).
+    pub at: String,
+    /// When the box received it, by the box's clock.
+    pub received_at: String,
+    /// A ZKTeco terminal record: the terminal's previous upload, which the record is older than
+    /// by more than the bound (terminal records keep their terminal time and are judged against
+    /// the terminal's own uploads, not against when they happened to arrive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upload_at: Option<String>,
+    /// The bound it is over, in seconds.
+    pub bound_secs: u64,
+}
+
+impl Backdated {
+    /// The mark for an event at `at` received at `received` (both RFC 3339), when `at` is earlier
+    /// by more than `bound_secs`; `None` otherwise, or when either time does not parse.
+    pub fn check(at: &str, received: &str, bound_secs: u64) -> Option<Backdated> {
+        let t = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+        let r = chrono::DateTime::parse_from_rfc3339(received).ok()?;
+        let early = r.signed_duration_since(t).num_seconds();
+        (early > i64::try_from(bound_secs).unwrap_or(i64::MAX)).then(|| Backdated {
+            at: at.to_owned(),
+            received_at: received.to_owned(),
+            last_upload_at: None,
+            bound_secs,
+        })
+    }
+}
+
 /// A validated event waiting for its `seq`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventDraft {
     kind: Kind,
     at: String,
     body: String,
+    backdated: Option<Backdated>,
 }
 
 impl EventDraft {
@@ -404,7 +441,26 @@ impl EventDraft {
             kind,
             at: at.to_owned(),
             body,
+            backdated: None,
         })
+    }
+
+    /// Marks this event back-dated (see [`Backdated`]).
+    pub fn mark_backdated(&mut self, mark: Backdated) {
+        self.backdated = Some(mark);
+    }
+
+    /// Marks this event back-dated when its `at` is earlier than `received` by more than
+    /// `bound_secs`. Returns whether it is marked.
+    pub fn check_backdated(&mut self, received: &str, bound_secs: u64) -> bool {
+        if let Some(mark) = Backdated::check(&self.at, received, bound_secs) {
+            self.backdated = Some(mark);
+        }
+        self.backdated.is_some()
+    }
+
+    pub fn backdated(&self) -> Option<&Backdated> {
+        self.backdated.as_ref()
     }
 
     pub fn kind(&self) -> &Kind {
@@ -419,7 +475,8 @@ impl EventDraft {
         &self.body
     }
 
-    /// The canonical bytes of this event as number `seq`: `{"seq":N,"at":..,"kind":..,"body":..}`.
+    /// The canonical bytes of this event as number `seq`: `{"seq":N,"at":..,"kind":..,"body":..}`,
+    /// with `,"backdated":{..}` before the closing brace for a back-dated event.
     /// These bytes are stored, hashed and sent unchanged.
     pub fn canonical(&self, seq: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.body.len() + self.at.len() + 64);
@@ -431,6 +488,12 @@ impl EventDraft {
         write_json_str(&mut out, self.kind.as_str());
         out.extend_from_slice(b",\"body\":");
         out.extend_from_slice(self.body.as_bytes());
+        if let Some(mark) = &self.backdated {
+            out.extend_from_slice(b",\"backdated\":");
+            // Strings and a number: serde_json never fails to write these into memory.
+            serde_json::to_writer(&mut out, mark)
+                .expect("writing a JSON object of strings into memory cannot fail");
+        }
         out.push(b'}');
         out
     }
@@ -449,6 +512,9 @@ pub struct CanonicalEvent<'a> {
     pub kind: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     pub body: &'a serde_json::value::RawValue,
+    /// Set by a box for a back-dated event; absent in events from boxes before the mark.
+    #[serde(default)]
+    pub backdated: Option<Backdated>,
 }
 
 #[cfg(test)]
@@ -474,6 +540,44 @@ mod tests {
         assert_eq!(back.kind, "punch");
         let body: Value = serde_json::from_str(back.body.get()).unwrap();
         assert_eq!(body, punch());
+    }
+
+    #[test]
+    fn a_backdated_mark_is_optional_and_read_back() {
+        let mut draft = EventDraft::new("punch", AT, &punch()).unwrap();
+        let plain = draft.canonical(3);
+        assert!(!String::from_utf8_lossy(&plain).contains("backdated"));
+        // Within the bound, or in the future: no mark.
+        assert!(!draft.check_backdated("2026-11-23T08:39:01.120+08:00", 600));
+        assert!(!draft.check_backdated("2026-11-23T08:00:00+08:00", 600));
+        assert_eq!(
+            draft.canonical(3),
+            plain,
+            "an unmarked event keeps its v1 bytes"
+        );
+        // Eleven minutes later with a ten minute bound: marked, with both times.
+        assert!(draft.check_backdated("2026-11-23T00:40:01.120Z", 600));
+        let bytes = draft.canonical(3);
+        let back: CanonicalEvent = serde_json::from_slice(&bytes).unwrap();
+        let mark = back.backdated.unwrap();
+        assert_eq!(mark.at, AT);
+        assert_eq!(mark.received_at, "2026-11-23T00:40:01.120Z");
+        assert_eq!((mark.bound_secs, mark.last_upload_at), (600, None));
+        let body: Value = serde_json::from_str(back.body.get()).unwrap();
+        assert_eq!(body, punch(), "the body is untouched");
+        // A reader from before the mark (no such field) still reads the event.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct V1<'a> {
+            seq: u64,
+            at: &'a str,
+            kind: &'a str,
+            #[serde(borrow)]
+            body: &'a serde_json::value::RawValue,
+        }
+        let old: V1 = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(old.seq, 3);
+        assert!(Backdated::check("nonsense", AT, 0).is_none());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod update;
 pub use batch::{BatchBuilder, ReceivedBatch, ReceivedEvent};
 pub use chain::{EventHash, GENESIS};
 pub use error::{BatchError, EventError, IdError};
-pub use event::{EventDraft, Kind};
+pub use event::{Backdated, EventDraft, Kind};
 pub use ids::{DeviceId, SiteId};
 pub use keys::{DeviceKey, PublicKey};
 pub use message::{Ack, Command, CommandKind, Rejected, Status};

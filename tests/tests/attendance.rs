@@ -157,7 +157,7 @@ fn a_push_terminal_s_records_become_one_punch_each_at_the_hub() {
     let roster = dir.join("roster.toml");
     let entry = |id: &str, unit: &str, window: &str, role: &str| {
         format!(
-            "[[staff]]\nsite = \"{SITE}\"\nstaff_id = \"{id}\"\nname = \"{id}\"\nunit = \"{unit}\"\nwindow = \"{window}\"\nrole = \"{role}\"\npin = \"1357\"\n"
+            "[[staff]]\nsite = \"{SITE}\"\nstaff_id = \"{id}\"\nname = \"{id}\"\nunit = \"{unit}\"\nwindow = \"{window}\"\nrole = \"{role}\"\npin = \"135790\"\n"
         )
     };
     std::fs::write(

@@ -25,6 +25,7 @@ fn put(hub: &Hub, sha: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Put {
         .enable_all()
         .build()
         .expect("runtime");
+    let body_len = body.len();
     rt.block_on(async {
         let mut req = reqwest::Client::new()
             .put(format!("http://127.0.0.1:{}/api/v1/blobs/{sha}", hub.http))
@@ -32,7 +33,10 @@ fn put(hub: &Hub, sha: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Put {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        let r = req.send().await.expect("put");
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put of {} bytes: {e:?}", body_len));
         Put {
             status: r.status().as_u16(),
             body: r.text().await.unwrap_or_default(),
@@ -246,8 +250,17 @@ fn images_upload_signed_once(kind: &str) {
     assert_eq!(p.status, 400, "{}", p.body);
     let p = upload(&hub, &key, b"<html>login</html>");
     assert_eq!(p.status, 415, "{}", p.body);
-    let p = upload(&hub, &key, &vec![0xFF; blob::MAX_BLOB_BYTES + 1]);
-    assert_eq!(p.status, 413, "{}", p.body);
+    // Over the size bound: 413 on the declared length, before the body is read (a client that
+    // went on writing the whole body might see the connection closed first).
+    let oversized = sha(&vec![0xFF; blob::MAX_BLOB_BYTES + 1]);
+    let head = raw_put_head(
+        &hub,
+        &oversized,
+        blob::MAX_BLOB_BYTES + 1,
+        &signed(&key, &oversized, "box-01"),
+    );
+    let line = answer_line(&mut start_put(&hub, &head, 64 * 1024));
+    assert!(line.starts_with("HTTP/1.1 413"), "{line:?}");
     let p = put(
         &hub,
         "../../etc/passwd",
@@ -379,4 +392,159 @@ fn thumbnails_made_once_kept_and_refused(kind: &str) {
     let (status, _, _) = fetch(&hub, &format!("{base}/{digest}?thumb=big"));
     assert_eq!(status, 400);
     assert_eq!(hub.integrity(), "ok");
+}
+
+/// A PUT's request line and headers, by hand: a client that sends `content_length` bytes of body
+/// only as the test writes them.
+fn raw_put_head(hub: &Hub, sha: &str, content_length: usize, headers: &[(&str, String)]) -> String {
+    let mut head = format!(
+        "PUT /api/v1/blobs/{sha} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: image/jpeg\r\nContent-Length: {content_length}\r\n",
+        hub.http
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// Opens a connection and sends `head` and the first `sent` bytes of a body.
+fn start_put(hub: &Hub, head: &str, sent: usize) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", hub.http)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(head.as_bytes()).expect("head");
+    conn.write_all(&vec![0xFFu8; sent])
+        .expect("some of the body");
+    conn
+}
+
+/// The status line of what `conn` is answered, read within its timeout.
+fn answer_line(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 512];
+    let n = conn.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A PUT through reqwest: (status, Retry-After).
+fn put_with_retry_after(
+    hub: &Hub,
+    sha: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> (u16, Option<String>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .put(format!("http://127.0.0.1:{}/api/v1/blobs/{sha}", hub.http))
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await.expect("put");
+        let retry = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (r.status().as_u16(), retry)
+    })
+}
+
+/// Issue 14, item 8: a stranger's upload is refused before its body is read, and only
+/// `[blobs] max_concurrent_puts` uploads are read at once (503 with Retry-After over it).
+#[test]
+fn uploads_are_authenticated_before_their_body_is_read_and_capped() {
+    let dir = scratch("blobs-guard");
+    let mut hub = Hub::new(&dir.join("hub"), BrokerMode::Embedded(free_port()));
+    let config = hub.dir.join("hub.toml");
+    std::fs::create_dir_all(&hub.dir).expect("hub dir");
+    std::fs::write(&config, "[blobs]\nmax_concurrent_puts = 2\n").expect("hub.toml");
+    hub.extra_args = vec!["--config".into(), config.display().to_string()];
+    let key = DeviceKey::generate().expect("key");
+    hub.register(SITE, "box-01", &key.public().to_base64());
+    hub.start();
+
+    // A stranger announces 100 MiB and has sent 64 KiB: the 401 comes at once, the rest unread.
+    let image = jpeg(1);
+    let digest = sha(&image);
+    let head = raw_put_head(&hub, &digest, 100 * 1024 * 1024, &[]);
+    let started = std::time::Instant::now();
+    let mut stranger = start_put(&hub, &head, 64 * 1024);
+    let line = answer_line(&mut stranger);
+    assert!(line.starts_with("HTTP/1.1 401"), "{line:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered while the client was still sending: {:?}",
+        started.elapsed()
+    );
+    // Forged by another key: the same.
+    let other = DeviceKey::generate().expect("key");
+    let head = raw_put_head(
+        &hub,
+        &digest,
+        100 * 1024 * 1024,
+        &signed(&other, &digest, "box-01"),
+    );
+    let mut forger = start_put(&hub, &head, 64 * 1024);
+    let line = answer_line(&mut forger);
+    assert!(line.starts_with("HTTP/1.1 401"), "{line:?}");
+    // The box's own upload announcing more than an image may be: 413 before the body.
+    let head = raw_put_head(
+        &hub,
+        &digest,
+        100 * 1024 * 1024,
+        &signed(&key, &digest, "box-01"),
+    );
+    let mut huge = start_put(&hub, &head, 64 * 1024);
+    let line = answer_line(&mut huge);
+    assert!(line.starts_with("HTTP/1.1 413"), "{line:?}");
+
+    // Two slow uploads of the box hold both permits...
+    let slow: Vec<std::net::TcpStream> = (0..2u8)
+        .map(|i| {
+            let body = jpeg(10 + i);
+            let d = sha(&body);
+            let head = raw_put_head(&hub, &d, body.len(), &signed(&key, &d, "box-01"));
+            start_put(&hub, &head, 100)
+        })
+        .collect();
+    // ... so a third is told to come back later.
+    let third = jpeg(20);
+    let third_sha = sha(&third);
+    let retry = wait_for(Duration::from_secs(20), "a 503 over the cap", || {
+        let (status, retry) = put_with_retry_after(
+            &hub,
+            &third_sha,
+            third.clone(),
+            &signed(&key, &third_sha, "box-01"),
+        );
+        (status == 503).then_some(retry)
+    });
+    assert_eq!(retry.as_deref(), Some("10"), "Retry-After says when");
+    // A stranger is still refused at once, not queued.
+    let (status, _) = put_with_retry_after(&hub, &third_sha, third.clone(), &[]);
+    assert_eq!(status, 401);
+    // The slow ones go away: the permits come back and the next upload is stored.
+    drop(slow);
+    let next = jpeg(21);
+    let next_sha = sha(&next);
+    wait_for(Duration::from_secs(20), "the next upload stored", || {
+        let (status, _) = put_with_retry_after(
+            &hub,
+            &next_sha,
+            next.clone(),
+            &signed(&key, &next_sha, "box-01"),
+        );
+        (status == 201).then_some(())
+    });
 }

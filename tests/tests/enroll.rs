@@ -772,6 +772,29 @@ fn tokens_are_one_time_for_one_box_and_refusals_say_why() {
         .map(String::from)
         .to_vec()
     };
+    // Plain http to anywhere but this box, and https without the CA pinned, are refused before
+    // anything is made or sent (issue 14, item 8).
+    for (hub_url, says) in [
+        ("http://hub.suixian.gov.cn:8080", "plain http is refused"),
+        ("http://10.1.2.3:8080", "127.0.0.0/8, ::1, localhost"),
+        (&*format!("https://127.0.0.1:{}", hub.http), "--ca-sha256"),
+    ] {
+        let mut a = agent_args(&t4);
+        let at = a.iter().position(|x| x == "--hub").expect("--hub") + 1;
+        a[at] = hub_url.to_owned();
+        let err = refused(
+            "sunlight-agent",
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert!(
+            err.contains(says) && err.contains("nothing was sent"),
+            "{hub_url}: {err}"
+        );
+        assert!(
+            !data.exists() && !config.exists(),
+            "{hub_url}: nothing made"
+        );
+    }
     let a = agent_args(&t4);
     let err = refused(
         "sunlight-agent",

@@ -153,8 +153,8 @@ fn kiosk_punches_from_a_roster_on_a_usb_stick_reach_the_hub_with_their_flags() {
         &hub,
         &dir.join("roster.toml"),
         &[
-            ("0451", "李明", "A", "1357", Some("0012345678")),
-            ("0452", "王芳", "B", "2468", None),
+            ("0451", "李明", "A", "135790", Some("0012345678")),
+            ("0452", "王芳", "B", "246801", None),
         ],
     );
     let out = Command::new(bin("sunlight-hub"))
@@ -200,7 +200,7 @@ fn kiosk_punches_from_a_roster_on_a_usb_stick_reach_the_hub_with_their_flags() {
 
     // The right PIN: recorded, with the clerk's name.
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0451", "pin": "1357", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0451", "pin": "135790", "direction": "in"}));
     assert_eq!(status, 201, "{answer}");
     assert_eq!(
         (&answer["message"], &answer["name"]),
@@ -208,11 +208,11 @@ fn kiosk_punches_from_a_roster_on_a_usb_stick_reach_the_hub_with_their_flags() {
     );
     // A wrong PIN: refused, nothing recorded.
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0452", "pin": "9999", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0452", "pin": "999999", "direction": "in"}));
     assert_eq!((status, &answer["error"]), (401, &json!("密码错误")));
     // A staff number not on the roster: kept and flagged.
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0777", "pin": "1111", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0777", "pin": "111111", "direction": "in"}));
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["message"], "已记录（工号不在名册中，已标记）");
     // A card reader typing the card number (into the card field, or the staff number field).
@@ -301,7 +301,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
 
     // Before any roster, a punch is kept and flagged.
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0451", "pin": "1357", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0451", "pin": "135790", "direction": "in"}));
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["flags"], json!(["unknown_staff", "no_roster"]));
 
@@ -309,7 +309,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
     hub_roster_import(
         &hub,
         &dir.join("roster.toml"),
-        &[("0451", "李明", "A", "1357", Some("0012345678"))],
+        &[("0451", "李明", "A", "135790", Some("0012345678"))],
     );
     let (status, pushed) = hub
         .post(
@@ -339,22 +339,22 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
     );
     assert_eq!(state, "done");
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0451", "pin": "1357", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0451", "pin": "135790", "direction": "in"}));
     assert_eq!((status, &answer["name"]), (201, &json!("李明")), "{answer}");
-    let (status, _) = tablet.punch(json!({"staff_id": "0451", "pin": "0000", "direction": "in"}));
+    let (status, _) = tablet.punch(json!({"staff_id": "0451", "pin": "000000", "direction": "in"}));
     assert_eq!(status, 401);
 
     // A new roster published twice (the hub re-publishes until it sees the answer): one answer.
     let expires = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let twice = json!({"cmd_id": "roster-suixian-shangshi-2", "kind": "set_roster", "expires": expires,
     "args": roster(vec![
-        clerk("0451", "李明", "W1", "A", Some("1357"), Some("0012345678")),
-        clerk("0453", "赵强", "W2", "A", Some("8642"), None),
+        clerk("0451", "李明", "W1", "A", Some("135790"), Some("0012345678")),
+        clerk("0453", "赵强", "W2", "A", Some("864209"), None),
     ])});
     publish_command(&hub, &twice, 2);
     assert_eq!(answer_at_hub(&hub, "roster-suixian-shangshi-2")["ok"], true);
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0453", "pin": "864209", "direction": "in"}));
     assert_eq!(
         (status, &answer["name"]),
         (201, &json!("赵强")),
@@ -364,7 +364,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
     // Anybody on the broker: a roster not sealed by the hub, and one sealed by the hub for another
     // box, each giving 赵强 a PIN the forger knows. Both are refused and never answered.
     let forged = json!({"cmd_id": "roster-forged-1", "kind": "set_roster", "expires": expires,
-        "args": roster(vec![clerk("0453", "赵强", "W2", "A", Some("1111"), Some("0099999999"))])});
+        "args": roster(vec![clerk("0453", "赵强", "W2", "A", Some("111111"), Some("0099999999"))])});
     publish_raw(hub.mqtt_port(), forged.to_string().as_bytes(), 1);
     let for_another = hub.seal(
         &format!("sunlight/v1/{SITE}/box-99/down/cmd"),
@@ -405,9 +405,9 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
         "{wrong}"
     );
     // The forged rosters changed nothing and were never answered (the box answers in order).
-    let (status, _) = tablet.punch(json!({"staff_id": "0453", "pin": "1111", "direction": "in"}));
+    let (status, _) = tablet.punch(json!({"staff_id": "0453", "pin": "111111", "direction": "in"}));
     assert_eq!(status, 401, "the forged PIN is not in force");
-    let (status, _) = tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "in"}));
+    let (status, _) = tablet.punch(json!({"staff_id": "0453", "pin": "864209", "direction": "in"}));
     assert_eq!(status, 201, "the hub's roster still is");
     assert!(
         hub.events(SITE, DEVICE, "cmd_result")
@@ -427,7 +427,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
     );
     // The refused roster changed nothing.
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "out"}));
+        tablet.punch(json!({"staff_id": "0453", "pin": "864209", "direction": "out"}));
     assert_eq!((status, &answer["name"]), (201, &json!("赵强")));
 
     // Each command answered exactly once.
@@ -474,7 +474,7 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
     // (A new client: the old one's kept-alive connection went with the killed process.)
     let tablet = Tablet::new(&agent);
     let (status, answer) =
-        tablet.punch(json!({"staff_id": "0453", "pin": "8642", "direction": "in"}));
+        tablet.punch(json!({"staff_id": "0453", "pin": "864209", "direction": "in"}));
     assert_eq!((status, &answer["name"]), (201, &json!("赵强")));
     // (Six: one of them after the forged rosters, with the hub's PIN.)
     let punches = punches_at_hub(&hub, 6);
@@ -498,4 +498,97 @@ fn the_hub_s_roster_command_is_executed_and_answered_once() {
         shown.contains("command roster-suixian-shangshi-2") && shown.contains("赵强"),
         "{shown}"
     );
+}
+
+/// Issue 14, item 8: a kiosk PIN has at least 6 digits — the hub's roster import refuses a shorter
+/// one naming the clerk, and a box refuses a roster that says it holds one; wrong PINs are kept in
+/// the box's SQLite, so killing and restarting the agent does not lift a lock.
+#[test]
+fn short_pins_are_refused_and_a_lockout_survives_a_restart() {
+    let dir = scratch("kiosk-pins");
+    let (hub, mut agent) = start(&dir);
+
+    // At the hub: a four-digit PIN is refused, naming the clerk; nothing is imported.
+    let file = dir.join("short.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[staff]]\nsite = \"{SITE}\"\nstaff_id = \"0451\"\nname = \"李明\"\nunit = \"民政办\"\nwindow = \"W1\"\nrole = \"A\"\npin = \"1357\"\n"
+        ),
+    )
+    .expect("roster toml");
+    let out = Command::new(bin("sunlight-hub"))
+        .args(["roster", "import", "--data-dir"])
+        .arg(&hub.dir)
+        .arg(&file)
+        .output()
+        .expect("roster import");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a short PIN was imported");
+    assert!(
+        err.contains("0451 (李明)") && err.contains("6 to 12 digits"),
+        "{err}"
+    );
+    // Six digits: imported; the export says how many, so that boxes can check.
+    hub_roster_import(
+        &hub,
+        &dir.join("roster.toml"),
+        &[("0451", "李明", "A", "135790", None)],
+    );
+    let out = Command::new(bin("sunlight-hub"))
+        .args(["roster", "export", "--site", SITE, "--data-dir"])
+        .arg(&hub.dir)
+        .output()
+        .expect("roster export");
+    let export: Value = serde_json::from_slice(&out.stdout).expect("the export is JSON");
+    assert_eq!(export["staff"][0]["pin_digits"], 6, "{export:#}");
+    let usb = write_json(&dir.join("roster-usb.json"), &export);
+    // A roster that holds a short PIN (a hub's, or a stick's, from before the rule) is refused
+    // by the box, naming the clerk; the one it has is kept.
+    let mut short = clerk("0452", "王芳", "W1", "B", Some("2468"), None);
+    short["pin_digits"] = json!(4);
+    let bad = write_json(
+        &dir.join("roster-short.json"),
+        &json!({"site": SITE, "staff": [short]}),
+    );
+    let (ok, out, err) = agent_cli(&agent, &["roster", "load", usb.to_str().expect("path")]);
+    assert!(ok, "roster load: {out} {err}");
+    let (ok, _, err) = agent_cli(&agent, &["roster", "load", bad.to_str().expect("path")]);
+    assert!(
+        !ok && err.contains("staff 0452 (王芳)") && err.contains("at least 6"),
+        "{err}"
+    );
+
+    // Five wrong PINs lock the staff number (the default: 5 within 5 minutes).
+    agent.start();
+    let tablet = Tablet::new(&agent);
+    for left in (0..5).rev() {
+        let (status, answer) =
+            tablet.punch(json!({"staff_id": "0451", "pin": "000000", "direction": "in"}));
+        assert_eq!(
+            (status, &answer["tries_left"]),
+            (401, &json!(left)),
+            "{answer}"
+        );
+    }
+    let (status, answer) =
+        tablet.punch(json!({"staff_id": "0451", "pin": "135790", "direction": "in"}));
+    assert_eq!(status, 429, "locked, even with the right PIN: {answer}");
+    // kill -9 and start again: still locked.
+    agent.kill9();
+    agent.start();
+    let tablet = Tablet::new(&agent);
+    let (status, answer) =
+        tablet.punch(json!({"staff_id": "0451", "pin": "135790", "direction": "in"}));
+    assert_eq!(status, 429, "the lock survived the restart: {answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("分钟后再试"),
+        "{answer}"
+    );
+    // Nothing was recorded for the locked number.
+    let backlog = agent.status().expect("status");
+    assert_eq!(backlog["backlog"]["head_seq"], 0, "{backlog}");
 }

@@ -492,6 +492,15 @@ fn waves_take_a_stable_share_and_skip_boxes_already_sent() {
     let manifest = hub.get("/api/v1/box/updates/0.2.0").unwrap();
     assert_eq!(manifest["sha256"], sha256_file(&archive));
     assert_eq!(manifest["archive"], "/api/v1/box/updates/0.2.0/archive");
+    // The archive, streamed from its file at the hub: byte for byte what was published.
+    let (status, kind, served) = hub
+        .get_full("/api/v1/box/updates/0.2.0/archive")
+        .expect("the archive");
+    assert_eq!((status, kind.as_str()), (200, "application/gzip"));
+    assert_eq!(
+        served,
+        std::fs::read(&archive).expect("the published archive")
+    );
     let (status, _) = hub.get_text("/api/v1/box/updates/7.7.7").unwrap();
     assert_eq!(status, 404);
 }

@@ -486,6 +486,7 @@ impl From<TableError> for ImportError {
 pub async fn import(
     outbox: &Outbox,
     clock: &Clock,
+    backdating: &crate::config::BackdatingConfig,
     kind: &str,
     bytes: Bytes,
 ) -> Result<Report, ImportError> {
@@ -521,6 +522,15 @@ pub async fn import(
                 error: Some(e),
             }),
         }
+    }
+    // A row dated long before the file arrived is recorded with its back-dated mark.
+    let marked = backdating.mark(keyed.iter_mut().map(|k| &mut k.draft), &clock.now_rfc3339());
+    if marked > 0 {
+        tracing::warn!(
+            kind = kind.as_str(),
+            marked,
+            "import: back-dated rows recorded with their mark"
+        );
     }
     let mut appended = outbox.append_keyed(keyed).await?.into_iter();
     for r in rows.iter_mut().filter(|r| r.ok) {
@@ -567,7 +577,7 @@ pub(super) async fn post_import(
             return refusal.into_response();
         }
     }
-    match import(&state.outbox, &state.clock, &kind, body).await {
+    match import(&state.outbox, &state.clock, &state.backdating, &kind, body).await {
         Ok(report) => {
             let status = if report.recorded() > 0 {
                 StatusCode::CREATED
@@ -681,6 +691,7 @@ mod tests {
         let report = import(
             &outbox,
             &clock(),
+            &Default::default(),
             "case",
             file(&[ACCEPTED, bad_stage, PAUSED, bad_days, no_reason]),
         )
@@ -722,12 +733,20 @@ mod tests {
         let outbox = outbox(&dir);
         let untimed = "C-9,MZ-001,老年优待证,民政办,W1,受理,0451,即办件,,,,,,,";
         let bytes = file(&[ACCEPTED, PAUSED, untimed, ACCEPTED]);
-        let first = import(&outbox, &clock(), "case", bytes.clone())
-            .await
-            .unwrap();
+        let first = import(
+            &outbox,
+            &clock(),
+            &Default::default(),
+            "case",
+            bytes.clone(),
+        )
+        .await
+        .unwrap();
         assert_eq!((first.recorded(), first.duplicates), (3, 1));
         assert!(first.rows[3].duplicate, "the same row twice in one file");
-        let again = import(&outbox, &clock(), "case", bytes).await.unwrap();
+        let again = import(&outbox, &clock(), &Default::default(), "case", bytes)
+            .await
+            .unwrap();
         assert_eq!(
             (again.accepted, again.recorded(), again.duplicates),
             (4, 0, 4)
@@ -757,10 +776,16 @@ mod tests {
             ),
         ];
         for (kind, bytes, expected) in cases {
-            let err = import(&outbox, &clock(), kind, Bytes::from_static(bytes))
-                .await
-                .unwrap_err()
-                .to_string();
+            let err = import(
+                &outbox,
+                &clock(),
+                &Default::default(),
+                kind,
+                Bytes::from_static(bytes),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
             assert!(err.contains(expected), "{err} should contain {expected}");
         }
         assert_eq!(outbox.backlog().unwrap().head_seq, 0);
@@ -771,9 +796,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let outbox = outbox(&dir);
         let ratings = "办件编号,满意度,评价渠道,差评原因,评价时间\nC-1,非常满意,评价器,,2025-11-03 10:00\nC-2,2,短信,等待时间长、态度差,2025-11-03 11:00\nC-3,7,pad,,\n";
-        let report = import(&outbox, &clock(), "rating", Bytes::from(ratings))
-            .await
-            .unwrap();
+        let report = import(
+            &outbox,
+            &clock(),
+            &Default::default(),
+            "rating",
+            Bytes::from(ratings),
+        )
+        .await
+        .unwrap();
         assert_eq!((report.accepted, report.rejected), (2, 1), "{report:?}");
         let refused = report.rows[2].error.as_deref().unwrap_or("");
         assert!(refused.contains("out of range"), "{refused}");
@@ -787,9 +818,15 @@ mod tests {
                 "13812341234",
             ],
         ]);
-        let report = import(&outbox, &clock(), "complaint", Bytes::from(book))
-            .await
-            .unwrap();
+        let report = import(
+            &outbox,
+            &clock(),
+            &Default::default(),
+            "complaint",
+            Bytes::from(book),
+        )
+        .await
+        .unwrap();
         assert_eq!(report.accepted, 1, "{report:?}");
         let events = stored(&outbox);
         assert_eq!(events[0]["body"]["level"], 5);

@@ -12,6 +12,7 @@
 
 use super::import::{self, ImportError, ImportKind};
 use crate::clock::Clock;
+use crate::config::BackdatingConfig;
 use crate::error::Error;
 use crate::outbox::Outbox;
 use serde_json::json;
@@ -46,10 +47,16 @@ fn importable(path: &Path) -> bool {
 }
 
 /// Polls `dir` every `poll` until the agent stops.
-pub async fn run(dir: PathBuf, poll: Duration, outbox: Outbox, clock: Clock) {
+pub async fn run(
+    dir: PathBuf,
+    poll: Duration,
+    outbox: Outbox,
+    clock: Clock,
+    backdating: BackdatingConfig,
+) {
     tracing::info!(dir = %dir.display(), "watching the import directory");
     loop {
-        if let Err(e) = scan(&dir, SETTLE, &outbox, &clock).await {
+        if let Err(e) = scan(&dir, SETTLE, &outbox, &clock, &backdating).await {
             tracing::warn!(dir = %dir.display(), error = %e, "import directory scan failed");
         }
         tokio::time::sleep(poll).await;
@@ -63,6 +70,7 @@ pub async fn scan(
     settle: Duration,
     outbox: &Outbox,
     clock: &Clock,
+    backdating: &BackdatingConfig,
 ) -> Result<usize, Error> {
     let done = dir.join("done");
     let failed = dir.join("failed");
@@ -105,7 +113,9 @@ pub async fn scan(
         std::fs::rename(&path, &reading)
             .map_err(|e| Error::io(format!("moving {} into importing/", path.display()), e))?;
         let outcome = match read(&reading) {
-            Ok(bytes) => import::import(outbox, clock, kind.as_str(), bytes.into()).await,
+            Ok(bytes) => {
+                import::import(outbox, clock, backdating, kind.as_str(), bytes.into()).await
+            }
             Err(e) => Err(e),
         };
         match outcome {
@@ -220,11 +230,19 @@ mod tests {
         std::fs::write(inbox.join("notes.txt"), "not imported").unwrap();
         let clock = Clock::new(chrono_tz::Asia::Shanghai);
 
-        let finished = scan(&inbox, Duration::from_secs(3600), &outbox, &clock)
+        let finished = scan(
+            &inbox,
+            Duration::from_secs(3600),
+            &outbox,
+            &clock,
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(finished, 0, "fresh files wait until they settle");
+        let finished = scan(&inbox, Duration::ZERO, &outbox, &clock, &Default::default())
             .await
             .unwrap();
-        assert_eq!(finished, 0, "fresh files wait until they settle");
-        let finished = scan(&inbox, Duration::ZERO, &outbox, &clock).await.unwrap();
         assert_eq!(finished, 2);
 
         let result: serde_json::Value = serde_json::from_slice(
@@ -277,7 +295,9 @@ mod tests {
         std::fs::write(inbox.join("importing/case-killed.csv"), "a\n1\n").unwrap();
 
         assert_eq!(
-            scan(&inbox, Duration::ZERO, &outbox, &clock).await.unwrap(),
+            scan(&inbox, Duration::ZERO, &outbox, &clock, &Default::default())
+                .await
+                .unwrap(),
             2
         );
         assert_eq!(
@@ -307,11 +327,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            scan(&inbox, Duration::ZERO, &outbox, &clock).await.unwrap(),
+            scan(&inbox, Duration::ZERO, &outbox, &clock, &Default::default())
+                .await
+                .unwrap(),
             1
         );
         assert_eq!(
-            scan(&inbox, Duration::ZERO, &outbox, &clock).await.unwrap(),
+            scan(&inbox, Duration::ZERO, &outbox, &clock, &Default::default())
+                .await
+                .unwrap(),
             0
         );
         assert_eq!(names(&inbox.join("done")), ["case-good.csv"]);

@@ -49,6 +49,8 @@ pub struct IntakeState {
     pub alarms: Alarms,
     /// The keys posting systems must show.
     pub keys: Arc<IntakeKeys>,
+    /// Bounds past which an event's `at` marks it back-dated.
+    pub backdating: crate::config::BackdatingConfig,
 }
 
 /// What status shows about snapshots.
@@ -198,7 +200,7 @@ async fn post_events(
         return refusal.into_response();
     }
     // All or nothing, as recording is: one event of a kind the key may not post refuses all.
-    let drafts = match parse_allowed(&body, &state.clock, |kind| grant.forbids(kind)) {
+    let mut drafts = match parse_allowed(&body, &state.clock, |kind| grant.forbids(kind)) {
         Ok(d) => d,
         Err((status, message)) => {
             if status == StatusCode::FORBIDDEN {
@@ -207,6 +209,13 @@ async fn post_events(
             return refuse(status, message);
         }
     };
+    // Recorded all the same, with both times (issue 14, item 6).
+    let marked = state
+        .backdating
+        .mark(drafts.iter_mut(), &state.clock.now_rfc3339());
+    if marked > 0 {
+        tracing::warn!(key = %grant.name, marked, "intake: back-dated events recorded with their mark");
+    }
     // Case events may call for snapshots (`on_case_stages`): taken after the events are recorded,
     // in the background, never waited for here.
     let case_shots = state
@@ -310,6 +319,7 @@ mod tests {
             snapshots: None,
             alarms: crate::health::Alarms::new().0,
             keys,
+            backdating: Default::default(),
         }
     }
 

@@ -204,12 +204,90 @@ pub fn resolve<'a>(req: &PunchRequest, roster: Option<&'a RosterIndex>) -> Who<'
 
 /// Wrong PINs per staff number in a sliding window: at `max` within `window` the number is locked
 /// until the oldest of them is `window` old. Only staff on the roster are counted, so it stays
-/// small.
+/// small. With a [`FailureLog`] each failure is also kept in the box's SQLite, so that restarting
+/// the agent does not reset a lock.
 #[derive(Debug)]
 pub struct WrongPins {
     max: usize,
     window: Duration,
     failures: HashMap<String, VecDeque<Instant>>,
+    log: Option<FailureLog>,
+}
+
+/// The wrong PINs of the last lockout window, kept in the outbox database (table
+/// `kiosk_wrong_pins`, wall-clock milliseconds).
+#[derive(Debug)]
+pub struct FailureLog {
+    path: std::path::PathBuf,
+    conn: rusqlite::Connection,
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl FailureLog {
+    /// Opens the table in the outbox database at `path`.
+    pub fn open(path: &std::path::Path) -> Result<FailureLog, crate::error::Error> {
+        let conn = crate::outbox::connect(path)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kiosk_wrong_pins (staff_id TEXT NOT NULL, at_ms INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS kiosk_wrong_pins_by_staff ON kiosk_wrong_pins (staff_id, at_ms);",
+        )
+        .map_err(|source| crate::error::Error::Db {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(FailureLog {
+            path: path.to_owned(),
+            conn,
+        })
+    }
+
+    /// The failures younger than `window` (staff number, ms ago), dropping the older ones.
+    fn recent(&self, window: Duration) -> rusqlite::Result<Vec<(String, u64)>> {
+        let now = unix_ms();
+        let oldest = now.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        self.conn
+            .execute("DELETE FROM kiosk_wrong_pins WHERE at_ms <= ?1", [oldest])?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT staff_id, at_ms FROM kiosk_wrong_pins ORDER BY at_ms")?;
+        let rows = stmt.query_map([], |r| {
+            let at: i64 = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                u64::try_from(now.saturating_sub(at)).unwrap_or(0),
+            ))
+        })?;
+        rows.collect()
+    }
+
+    fn add(&self, staff_id: &str, keep: usize) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO kiosk_wrong_pins (staff_id, at_ms) VALUES (?1, ?2)",
+            rusqlite::params![staff_id, unix_ms()],
+        )?;
+        // Only the newest `keep` count, as in memory.
+        self.conn.execute(
+            "DELETE FROM kiosk_wrong_pins WHERE staff_id = ?1 AND rowid NOT IN
+                (SELECT rowid FROM kiosk_wrong_pins WHERE staff_id = ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2)",
+            rusqlite::params![staff_id, i64::try_from(keep).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
+    fn clear(&self, staff_id: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM kiosk_wrong_pins WHERE staff_id = ?1",
+                [staff_id],
+            )
+            .map(|_| ())
+    }
 }
 
 impl WrongPins {
@@ -218,7 +296,36 @@ impl WrongPins {
             max: (max as usize).max(1),
             window,
             failures: HashMap::new(),
+            log: None,
         }
+    }
+
+    /// Keeps failures in `log` too, and takes up the ones it holds from before a restart.
+    pub fn with_log(mut self, log: FailureLog) -> WrongPins {
+        match log.recent(self.window) {
+            Ok(rows) => {
+                let now = Instant::now();
+                for (staff_id, ago) in rows {
+                    let at = now.checked_sub(Duration::from_millis(ago)).unwrap_or(now);
+                    let failures = self.failures.entry(staff_id).or_default();
+                    failures.push_back(at);
+                    while failures.len() > self.max {
+                        failures.pop_front();
+                    }
+                }
+                if !self.failures.is_empty() {
+                    tracing::info!(
+                        staff = self.failures.len(),
+                        "kiosk: wrong PINs from before the restart still count"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %log.path.display(), error = %e, "kiosk: the kept wrong PINs could not be read; counting from zero")
+            }
+        }
+        self.log = Some(log);
+        self
     }
 
     /// How much longer `staff_id` is locked, if it is.
@@ -244,6 +351,11 @@ impl WrongPins {
 
     /// Counts a wrong PIN; returns the tries left before the lock.
     pub fn failed(&mut self, staff_id: &str, now: Instant) -> usize {
+        if let Some(log) = &self.log {
+            if let Err(e) = log.add(staff_id, self.max) {
+                tracing::warn!(path = %log.path.display(), error = %e, "kiosk: a wrong PIN could not be kept; it counts until the agent restarts");
+            }
+        }
         let failures = self.failures.entry(staff_id.to_owned()).or_default();
         failures.push_back(now);
         while failures.len() > self.max {
@@ -254,7 +366,13 @@ impl WrongPins {
 
     /// A right PIN clears the count.
     pub fn succeeded(&mut self, staff_id: &str) {
-        self.failures.remove(staff_id);
+        if self.failures.remove(staff_id).is_some() {
+            if let Some(log) = &self.log {
+                if let Err(e) = log.clear(staff_id) {
+                    tracing::warn!(path = %log.path.display(), error = %e, "kiosk: the kept wrong PINs could not be cleared");
+                }
+            }
+        }
     }
 }
 
@@ -683,6 +801,35 @@ mod tests {
         w.failed("0452", at(1000));
         w.succeeded("0452");
         assert!(w.failures.is_empty());
+    }
+
+    #[test]
+    fn wrong_pins_kept_in_the_database_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        let window = Duration::from_secs(300);
+        let mut w = WrongPins::new(3, window).with_log(FailureLog::open(&path).unwrap());
+        for _ in 0..3 {
+            w.failed("0451", Instant::now());
+        }
+        w.failed("0452", Instant::now());
+        w.succeeded("0452");
+        assert!(w.locked_for("0451", Instant::now()).is_some());
+        drop(w);
+        // As after a restart of the agent: 0451 is still locked, 0452 has no failure left.
+        let mut again = WrongPins::new(3, window).with_log(FailureLog::open(&path).unwrap());
+        let left = again
+            .locked_for("0451", Instant::now())
+            .expect("still locked");
+        assert!(
+            left > Duration::from_secs(290) && left <= window,
+            "{left:?}"
+        );
+        assert_eq!(again.locked_for("0452", Instant::now()), None);
+        assert!(!again.failures.contains_key("0452"));
+        // A window of nothing: the kept failures are too old and dropped.
+        let none = WrongPins::new(3, Duration::ZERO).with_log(FailureLog::open(&path).unwrap());
+        assert!(none.failures.is_empty());
     }
 
     // --- The handler, through the router.

@@ -26,8 +26,9 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashSet;
-use std::sync::Arc;
-use sunlight_protocol::EventDraft;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use sunlight_protocol::{Backdated, EventDraft};
 
 /// Largest body a terminal may send (photos included).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -40,6 +41,93 @@ pub struct TerminalState {
     pub terminals: Arc<HashSet<String>>,
     /// Punches dated further ahead of the box's clock than this are flagged `future_time`.
     pub max_future_secs: i64,
+    /// A record older than its terminal's previous upload by more than this is marked back-dated
+    /// (`[backdating] punch_secs`).
+    pub punch_bound_secs: u64,
+    /// When each terminal last uploaded attendance.
+    pub uploads: Arc<TerminalUploads>,
+}
+
+/// When each terminal last uploaded attendance (the box's clock), kept in the outbox database so
+/// that a restart of the agent does not forget it. A terminal uploads each punch as it happens and
+/// re-sends what it could not; a *new* record dated well before the terminal's previous upload
+/// should have been in that upload, so it is marked back-dated (issue 14, item 6).
+pub struct TerminalUploads {
+    path: PathBuf,
+    conn: Mutex<rusqlite::Connection>,
+}
+
+impl TerminalUploads {
+    /// Opens the table in the outbox database at `path`.
+    pub fn open(path: &Path) -> Result<TerminalUploads, crate::error::Error> {
+        let conn = crate::outbox::connect(path)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS terminal_uploads (sn TEXT PRIMARY KEY, at TEXT NOT NULL);",
+        )
+        .map_err(|source| crate::error::Error::Db {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(TerminalUploads {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The time of `sn`'s previous attendance upload, if any. Blocking.
+    pub fn last(&self, sn: &str) -> Result<Option<String>, crate::error::Error> {
+        use rusqlite::OptionalExtension;
+        let conn = self.conn.lock().map_err(|_| crate::error::Error::Closed)?;
+        conn.query_row("SELECT at FROM terminal_uploads WHERE sn = ?1", [sn], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|source| crate::error::Error::Db {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Records an attendance upload of `sn` at `at`. Blocking.
+    pub fn record(&self, sn: &str, at: &str) -> Result<(), crate::error::Error> {
+        let conn = self.conn.lock().map_err(|_| crate::error::Error::Closed)?;
+        conn.execute(
+            "INSERT INTO terminal_uploads (sn, at) VALUES (?1, ?2)
+             ON CONFLICT (sn) DO UPDATE SET at = ?2",
+            [sn, at],
+        )
+        .map(|_| ())
+        .map_err(|source| crate::error::Error::Db {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Runs `f` on the uploads table off the async threads.
+async fn on_uploads<T: Send + 'static>(
+    uploads: &Arc<TerminalUploads>,
+    f: impl FnOnce(&TerminalUploads) -> Result<T, crate::error::Error> + Send + 'static,
+) -> Result<T, crate::error::Error> {
+    let uploads = uploads.clone();
+    tokio::task::spawn_blocking(move || f(&uploads))
+        .await
+        .map_err(|_| crate::error::Error::Closed)?
+}
+
+/// The back-dated mark of a record at `at` when it is older than its terminal's previous upload
+/// `last_upload` by more than `bound_secs`, received at `received`.
+pub fn terminal_backdated(
+    at: &str,
+    received: &str,
+    last_upload: Option<&str>,
+    bound_secs: u64,
+) -> Option<Backdated> {
+    let last = last_upload?;
+    let mut mark = Backdated::check(at, last, bound_secs)?;
+    mark.received_at = received.to_owned();
+    mark.last_upload_at = Some(last.to_owned());
+    Some(mark)
 }
 
 pub fn router(state: TerminalState) -> Router {
@@ -250,6 +338,15 @@ async fn attlog(state: &TerminalState, sn: &str, body: &[u8]) -> Response {
     let text = decode(body);
     let box_now = chrono::Utc::now();
     let box_time = state.clock.now_rfc3339();
+    let owned_sn = sn.to_owned();
+    let last_upload = match on_uploads(&state.uploads, move |u| u.last(&owned_sn)).await {
+        Ok(last) => last,
+        Err(e) => {
+            tracing::warn!(%sn, error = %e, "the terminal's previous upload could not be read; its records are not checked for back-dating this time");
+            None
+        }
+    };
+    let mut backdated = 0;
     let mut keyed = Vec::new();
     let mut refused = 0;
     for record in parse_attlog(&text) {
@@ -276,9 +373,20 @@ async fn attlog(state: &TerminalState, sn: &str, body: &[u8]) -> Response {
         }
         let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false);
         match EventDraft::new("punch", &at, &body) {
-            Ok(draft) => keyed.push(Keyed {
+            Ok(mut draft) => keyed.push(Keyed {
                 key: Some(format!("zk:{sn}:{}:{}:{}", r.pin, r.time, r.status)),
-                draft,
+                draft: {
+                    if let Some(mark) = terminal_backdated(
+                        &at,
+                        &box_time,
+                        last_upload.as_deref(),
+                        state.punch_bound_secs,
+                    ) {
+                        backdated += 1;
+                        draft.mark_backdated(mark);
+                    }
+                    draft
+                },
             }),
             Err(e) => {
                 refused += 1;
@@ -290,7 +398,11 @@ async fn attlog(state: &TerminalState, sn: &str, body: &[u8]) -> Response {
     match state.outbox.append_keyed(keyed).await {
         Ok(done) => {
             let new = done.iter().filter(|a| a.is_some()).count();
-            tracing::info!(%sn, new, repeated = taken - new, refused, "attendance upload recorded");
+            tracing::info!(%sn, new, repeated = taken - new, refused, backdated, "attendance upload recorded");
+            let (owned_sn, at) = (sn.to_owned(), box_time.clone());
+            if let Err(e) = on_uploads(&state.uploads, move |u| u.record(&owned_sn, &at)).await {
+                tracing::warn!(%sn, error = %e, "the terminal's upload time could not be kept");
+            }
             format!("OK: {}\n", taken + refused).into_response()
         }
         // Not recorded: an error makes the terminal send the same records again later.
@@ -334,6 +446,46 @@ mod tests {
         );
         assert!(got[3].as_ref().unwrap_err().contains("PIN"));
         assert!(got[4].as_ref().unwrap_err().contains("time"));
+    }
+
+    #[test]
+    fn terminal_records_are_judged_against_the_terminal_s_previous_upload() {
+        let received = "2026-11-23T18:00:00.000+08:00";
+        // No previous upload (a terminal new to this box): nothing to judge against.
+        assert!(terminal_backdated("2026-11-01T08:00:00+08:00", received, None, 600).is_none());
+        // A terminal back online after days uploads what it held: after its previous upload.
+        let last = Some("2026-11-20T17:00:00.000+08:00");
+        assert!(terminal_backdated("2026-11-21T08:30:00+08:00", received, last, 600).is_none());
+        // Within the bound before it: not marked.
+        assert!(terminal_backdated("2026-11-20T16:55:00+08:00", received, last, 600).is_none());
+        // A new record dated well before the previous upload: marked, with every time.
+        let mark =
+            terminal_backdated("2026-11-20T08:00:00+08:00", received, last, 600).expect("marked");
+        assert_eq!(mark.at, "2026-11-20T08:00:00+08:00");
+        assert_eq!(mark.received_at, received);
+        assert_eq!(mark.last_upload_at.as_deref(), last);
+        assert_eq!(mark.bound_secs, 600);
+    }
+
+    #[test]
+    fn upload_times_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.db");
+        let uploads = TerminalUploads::open(&path).unwrap();
+        assert_eq!(uploads.last("SN1").unwrap(), None);
+        uploads
+            .record("SN1", "2026-11-20T17:00:00.000+08:00")
+            .unwrap();
+        uploads
+            .record("SN1", "2026-11-20T18:00:00.000+08:00")
+            .unwrap();
+        drop(uploads);
+        let again = TerminalUploads::open(&path).unwrap();
+        assert_eq!(
+            again.last("SN1").unwrap().as_deref(),
+            Some("2026-11-20T18:00:00.000+08:00")
+        );
+        assert_eq!(again.last("SN2").unwrap(), None);
     }
 
     #[test]

@@ -246,6 +246,9 @@ pub async fn board(
                         ));
                     }
                     s.push_str(&punch_photo(l, p.photo.as_deref()));
+                    if let Some(m) = &p.backdated {
+                        s.push_str(&format!(" {}", html::backdated_mark(l, m)));
+                    }
                     s
                 })
                 .collect();
@@ -523,6 +526,9 @@ pub async fn staff(
                     s.push_str(l.t("（补卡）", " (make-up)"));
                 }
                 s.push_str(&punch_photo(l, p.photo.as_deref()));
+                if let Some(m) = &p.backdated {
+                    s.push_str(&format!(" {}", html::backdated_mark(l, m)));
+                }
                 s
             })
             .collect();

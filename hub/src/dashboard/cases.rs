@@ -305,8 +305,12 @@ pub async fn detail(
             .collect::<Vec<_>>()
             .join("; ");
         body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.at),
+            t.backdated
+                .as_ref()
+                .map(|m| format!(" {}", super::html::backdated_mark(l, m)))
+                .unwrap_or_default(),
             stage_name(l, &t.stage),
             esc(&t.staff_id),
             esc(&note)

@@ -129,6 +129,7 @@ input,select,button{font:inherit;padding:.2em .4em}
 .notice{background:#dafbe1;border:1px solid #1a7f37;padding:.5em 1em;border-radius:4px}
 .provisional{background:#fff8c5;border:1px solid #d4a72c;padding:.3em .8em;border-radius:4px}
 span.provisional{padding:0 .3em;font-size:.85em;white-space:nowrap}
+.backdated{background:#ffebe9;border:1px solid #cf222e;padding:0 .3em;border-radius:4px;font-size:.85em}
 .tabs a{margin-right:1em}.tabs a.on{font-weight:bold;text-decoration:none;color:#1f2328}
 @media print{header,form.filters{display:none}body{background:#fff}}
 ";
@@ -317,6 +318,38 @@ pub fn provisional_mark(l: Lang, year: i32) -> String {
         "<span class=\"provisional\" title=\"{}\">{}</span>",
         esc(&crate::oversight::calendar::provisional_note_zh(year)),
         l.t("暂", "provisional")
+    )
+}
+
+/// The mark of an event its box recorded as back-dated (issue 14, item 6), with both times: the
+/// event's own, and when the box received it (for a terminal record, also the terminal's previous
+/// upload, which it is older than).
+pub fn backdated_mark(l: Lang, m: &sunlight_protocol::Backdated) -> String {
+    let text = match (l, &m.last_upload_at) {
+        (Lang::Zh, None) => format!("倒签：记为 {}，盒子 {} 收到", m.at, m.received_at),
+        (Lang::Zh, Some(last)) => format!(
+            "倒签：记为 {}，早于考勤机上次上传 {}，盒子 {} 收到",
+            m.at, last, m.received_at
+        ),
+        (Lang::En, None) => format!(
+            "back-dated: dated {}, received by the box {}",
+            m.at, m.received_at
+        ),
+        (Lang::En, Some(last)) => format!(
+            "back-dated: dated {}, before the terminal's previous upload {}, received by the box {}",
+            m.at, last, m.received_at
+        ),
+    };
+    format!(
+        "<span class=\"backdated\" title=\"{}\">{}</span>",
+        esc(&match l {
+            Lang::Zh => format!("超过 {} 秒的倒签（事件照常计入）", m.bound_secs),
+            Lang::En => format!(
+                "earlier than received by more than {} s (counted as any other)",
+                m.bound_secs
+            ),
+        }),
+        esc(&text)
     )
 }
 

@@ -169,6 +169,10 @@ struct RosterFile {
     staff: Vec<StaffEntry>,
 }
 
+/// The shortest and longest kiosk PIN, in digits (issue 14, item 8).
+pub const MIN_PIN_DIGITS: usize = 6;
+pub const MAX_PIN_DIGITS: usize = 12;
+
 /// Parses and checks a roster file.
 pub fn parse_roster(text: &str) -> Result<Vec<StaffEntry>, String> {
     let file: RosterFile = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -187,11 +191,21 @@ pub fn parse_roster(text: &str) -> Result<Vec<StaffEntry>, String> {
             ));
         }
         if let Some(pin) = &s.pin
-            && !(4..=12).contains(&pin.len())
+            && (!(MIN_PIN_DIGITS..=MAX_PIN_DIGITS).contains(&pin.len())
+                || !pin.bytes().all(|b| b.is_ascii_digit()))
         {
             return Err(format!(
-                "{}/{}: a PIN has 4 to 12 characters",
-                s.site, s.staff_id
+                "{}/{} ({}): the kiosk PIN must be {MIN_PIN_DIGITS} to {MAX_PIN_DIGITS} digits, not {} \
+                 characters{}; give this clerk a longer PIN (a PIN of 4 digits is one of only 10,000)",
+                s.site,
+                s.staff_id,
+                s.name,
+                pin.chars().count(),
+                if pin.bytes().all(|b| b.is_ascii_digit()) {
+                    ""
+                } else {
+                    " with other signs than digits"
+                }
             ));
         }
     }
@@ -212,10 +226,11 @@ pub fn hash_pin(pin: &str) -> Result<String, String> {
 pub fn upsert_staff(conn: &Connection, staff: &[StaffEntry]) -> Result<usize, String> {
     let mut stmt = conn
         .prepare_cached(
-            "INSERT INTO staff (site, staff_id, name, unit, window, role, pin_hash, updated_ms, card_no)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+            "INSERT INTO staff (site, staff_id, name, unit, window, role, pin_hash, updated_ms, card_no, pin_digits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (site, staff_id) DO UPDATE SET name = ?3, unit = ?4, window = ?5, role = ?6,
-                 pin_hash = COALESCE(?7, pin_hash), updated_ms = ?8, card_no = COALESCE(?9, card_no)",
+                 pin_hash = COALESCE(?7, pin_hash), updated_ms = ?8, card_no = COALESCE(?9, card_no),
+                 pin_digits = CASE WHEN ?7 IS NULL THEN pin_digits ELSE ?10 END",
         )
         .map_err(|e| e.to_string())?;
     for s in staff {
@@ -229,7 +244,8 @@ pub fn upsert_staff(conn: &Connection, staff: &[StaffEntry]) -> Result<usize, St
             s.role,
             hash,
             super::now_ms(),
-            s.card_no
+            s.card_no,
+            s.pin.as_ref().map(|p| p.len() as i64)
         ])
         .map_err(|e| e.to_string())?;
     }
@@ -247,6 +263,10 @@ pub struct StaffView {
     /// The argon2 hash the box checks kiosk PINs against (for the roster sent to boxes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_hash: Option<String>,
+    /// How many digits the PIN has, known for PINs imported since the length rule; a box refuses a
+    /// roster with a PIN shorter than [`MIN_PIN_DIGITS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pin_digits: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub card_no: Option<String>,
 }
@@ -258,7 +278,7 @@ pub fn roster(
     with_hashes: bool,
 ) -> rusqlite::Result<Vec<StaffView>> {
     conn.prepare_cached(
-        "SELECT site, staff_id, name, unit, window, role, pin_hash, card_no FROM staff
+        "SELECT site, staff_id, name, unit, window, role, pin_hash, card_no, pin_digits FROM staff
          WHERE (?1 IS NULL OR site = ?1) ORDER BY site, unit, window, role, staff_id",
     )?
     .query_map([site], |r| {
@@ -270,6 +290,7 @@ pub fn roster(
             window: r.get(4)?,
             role: r.get(5)?,
             pin_hash: if with_hashes { r.get(6)? } else { None },
+            pin_digits: if with_hashes { r.get(8)? } else { None },
             card_no: if with_hashes { r.get(7)? } else { None },
         })
     })?
@@ -309,14 +330,27 @@ pub fn apply_punch(
     body: &str,
     clock_offset_ms: Option<i64>,
 ) -> rusqlite::Result<()> {
+    apply_marked_punch(conn, site, at, body, clock_offset_ms, None)
+}
+
+/// [`apply_punch`] for a punch its box may have marked back-dated: the mark is kept with it and
+/// shown beside it; the punch counts as any other.
+pub fn apply_marked_punch(
+    conn: &Connection,
+    site: &str,
+    at: &str,
+    body: &str,
+    clock_offset_ms: Option<i64>,
+    backdated: Option<&sunlight_protocol::Backdated>,
+) -> rusqlite::Result<()> {
     let (Ok(p), Some(t)) = (serde_json::from_str::<Punch>(body), local(at)) else {
         return Ok(());
     };
     let raw: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     conn.prepare_cached(
         "INSERT INTO punches (site, staff_id, day, time, at, direction, method, source, terminal_time, box_time,
-                              clock_offset_ms, flags, received_ms, photo)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                              clock_offset_ms, flags, received_ms, photo, backdated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         site,
@@ -334,7 +368,8 @@ pub fn apply_punch(
         super::now_ms(),
         p.photo
             .as_deref()
-            .filter(|s| sunlight_protocol::blob::is_sha256_hex(s))
+            .filter(|s| sunlight_protocol::blob::is_sha256_hex(s)),
+        backdated.and_then(|m| serde_json::to_string(m).ok())
     ])?;
     Ok(())
 }
@@ -660,6 +695,10 @@ pub struct PunchView {
     pub makeup: bool,
     /// The punch photo (拍照刷卡考勤), when the box took one: `/api/v1/blobs/<sha256>`.
     pub photo: Option<String>,
+    /// The box marked this punch back-dated: its own time, when the box received it (for a ZKTeco
+    /// record, the terminal's previous upload too), the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backdated: Option<sunlight_protocol::Backdated>,
 }
 
 /// What one clerk did on one day.
@@ -694,8 +733,8 @@ struct Facts {
 fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusqlite::Result<Facts> {
     let mut punches: BTreeMap<(String, NaiveDate), Vec<PunchView>> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT staff_id, day, time, direction, method, clock_offset_ms, received_ms, flags, photo FROM punches
-         WHERE site = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, time",
+        "SELECT staff_id, day, time, direction, method, clock_offset_ms, received_ms, flags, photo, backdated
+         FROM punches WHERE site = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, time",
     )?;
     let mut rows = stmt.query(params![site, from.to_string(), to.to_string()])?;
     while let Some(r) = rows.next()? {
@@ -717,6 +756,9 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
                 photo: r
                     .get::<_, Option<String>>(8)?
                     .map(|sha| format!("/api/v1/blobs/{sha}")),
+                backdated: r
+                    .get::<_, Option<String>>(9)?
+                    .and_then(|m| serde_json::from_str(&m).ok()),
             });
     }
     let mut stmt = conn.prepare_cached(
@@ -738,6 +780,7 @@ fn facts(conn: &Connection, site: &str, from: NaiveDate, to: NaiveDate) -> rusql
             flags: None,
             makeup: true,
             photo: None,
+            backdated: None,
         });
         list.sort_by(|a, b| a.time.cmp(&b.time));
     }

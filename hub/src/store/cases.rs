@@ -54,6 +54,9 @@ CREATE TRIGGER IF NOT EXISTS case_warnings_append_only BEFORE UPDATE ON case_war
 ";
 
 /// The event's own calendar day, in the offset it was recorded with (the office's local day).
+/// Where a case's timeline keeps an event's back-dated mark.
+pub const BACKDATED: &str = "backdated";
+
 pub fn day_of(at: &str) -> Option<NaiveDate> {
     chrono::DateTime::parse_from_rfc3339(at)
         .ok()
@@ -70,12 +73,33 @@ pub fn apply_event(
     sup: &Supervision,
     today: NaiveDate,
 ) -> rusqlite::Result<()> {
+    apply_marked_event(conn, site, at, body, None, sup, today)
+}
+
+/// [`apply_event`] for an event its box marked back-dated: the mark is kept with the event in the
+/// case's timeline (as `backdated` beside the body's fields; a body's own `backdated` field is never
+/// taken for one).
+pub fn apply_marked_event(
+    conn: &Connection,
+    site: &str,
+    at: &str,
+    body: &str,
+    backdated: Option<&sunlight_protocol::Backdated>,
+    sup: &Supervision,
+    today: NaiveDate,
+) -> rusqlite::Result<()> {
     let Ok(event) = serde_json::from_str::<StageEvent>(body) else {
         return Ok(());
     };
-    let Ok(body_value) = serde_json::from_str::<serde_json::Value>(body) else {
+    let Ok(mut body_value) = serde_json::from_str::<serde_json::Value>(body) else {
         return Ok(());
     };
+    if let Some(fields) = body_value.as_object_mut() {
+        fields.remove(BACKDATED);
+        if let Some(mark) = backdated.and_then(|m| serde_json::to_value(m).ok()) {
+            fields.insert(BACKDATED.to_owned(), mark);
+        }
+    }
     let existing: Option<String> = conn
         .prepare_cached("SELECT events FROM cases WHERE site = ?1 AND case_no = ?2")?
         .query_row(params![site, event.case_no], |r| r.get(0))
@@ -626,6 +650,9 @@ pub struct TimelineEntry {
     pub stage: String,
     pub staff_id: String,
     pub body: serde_json::Value,
+    /// The box marked this event back-dated: its own time, when the box received it, the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backdated: Option<sunlight_protocol::Backdated>,
 }
 
 /// A case with its whole story: stage events in event-time order, warnings, letters, ratings, work
@@ -668,11 +695,18 @@ pub fn detail(
         serde_json::from_str(&events).unwrap_or_default();
     let timeline = events
         .into_iter()
-        .map(|(at, body)| TimelineEntry {
-            at,
-            stage: body["stage"].as_str().unwrap_or("").to_owned(),
-            staff_id: body["staff_id"].as_str().unwrap_or("").to_owned(),
-            body,
+        .map(|(at, mut body)| {
+            let backdated = body
+                .as_object_mut()
+                .and_then(|f| f.remove(BACKDATED))
+                .and_then(|m| serde_json::from_value(m).ok());
+            TimelineEntry {
+                at,
+                stage: body["stage"].as_str().unwrap_or("").to_owned(),
+                staff_id: body["staff_id"].as_str().unwrap_or("").to_owned(),
+                body,
+                backdated,
+            }
         })
         .collect();
     Ok(Some(CaseDetail {

@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     reason TEXT NOT NULL, payload BLOB);
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, site TEXT, device TEXT, kind TEXT NOT NULL, detail TEXT NOT NULL);
+-- Events their box marked back-dated (issue 14, item 6): `day` is the day of the event's own time,
+-- `subject` its case number or staff number.
+CREATE TABLE IF NOT EXISTS backdated (
+    event_id INTEGER PRIMARY KEY, site TEXT NOT NULL, kind TEXT NOT NULL, at TEXT NOT NULL,
+    day TEXT NOT NULL, received_at TEXT NOT NULL, last_upload_at TEXT, bound_secs INTEGER NOT NULL,
+    subject TEXT);
+CREATE INDEX IF NOT EXISTS backdated_by_day ON backdated (site, day);
 ";
 
 /// Dead-letter payloads are kept up to this size (the reason is always kept whole).
@@ -124,6 +131,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("case_warnings", "unit", "TEXT"),
     ("case_warnings", "staff_id", "TEXT"),
     ("cases", "provisional", "INTEGER"),
+    ("punches", "backdated", "TEXT"),
+    ("staff", "pin_digits", "INTEGER"),
 ];
 
 /// What an older store fills in when a column of [`ADDED_COLUMNS`] is added: the cases' kind and
@@ -369,6 +378,42 @@ pub mod tx {
         Ok(())
     }
 
+    /// Records that the event just inserted (`event_id`) was marked back-dated by its box.
+    pub fn backdated(
+        tx: &Transaction<'_>,
+        event_id: i64,
+        site: &str,
+        e: &ReceivedEvent,
+        mark: &sunlight_protocol::Backdated,
+    ) -> rusqlite::Result<()> {
+        let body: serde_json::Value = serde_json::from_str(e.body()).unwrap_or_default();
+        let subject = body
+            .get("case_no")
+            .or_else(|| body.get("staff_id"))
+            .or_else(|| body.get("complaint_no"))
+            .or_else(|| body.get("leader_id"))
+            .and_then(|v| v.as_str());
+        let day = chrono::DateTime::parse_from_rfc3339(&e.at)
+            .map(|t| t.date_naive().to_string())
+            .unwrap_or_default();
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO backdated (event_id, site, kind, at, day, received_at, last_upload_at, bound_secs, subject)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            event_id,
+            site,
+            e.kind,
+            e.at,
+            day,
+            mark.received_at,
+            mark.last_upload_at,
+            i64::try_from(mark.bound_secs).unwrap_or(i64::MAX),
+            subject
+        ])?;
+        Ok(())
+    }
+
     pub fn advance_device(
         tx: &Transaction<'_>,
         device_id: i64,
@@ -473,6 +518,9 @@ pub struct EventView {
     pub received_at: String,
     pub clock_offset_ms: Option<i64>,
     pub body: Box<serde_json::value::RawValue>,
+    /// The box's mark of a back-dated event: its own time, when the box received it, the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backdated: Option<sunlight_protocol::Backdated>,
 }
 
 #[derive(Debug, Serialize)]
@@ -592,17 +640,20 @@ impl Reader {
                 params![f.since.unwrap_or(0), f.site, f.device, f.kind, limit],
                 |r| {
                     let canonical: Vec<u8> = r.get(8)?;
-                    let body = serde_json::from_slice::<sunlight_protocol::event::CanonicalEvent>(
-                        &canonical,
-                    )
-                    .ok()
-                    .and_then(|c| {
-                        serde_json::value::RawValue::from_string(c.body.get().to_owned()).ok()
-                    })
-                    .unwrap_or_else(|| {
-                        serde_json::value::RawValue::from_string("null".into())
-                            .expect("null is JSON")
-                    });
+                    let parsed =
+                        serde_json::from_slice::<sunlight_protocol::event::CanonicalEvent>(
+                            &canonical,
+                        )
+                        .ok();
+                    let backdated = parsed.as_ref().and_then(|c| c.backdated.clone());
+                    let body = parsed
+                        .and_then(|c| {
+                            serde_json::value::RawValue::from_string(c.body.get().to_owned()).ok()
+                        })
+                        .unwrap_or_else(|| {
+                            serde_json::value::RawValue::from_string("null".into())
+                                .expect("null is JSON")
+                        });
                     Ok(EventView {
                         id: r.get(0)?,
                         site: r.get(1)?,
@@ -613,6 +664,7 @@ impl Reader {
                         received_at: fmt_ms(r.get(6)?),
                         clock_offset_ms: r.get(7)?,
                         body,
+                        backdated,
                     })
                 },
             )

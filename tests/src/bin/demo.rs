@@ -262,7 +262,8 @@ fn simulate(t: &Township, n: u64) -> Value {
             "method": "card", "source": "zkteco-1", "terminal_sn": "CDQ9190960040"}})
         }
         // One step of a case every five ticks: 受理 → 承办 → 审核 → 批准 → 办结. Every other case stalls
-        // after acceptance, and acceptances are back-dated 0–6 days, so the hub has lights and cards to show.
+        // after acceptance, and acceptances are back-dated 0–6 days, so the hub has lights and cards to show
+        // (and, from the second day back, the box's 倒签 mark on the case page and in the report).
         2 => {
             let case_idx = n / 25;
             let step = (n / 5 % 5) as usize;

@@ -1034,6 +1034,7 @@ pub(crate) mod tests {
             }),
             alarms: Alarms::new().0,
             keys,
+            backdating: Default::default(),
         });
         (router, key)
     }
