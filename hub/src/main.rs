@@ -1183,6 +1183,7 @@ async fn serve(args: RunArgs) -> Result<(), Error> {
         std::time::Duration::from_secs(60),
     )
     .map_err(|e| Error::io("starting the report summaries", e))?;
+    sunlight_hub::store::spawn_checkpointer(&path, std::time::Duration::from_secs(1))?;
     sunlight_hub::metrics::spawn_integrity_check(
         Reader::open(&path)?,
         metrics.clone(),
